@@ -1,0 +1,39 @@
+//! sockserv's server core: Python's `socketserver`, rebuilt as a strategy value and a handler factory.
+//!
+//! How the pieces fit, in socketserver's words:
+//!
+//! - A [`Server`] (BaseServer) is bound from [`ServerSettings`] — an [`Endpoint`] over one of four socket
+//!   kinds, [`SocketOptions`] made with socket2, a [`Strategy`] — and a handler factory from the
+//!   registry. The caller uses `serve_forever`, `handle_request` (serve exactly one), the [`Shutdown`]
+//!   handle (immediate, callable from any thread, a handler's included) and `server_close`.
+//! - [`Hooks`] are the overridable methods of BaseServer: `verify_request`, `handle_error`,
+//!   `handle_timeout`, `service_actions`. The defaults accept everyone and log errors.
+//! - The strategy (sync, threading, forking) decides where each request runs; handlers never know.
+//! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
+//!   problem with its place) into [`ServerSettings`] and a factory per server.
+//!
+//! `unsafe` is confined to the fork code in `strategy::forking`, each block with a SAFETY note.
+
+// pub mod config;
+mod endpoint;
+// mod error;
+// mod hooks;
+mod registry;
+// mod request;
+// mod server;
+mod settings;
+// mod shutdown;
+// mod strategy;
+// mod transport;
+
+pub use endpoint::{Endpoint, EndpointError, SocketKind};
+// pub use error::ServerError;
+// pub use hooks::{DefaultHooks, Hooks, RequestFailure};
+pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
+// pub use server::Server;
+pub use settings::{
+    ServerSettings, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_PACKET_SIZE, DEFAULT_REQUEST_QUEUE_SIZE,
+};
+// pub use shutdown::Shutdown;
+// pub use strategy::is_single_threaded;

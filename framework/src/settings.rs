@@ -1,0 +1,136 @@
+//! The validated settings of one server: what the config produces and what `Server::bind` consumes.
+//! Defaults keep socketserver's names and values where it has them.
+
+use std::time::Duration;
+
+use crate::Endpoint;
+
+/// socketserver's `request_queue_size`: the listen backlog.
+pub const DEFAULT_REQUEST_QUEUE_SIZE: i32 = 5;
+/// socketserver's `max_packet_size` for datagram servers.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
+/// socketserver's ForkingMixIn `max_children`.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
+/// Socket options, each a config key. Options that do not apply to a socket kind are ignored for it
+/// (nodelay on UDP, v6only on IPv4), and the config check says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// `SO_REUSEADDR`; on by default, like Twisted (socketserver's `allow_reuse_address`).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT`; opt-in (socketserver's `allow_reuse_port`).
+    pub reuse_port: bool,
+    /// `TCP_NODELAY` on accepted TCP connections; `None` keeps the system default.
+    pub nodelay: Option<bool>,
+    /// `SO_RCVBUF` in bytes; `None` keeps the system default.
+    pub recv_buffer_size: Option<usize>,
+    /// `SO_SNDBUF` in bytes; `None` keeps the system default.
+    pub send_buffer_size: Option<usize>,
+    /// The listen backlog of stream sockets.
+    pub request_queue_size: i32,
+    /// `IPV6_V6ONLY` on IPv6 sockets; `None` keeps the system default.
+    pub v6only: Option<bool>,
+    /// Permission bits of a Unix socket file (e.g. `0o660`); `None` leaves the umask's choice.
+    pub unix_mode: Option<u32>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            reuse_address: true,
+            reuse_port: false,
+            nodelay: None,
+            recv_buffer_size: None,
+            send_buffer_size: None,
+            request_queue_size: DEFAULT_REQUEST_QUEUE_SIZE,
+            v6only: None,
+            unix_mode: None,
+        }
+    }
+}
+
+/// The strategy kinds, as named in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrategyKind {
+    Sync,
+    Threading,
+    Forking,
+}
+
+impl StrategyKind {
+    pub const ALL: [StrategyKind; 3] = [
+        StrategyKind::Sync,
+        StrategyKind::Threading,
+        StrategyKind::Forking,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Sync => "sync",
+            StrategyKind::Threading => "threading",
+            StrategyKind::Forking => "forking",
+        }
+    }
+
+    /// The kind with this config name.
+    pub fn from_name(name: &str) -> Option<StrategyKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a server runs its requests (socketserver's mixins, as a value the server holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// One request at a time, in the serving thread.
+    Sync,
+    /// A thread per request; with `max_threads`, the server stops accepting while that many run.
+    Threading { max_threads: Option<usize> },
+    /// A process per request, at most `max_children` at once; the serving process must be
+    /// single-threaded (it refuses to fork otherwise).
+    Forking { max_children: usize },
+}
+
+impl Strategy {
+    pub fn kind(&self) -> StrategyKind {
+        match self {
+            Strategy::Sync => StrategyKind::Sync,
+            Strategy::Threading { .. } => StrategyKind::Threading,
+            Strategy::Forking { .. } => StrategyKind::Forking,
+        }
+    }
+}
+
+/// Everything about one server but its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// The server's name, used in logs and by handlers.
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub strategy: Strategy,
+    pub socket: SocketOptions,
+    /// The largest datagram a datagram server accepts; larger ones are reported and dropped.
+    pub max_packet_size: usize,
+    /// socketserver's `timeout`: how long `handle_request` waits, and how often `serve_forever` calls
+    /// `handle_timeout` while idle. `None`: wait for ever.
+    pub timeout: Option<Duration>,
+}
+
+impl ServerSettings {
+    /// Settings with every default, for a server named `name` on `endpoint`.
+    pub fn new(name: impl Into<String>, endpoint: Endpoint) -> Self {
+        ServerSettings {
+            name: name.into(),
+            endpoint,
+            strategy: Strategy::Threading { max_threads: None },
+            socket: SocketOptions::default(),
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            timeout: None,
+        }
+    }
+}

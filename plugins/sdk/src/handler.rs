@@ -1,0 +1,117 @@
+//! The request handler trait, the request a handler sees, and the factory that makes handlers.
+
+use std::fmt;
+use std::io::{self, BufRead, Write};
+
+use crate::Address;
+
+/// What a handler hook returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// Why a handler gave up on its request. The server reports it through `handle_error` (one log line
+/// with the server name and the peer), closes that request, and goes on serving.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// Reading from or writing to the peer failed.
+    Io(io::Error),
+    /// The peer broke the protocol; the text says how.
+    Protocol(String),
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::Io(err) => write!(f, "i/o error: {err}"),
+            HandlerError::Protocol(msg) => write!(f, "protocol error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for HandlerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandlerError::Io(err) => Some(err),
+            HandlerError::Protocol(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for HandlerError {
+    fn from(err: io::Error) -> Self {
+        HandlerError::Io(err)
+    }
+}
+
+/// Whether a request is a connection or a single datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A connection on a TCP or Unix stream socket: `rfile` reads until the peer closes.
+    Stream,
+    /// One datagram on a UDP or Unix datagram socket: `rfile` reads the packet, and whatever the handler
+    /// writes to `wfile` goes back to the sender as one datagram (sent only if the handler wrote).
+    Datagram,
+}
+
+/// The server a request arrived at, as its handlers see it.
+pub trait ServerContext: Send + Sync {
+    /// The server's name from the config.
+    fn server_name(&self) -> &str;
+    /// Ask the server to stop serving. Returns at once, from any thread, a handler's included; the
+    /// accept loop wakes immediately and requests in flight are drained.
+    fn shutdown(&self);
+}
+
+/// One request, as a handler sees it.
+pub struct Request<'a> {
+    /// Connection or datagram.
+    pub kind: RequestKind,
+    /// Buffered reader over the connection, or over the datagram (socketserver's `rfile`).
+    pub rfile: &'a mut dyn BufRead,
+    /// Writer to the peer (socketserver's `wfile`). On streams it is unbuffered, like socketserver's
+    /// default `wbufsize = 0`: each write goes out before the handler reads again.
+    pub wfile: &'a mut dyn Write,
+    /// The peer's address (socketserver's `client_address`).
+    pub peer: &'a Address,
+    /// The address the server is bound to.
+    pub local: &'a Address,
+    /// The datagram, on datagram sockets; `None` on streams.
+    pub packet: Option<&'a [u8]>,
+    /// The server this request arrived at.
+    pub server: &'a dyn ServerContext,
+}
+
+/// A request handler: socketserver's BaseRequestHandler.
+///
+/// The server calls, in order: `setup`, `handle`, `finish`. `finish` runs even when `handle` returns an
+/// error or panics; if `setup` fails, neither `handle` nor `finish` runs. Override `handle`; override
+/// `setup` and `finish` when the handler has per-request state to prepare or release.
+pub trait RequestHandler: Send {
+    /// Prepare for the request. Default: nothing.
+    fn setup(&mut self, _req: &mut Request<'_>) -> HandlerResult {
+        Ok(())
+    }
+
+    /// Serve the request.
+    fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult;
+
+    /// Clean up after the request. Default: nothing.
+    fn finish(&mut self, _req: &mut Request<'_>) -> HandlerResult {
+        Ok(())
+    }
+}
+
+/// Makes one handler per request. Built from a handler's options once, when the config is validated,
+/// and shared by every request of that server.
+pub trait HandlerFactory: Send + Sync {
+    /// A fresh handler for one request.
+    fn new_handler(&self) -> Box<dyn RequestHandler>;
+}
+
+impl<F> HandlerFactory for F
+where
+    F: Fn() -> Box<dyn RequestHandler> + Send + Sync,
+{
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        self()
+    }
+}
