@@ -12,28 +12,34 @@
 //! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!
-//! `unsafe` is confined to the fork code in `strategy::forking`, each block with a SAFETY note.
+//! [`ServerProcess`] runs a forking server in a process of its own, forked while this one still has
+//! a single thread, so forking and threading servers can run side by side (DESIGN.md decision 3).
+//!
+//! `unsafe` is confined to the fork code (`strategy::forking`, `process`), each block with a SAFETY
+//! note.
 
-// pub mod config;
+pub mod config;
 mod endpoint;
-// mod error;
-// mod hooks;
+mod error;
+mod hooks;
+mod process;
 mod registry;
-// mod request;
-// mod server;
+mod request;
+mod server;
 mod settings;
-// mod shutdown;
-// mod strategy;
-// mod transport;
+mod shutdown;
+mod strategy;
+mod transport;
 
 pub use endpoint::{Endpoint, EndpointError, SocketKind};
-// pub use error::ServerError;
-// pub use hooks::{DefaultHooks, Hooks, RequestFailure};
+pub use error::ServerError;
+pub use hooks::{DefaultHooks, Hooks, RequestFailure};
+pub use process::ServerProcess;
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
-// pub use server::Server;
+pub use server::Server;
 pub use settings::{
     ServerSettings, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_PACKET_SIZE, DEFAULT_REQUEST_QUEUE_SIZE,
 };
-// pub use shutdown::Shutdown;
-// pub use strategy::is_single_threaded;
+pub use shutdown::Shutdown;
+pub use strategy::is_single_threaded;

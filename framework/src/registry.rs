@@ -25,10 +25,8 @@ pub struct HandlerOptions<'a> {
 }
 
 /// Builds a handler factory from the server's options, or says what is wrong with them.
-pub type BuildFn = dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String>
-    + Send
-    + Sync
-    + 'static;
+pub type BuildFn =
+    dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> + Send + Sync + 'static;
 
 /// One handler a config can name.
 pub struct HandlerEntry {

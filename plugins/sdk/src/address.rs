@@ -45,7 +45,10 @@ mod tests {
         let v6: SocketAddr = "[::1]:5000".parse().unwrap();
         assert_eq!(Address::Inet(v4).to_string(), "127.0.0.1:5000");
         assert_eq!(Address::Inet(v6).to_string(), "[::1]:5000");
-        assert_eq!(Address::Unix("/tmp/x.sock".into()).to_string(), "/tmp/x.sock");
+        assert_eq!(
+            Address::Unix("/tmp/x.sock".into()).to_string(),
+            "/tmp/x.sock"
+        );
         assert_eq!(Address::UnixUnnamed.to_string(), "unix:unnamed");
     }
 }

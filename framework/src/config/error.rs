@@ -1,0 +1,281 @@
+//! What can be wrong with a config, and where. Phase 2 collects every problem rather than stopping at
+//! the first, so the error type is a list ([`ConfigErrors`]) of typed problems ([`ConfigError`]), each
+//! naming its place (`FILE:LINE:COL`) where the parser knows it and the server it belongs to. Tests and
+//! the binary match on [`ConfigErrorKind`]; users read the `Display` lines.
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::{EndpointError, SocketKind, StrategyKind};
+
+/// Where in a config file a problem is; line and column are 1-based, the column counts characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// Every problem found in one config, in file order. Displays one problem per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One problem: what ([`ConfigErrorKind`]), where, and in which server.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub place: Option<Place>,
+    /// The `name` of the `[[server]]` the problem is in, when it is in one.
+    pub server: Option<String>,
+    pub kind: ConfigErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(place) = &self.place {
+            write!(f, "{place}: ")?;
+        }
+        if let Some(server) = &self.server {
+            write!(f, "server {server:?}: ")?;
+        }
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ConfigErrorKind::Io { error, .. } => Some(error),
+            ConfigErrorKind::BadEndpoint(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of problem, one variant per check.
+#[derive(Debug)]
+pub enum ConfigErrorKind {
+    /// The file could not be read.
+    Io { path: String, error: std::io::Error },
+    /// Phase 1: TOML syntax, an unknown key, a missing key or a wrong type; the parser's message.
+    Toml { message: String },
+    /// The file has no `[[server]]` table.
+    NoServers,
+    /// Two servers share a name; `first_line` is where the name was first used.
+    DuplicateName { name: String, first_line: usize },
+    /// Two servers would bind the same endpoint (port 0 excepted: the system picks a free port).
+    DuplicateListen { endpoint: String, other: String },
+    /// `listen` is not an endpoint string.
+    BadEndpoint(EndpointError),
+    /// `strategy` is not sync, threading or forking.
+    UnknownStrategy { name: String },
+    /// `handler` names nothing in the registry; `known` lists what it holds.
+    UnknownHandler { name: String, known: Vec<String> },
+    /// The handler cannot serve this socket kind.
+    UnsupportedSocketKind {
+        handler: String,
+        kind: SocketKind,
+        supported: Vec<SocketKind>,
+    },
+    /// The handler cannot run under this strategy; `note` is the handler's reason, if it gave one.
+    UnsupportedStrategy {
+        handler: String,
+        strategy: StrategyKind,
+        supported: Vec<StrategyKind>,
+        note: Option<String>,
+    },
+    /// The handler's build function refused `[server.options]`; `message` is its reason.
+    HandlerOptions { handler: String, message: String },
+    /// A strategy setting under another strategy (`max_threads` with forking, say).
+    WrongStrategy {
+        key: &'static str,
+        needs: StrategyKind,
+        strategy: StrategyKind,
+    },
+    /// A socket option that means nothing for this endpoint (`unix_mode` on TCP, `v6only` on IPv4).
+    NotForEndpoint {
+        key: &'static str,
+        endpoint: String,
+        applies_to: &'static str,
+    },
+    /// A value out of range or malformed (a zero size, a negative timeout, a non-octal mode).
+    BadValue { key: &'static str, message: String },
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigErrorKind::*;
+        match self {
+            Io { path, error } => write!(f, "{path}: cannot read the config file: {error}"),
+            Toml { message } => f.write_str(message.trim_end()),
+            NoServers => f.write_str("no [[server]] table: a config needs at least one server"),
+            DuplicateName { name, first_line } => {
+                write!(f, "server name {name:?} is already used on line {first_line}")
+            }
+            DuplicateListen { endpoint, other } => {
+                write!(f, "{endpoint} is already the endpoint of server {other:?}")
+            }
+            BadEndpoint(error) => write!(f, "listen: {error}"),
+            UnknownStrategy { name } => write!(
+                f,
+                "unknown strategy {name:?}: expected {}",
+                list(&StrategyKind::ALL)
+            ),
+            UnknownHandler { name, known } => unknown_handler(f, name, known),
+            UnsupportedSocketKind {
+                handler,
+                kind,
+                supported,
+            } => write!(
+                f,
+                "handler {handler:?} does not serve {kind} endpoints (it serves {})",
+                list(supported)
+            ),
+            UnsupportedStrategy {
+                handler,
+                strategy,
+                supported,
+                note,
+            } => {
+                write!(f, "handler {handler:?} cannot run under the {strategy} strategy")?;
+                if let Some(note) = note {
+                    write!(f, ": {note}")?;
+                }
+                write!(f, " (use {})", list(supported))
+            }
+            HandlerOptions { handler, message } => {
+                write!(f, "options of handler {handler:?}: {message}")
+            }
+            WrongStrategy {
+                key,
+                needs,
+                strategy,
+            } => write!(
+                f,
+                "{key} applies only to the {needs} strategy, but this server's strategy is {strategy}"
+            ),
+            NotForEndpoint {
+                key,
+                endpoint,
+                applies_to,
+            } => write!(f, "{key} applies only to {applies_to}, not to {endpoint}"),
+            BadValue { key, message } => write!(f, "{key}: {message}"),
+        }
+    }
+}
+
+fn unknown_handler(f: &mut fmt::Formatter<'_>, name: &str, known: &[String]) -> fmt::Result {
+    if known.is_empty() {
+        write!(f, "unknown handler {name:?}: no handlers are registered")
+    } else {
+        write!(f, "unknown handler {name:?}: expected {}", list(known))
+    }
+}
+
+/// `a, b or c`.
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    let names: Vec<String> = items.iter().map(|item| item.to_string()).collect();
+    match names.split_last() {
+        None => "nothing".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Turns the byte spans the TOML parser reports into [`Place`]s in one file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// The place where `span` starts.
+    pub fn place(&self, span: Range<usize>) -> Place {
+        let mut offset = span.start.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Place {
+            file: self.file.to_string(),
+            line: before.matches('\n').count() + 1,
+            col: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// A problem at `span` (or at no place), in `server` (or in none).
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        server: Option<&str>,
+        kind: ConfigErrorKind,
+    ) -> ConfigError {
+        ConfigError {
+            place: span.map(|span| self.place(span)),
+            server: server.map(str::to_string),
+            kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_become_one_based_lines_and_columns() {
+        let source = Source {
+            file: "f.toml",
+            text: "a = 1\nbé = 2\n",
+        };
+        let at = |offset| {
+            let place = source.place(offset..offset);
+            (place.line, place.col)
+        };
+        assert_eq!(at(0), (1, 1));
+        assert_eq!(at(4), (1, 5));
+        assert_eq!(at(6), (2, 1));
+        assert_eq!(at(9), (2, 3), "columns count characters, not bytes");
+        assert_eq!(at(99), (3, 1), "past the end clamps to the end");
+    }
+
+    #[test]
+    fn displays_place_server_and_message() {
+        let error = ConfigError {
+            place: Some(Place {
+                file: "x.toml".into(),
+                line: 3,
+                col: 7,
+            }),
+            server: Some("web".into()),
+            kind: ConfigErrorKind::UnknownStrategy {
+                name: "pool".into(),
+            },
+        };
+        assert_eq!(
+            error.to_string(),
+            "x.toml:3:7: server \"web\": unknown strategy \"pool\": expected sync, threading or forking"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The TOML config: which servers to run, each on an endpoint, under a strategy, with a handler.
+//!
+//! It is read in two phases, so that a user sees every mistake in one `sockserv check`:
+//!
+//! 1. `raw`: serde structs that mirror the file (`deny_unknown_fields`). TOML syntax, unknown keys,
+//!    missing keys and wrong types stop here, as one error with the parser's message and place.
+//! 2. `validate` (with `server` and `socket`): the raw values become [`ServerSettings`] and a handler factory per
+//!    server. Every problem is collected — bad endpoints, unknown strategies and handlers, a handler
+//!    that cannot serve this socket kind or strategy, options its build function refuses, keys that
+//!    mean nothing for this endpoint or strategy, out-of-range values, duplicate names and endpoints —
+//!    each with its `FILE:LINE:COL` and server name ([`ConfigError`]).
+//!
+//! The callers: `sockserv serve` and `sockserv check` use [`load_file`], or [`load_default`] for the
+//! config embedded in the binary; tests use [`load_str`].
+//!
+//! ```toml
+//! [[server]]
+//! name = "echo-tcp"
+//! listen = "tcp://127.0.0.1:20000"
+//! handler = "echo"
+//! strategy = "threading"   # sync | threading | forking
+//! ```
+//!
+//! `config/default.toml` and `config/examples/all-options.toml` at the repository root document
+//! every key.
+
+mod error;
+mod raw;
+mod server;
+mod socket;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sockserv_plugin::HandlerFactory;
+
+use crate::{Registry, ServerSettings};
+use error::Source;
+use raw::RawFile;
+use validate::Checker;
+
+pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Place};
+
+/// `config/default.toml`: what `sockserv serve` runs when given no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+/// The [`Config::origin`] of the embedded default config.
+pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
+
+/// A validated config: every server ready to bind.
+#[derive(Debug)]
+pub struct Config {
+    pub servers: Vec<ServerConfig>,
+    /// The file's path as given, or [`EMBEDDED_ORIGIN`].
+    pub origin: String,
+}
+
+/// One `[[server]]`: its settings and the factory its handler's build function made from its options.
+pub struct ServerConfig {
+    pub settings: ServerSettings,
+    /// The handler's name, as written in the config.
+    pub handler: String,
+    pub factory: Arc<dyn HandlerFactory>,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("settings", &self.settings)
+            .field("handler", &self.handler)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and validates a config file. Relative paths in it (Unix socket paths, handler options)
+/// resolve against the file's folder.
+pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        let kind = error::ConfigErrorKind::Io {
+            path: origin.clone(),
+            error,
+        };
+        ConfigErrors(vec![ConfigError {
+            place: None,
+            server: None,
+            kind,
+        }])
+    })?;
+    let folder = path.parent().unwrap_or(Path::new(""));
+    load_str(&text, &origin, &absolute(folder), registry)
+}
+
+/// Validates the config embedded in the binary; relative paths resolve against the current folder.
+pub fn load_default(registry: &Registry) -> Result<Config, ConfigErrors> {
+    load_str(
+        DEFAULT_CONFIG,
+        EMBEDDED_ORIGIN,
+        &absolute(Path::new("")),
+        registry,
+    )
+}
+
+/// Validates config text. `origin` names it in error places; relative paths resolve against
+/// `base_dir`.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    registry: &Registry,
+) -> Result<Config, ConfigErrors> {
+    let source = Source { file: origin, text };
+    let raw: RawFile = toml::from_str(text).map_err(|error| parse_error(&source, &error))?;
+    let servers = Checker::new(source, base_dir, registry)
+        .check(&raw)
+        .map_err(ConfigErrors)?;
+    Ok(Config {
+        servers,
+        origin: origin.to_string(),
+    })
+}
+
+/// A phase 1 error: the parser's message and place, with a hint where a common mistake is behind it.
+fn parse_error(source: &Source<'_>, error: &toml::de::Error) -> ConfigErrors {
+    let mut message = error.message().trim_end().to_string();
+    if let Some(hint) = raw::hint(source.text) {
+        message = format!("{message}; {hint}");
+    }
+    let kind = ConfigErrorKind::Toml { message };
+    ConfigErrors(vec![source.error(error.span(), None, kind)])
+}
+
+/// `folder` made absolute against the current directory (kept as is if that is unknown), so socket
+/// paths stay right whatever the process's directory later becomes.
+fn absolute(folder: &Path) -> PathBuf {
+    if folder.is_absolute() {
+        return folder.to_path_buf();
+    }
+    match (std::env::current_dir(), folder.as_os_str().is_empty()) {
+        (Ok(current), true) => current,
+        (Ok(current), false) => current.join(folder),
+        (Err(_), true) => PathBuf::from("."),
+        (Err(_), false) => folder.to_path_buf(),
+    }
+}

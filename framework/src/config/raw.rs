@@ -1,0 +1,115 @@
+//! Phase 1: serde structs that mirror the file, key for key. They refuse unknown keys and wrong types
+//! (the parser's message, with its place), and keep the span of every value phase 2 checks, so a value
+//! that is well-typed but wrong still gets a `FILE:LINE:COL`. Sizes are read as signed integers so that
+//! a negative size reaches phase 2 and gets a clear message rather than a type error.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file: a list of `[[server]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub server: Vec<RawServer>,
+}
+
+/// One `[[server]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub name: Spanned<String>,
+    pub listen: Spanned<String>,
+    pub handler: Spanned<String>,
+    pub strategy: Option<Spanned<String>>,
+    pub max_threads: Option<Spanned<i64>>,
+    pub max_children: Option<Spanned<i64>>,
+    pub max_packet_size: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    pub socket: RawSocket,
+    pub options: Option<Spanned<toml::Table>>,
+}
+
+/// A `[server.socket]` table; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSocket {
+    pub reuse_address: Option<bool>,
+    pub reuse_port: Option<bool>,
+    pub nodelay: Option<Spanned<bool>>,
+    pub recv_buffer_size: Option<Spanned<i64>>,
+    pub send_buffer_size: Option<Spanned<i64>>,
+    pub request_queue_size: Option<Spanned<i64>>,
+    pub v6only: Option<Spanned<bool>>,
+    pub unix_mode: Option<Spanned<OctalMode>>,
+}
+
+/// A hint for a parse error that has a common cause the parser's message does not name.
+pub(super) fn hint(text: &str) -> Option<&'static str> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    table
+        .get("server")
+        .is_some_and(toml::Value::is_table)
+        .then_some("write [[server]], with double brackets, at the top of each server's table")
+}
+
+/// A duration in seconds, written as an integer (`2`) or a float (`2.5`); checked in phase 2.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Seconds(pub f64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecondsVisitor)
+    }
+}
+
+struct SecondsVisitor;
+
+impl Visitor<'_> for SecondsVisitor {
+    type Value = Seconds;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of seconds (an integer or a float)")
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Seconds, E> {
+        Ok(Seconds(value as f64))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Seconds, E> {
+        Ok(Seconds(value as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Seconds, E> {
+        Ok(Seconds(value))
+    }
+}
+
+/// A Unix file mode, written as an octal string (`"0660"`); TOML's own `0o660` is refused, so that a
+/// decimal `660` cannot slip through as a different mode. Checked in phase 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OctalMode(pub String);
+
+impl<'de> Deserialize<'de> for OctalMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(OctalModeVisitor)
+    }
+}
+
+struct OctalModeVisitor;
+
+impl Visitor<'_> for OctalModeVisitor {
+    type Value = OctalMode;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an octal mode in a string, such as \"0660\"")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<OctalMode, E> {
+        Ok(OctalMode(value.to_string()))
+    }
+}

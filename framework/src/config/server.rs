@@ -1,0 +1,253 @@
+//! Phase 2 for one `[[server]]` table: its strategy and the strategy's settings, its sizes and
+//! timeout, its socket options (`socket.rs`), and its handler — known, able to serve this socket kind
+//! under this strategy, and accepting its options. A bad value is reported and replaced by its default,
+//! so the checks after it still run and the user sees every problem at once.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sockserv_plugin::HandlerFactory;
+use toml::Spanned;
+
+use super::error::ConfigErrorKind;
+use super::raw::{RawServer, Seconds};
+use super::socket::DATAGRAM_ONLY;
+use super::validate::Checker;
+use super::ServerConfig;
+use crate::{
+    Endpoint, HandlerEntry, HandlerOptions, ServerSettings, Strategy, StrategyKind,
+    DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE,
+};
+
+/// The checks of one server, reporting into the file's [`Checker`].
+pub(super) struct ServerCheck<'c, 'a> {
+    checker: &'c mut Checker<'a>,
+    pub raw: &'c RawServer,
+    /// The parsed endpoint; `None` if it did not parse (already reported).
+    pub endpoint: Option<Endpoint>,
+}
+
+impl<'c, 'a> ServerCheck<'c, 'a> {
+    pub fn new(
+        checker: &'c mut Checker<'a>,
+        raw: &'c RawServer,
+        endpoint: Option<Endpoint>,
+    ) -> Self {
+        ServerCheck {
+            checker,
+            raw,
+            endpoint,
+        }
+    }
+
+    /// The server's settings and factory; `None` when something is wrong (reported).
+    pub fn run(mut self) -> Option<ServerConfig> {
+        let strategy_kind = self.strategy_kind();
+        let strategy = self.strategy(strategy_kind);
+        let socket = self.socket_options();
+        let max_packet_size = self.max_packet_size();
+        let timeout = self.timeout();
+        let factory = self.factory(strategy_kind);
+        let settings = ServerSettings {
+            name: self.raw.name.get_ref().clone(),
+            endpoint: self.endpoint?,
+            strategy,
+            socket,
+            max_packet_size,
+            timeout,
+        };
+        let handler = self.raw.handler.get_ref().clone();
+        Some(ServerConfig {
+            settings,
+            handler,
+            factory: factory?,
+        })
+    }
+
+    /// Records a problem of this server at `span`.
+    pub fn report(&mut self, span: Range<usize>, kind: ConfigErrorKind) {
+        self.checker.report(span, self.raw.name.get_ref(), kind);
+    }
+
+    /// The strategy's kind (threading when not given); `None` when unknown.
+    fn strategy_kind(&mut self) -> Option<StrategyKind> {
+        let Some(written) = &self.raw.strategy else {
+            return Some(StrategyKind::Threading);
+        };
+        let kind = StrategyKind::from_name(written.get_ref());
+        if kind.is_none() {
+            let name = written.get_ref().clone();
+            self.report(written.span(), ConfigErrorKind::UnknownStrategy { name });
+        }
+        kind
+    }
+
+    /// The strategy with its settings; `max_threads` and `max_children` only under their own.
+    fn strategy(&mut self, kind: Option<StrategyKind>) -> Strategy {
+        let raw = self.raw;
+        let max_threads = raw.max_threads.as_ref();
+        let max_threads =
+            self.only_under(max_threads, "max_threads", StrategyKind::Threading, kind);
+        let max_children = raw.max_children.as_ref();
+        let max_children =
+            self.only_under(max_children, "max_children", StrategyKind::Forking, kind);
+        match kind {
+            Some(StrategyKind::Threading) => Strategy::Threading { max_threads },
+            Some(StrategyKind::Forking) => Strategy::Forking {
+                max_children: max_children.unwrap_or(DEFAULT_MAX_CHILDREN),
+            },
+            Some(StrategyKind::Sync) | None => Strategy::Sync,
+        }
+    }
+
+    /// A positive count that only means something under the `needs` strategy.
+    fn only_under(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        key: &'static str,
+        needs: StrategyKind,
+        strategy: Option<StrategyKind>,
+    ) -> Option<usize> {
+        let value = value?;
+        if let Some(strategy) = strategy.filter(|strategy| *strategy != needs) {
+            let kind = ConfigErrorKind::WrongStrategy {
+                key,
+                needs,
+                strategy,
+            };
+            self.report(value.span(), kind);
+            return None;
+        }
+        self.size(Some(value), key)
+    }
+
+    /// `max_packet_size`: datagram servers only.
+    fn max_packet_size(&mut self) -> usize {
+        let value = self.applicable(self.raw.max_packet_size.as_ref(), &DATAGRAM_ONLY);
+        let size = self.size(value.as_ref(), DATAGRAM_ONLY.key);
+        size.unwrap_or(DEFAULT_MAX_PACKET_SIZE)
+    }
+
+    /// A size in bytes or a count: greater than zero.
+    pub fn size(&mut self, value: Option<&Spanned<i64>>, key: &'static str) -> Option<usize> {
+        let value = self.positive(value, key, i64::MAX)?;
+        usize::try_from(value).ok()
+    }
+
+    /// A value in `1..=max`.
+    pub fn positive(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        key: &'static str,
+        max: i64,
+    ) -> Option<i64> {
+        let value = value?;
+        let number = *value.get_ref();
+        if (1..=max).contains(&number) {
+            return Some(number);
+        }
+        let message = if number < 1 {
+            format!("must be greater than 0, got {number}")
+        } else {
+            format!("must be at most {max}, got {number}")
+        };
+        self.report(value.span(), ConfigErrorKind::BadValue { key, message });
+        None
+    }
+
+    /// `timeout`: a positive, finite number of seconds.
+    fn timeout(&mut self) -> Option<Duration> {
+        let value = self.raw.timeout.as_ref()?;
+        let Seconds(seconds) = *value.get_ref();
+        let duration = Some(seconds)
+            .filter(|seconds| *seconds > 0.0)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        if duration.is_none() {
+            let message = format!("must be a positive number of seconds, got {seconds}");
+            let kind = ConfigErrorKind::BadValue {
+                key: "timeout",
+                message,
+            };
+            self.report(value.span(), kind);
+        }
+        duration
+    }
+
+    /// The handler's factory, after checking the handler fits this endpoint and strategy.
+    fn factory(&mut self, strategy: Option<StrategyKind>) -> Option<Arc<dyn HandlerFactory>> {
+        let (registry, handler) = (self.checker.registry, self.raw.handler.get_ref());
+        let Some(entry) = registry.get(handler) else {
+            let known = registry.names().map(str::to_string).collect();
+            let kind = ConfigErrorKind::UnknownHandler {
+                name: handler.clone(),
+                known,
+            };
+            self.report(self.raw.handler.span(), kind);
+            return None;
+        };
+        self.check_socket_kind(entry);
+        self.check_strategy(entry, strategy);
+        self.build(entry)
+    }
+
+    /// Points at `listen`.
+    fn check_socket_kind(&mut self, entry: &HandlerEntry) {
+        let kind = self.endpoint.as_ref().map(Endpoint::kind);
+        let Some(kind) = kind.filter(|kind| !entry.socket_kinds.contains(kind)) else {
+            return;
+        };
+        let kind = ConfigErrorKind::UnsupportedSocketKind {
+            handler: entry.name.clone(),
+            kind,
+            supported: entry.socket_kinds.clone(),
+        };
+        self.report(self.raw.listen.span(), kind);
+    }
+
+    /// Points at `strategy`, or at `handler` when the strategy is the default.
+    fn check_strategy(&mut self, entry: &HandlerEntry, strategy: Option<StrategyKind>) {
+        let Some(strategy) = strategy.filter(|strategy| !entry.strategies.contains(strategy))
+        else {
+            return;
+        };
+        let span = self
+            .raw
+            .strategy
+            .as_ref()
+            .unwrap_or(&self.raw.handler)
+            .span();
+        let kind = ConfigErrorKind::UnsupportedStrategy {
+            handler: entry.name.clone(),
+            strategy,
+            supported: entry.strategies.clone(),
+            note: entry.strategy_note.clone(),
+        };
+        self.report(span, kind);
+    }
+
+    /// Hands `[server.options]` (or an empty table) to the handler's build function; a refusal
+    /// points at the options table, or at `handler` when there is none.
+    fn build(&mut self, entry: &HandlerEntry) -> Option<Arc<dyn HandlerFactory>> {
+        let (raw, empty) = (self.raw, toml::Table::new());
+        let options = HandlerOptions {
+            table: raw.options.as_ref().map_or(&empty, |table| table.get_ref()),
+            base_dir: self.checker.base_dir,
+            server: raw.name.get_ref(),
+        };
+        let message = match (entry.build)(&options) {
+            Ok(factory) => return Some(factory),
+            Err(message) => message,
+        };
+        let span = raw
+            .options
+            .as_ref()
+            .map_or(raw.handler.span(), Spanned::span);
+        let kind = ConfigErrorKind::HandlerOptions {
+            handler: entry.name.clone(),
+            message,
+        };
+        self.report(span, kind);
+        None
+    }
+}

@@ -1,0 +1,148 @@
+//! Phase 2 for `[server.socket]` (and the other keys that only some endpoints understand): each option
+//! becomes its [`SocketOptions`] field, and an option written for an endpoint it means nothing to —
+//! `nodelay` on UDP, `v6only` on IPv4, `unix_mode` on TCP — is refused rather than silently ignored,
+//! so what the file says is what the socket gets.
+
+use toml::Spanned;
+
+use super::error::ConfigErrorKind;
+use super::raw::OctalMode;
+use super::server::ServerCheck;
+use crate::{Endpoint, SocketKind, SocketOptions};
+
+/// The highest permission bits a Unix socket file can have (setuid, setgid, sticky, rwx ×3).
+const MAX_UNIX_MODE: u32 = 0o7777;
+
+/// Which endpoints a key means something for.
+pub(super) struct Rule {
+    pub key: &'static str,
+    applies_to: &'static str,
+    test: fn(&Endpoint) -> bool,
+}
+
+const NODELAY: Rule = Rule {
+    key: "socket.nodelay",
+    applies_to: "tcp endpoints",
+    test: |endpoint| endpoint.kind() == SocketKind::Tcp,
+};
+
+const V6ONLY: Rule = Rule {
+    key: "socket.v6only",
+    applies_to: "IPv6 addresses",
+    test: |endpoint| endpoint.inet().is_some_and(|addr| addr.is_ipv6()),
+};
+
+const UNIX_MODE: Rule = Rule {
+    key: "socket.unix_mode",
+    applies_to: "unix and unix-dgram endpoints",
+    test: |endpoint| endpoint.path().is_some(),
+};
+
+/// The listen backlog exists only on stream sockets.
+const STREAM_ONLY: Rule = Rule {
+    key: "socket.request_queue_size",
+    applies_to: "stream (tcp and unix) endpoints",
+    test: |endpoint| endpoint.kind().is_stream(),
+};
+
+/// A packet size limit exists only on datagram sockets.
+pub(super) const DATAGRAM_ONLY: Rule = Rule {
+    key: "max_packet_size",
+    applies_to: "datagram (udp and unix-dgram) endpoints",
+    test: |endpoint| !endpoint.kind().is_stream(),
+};
+
+impl ServerCheck<'_, '_> {
+    /// The socket options, defaults where the file says nothing or something wrong.
+    pub(super) fn socket_options(&mut self) -> SocketOptions {
+        let (raw, defaults) = (&self.raw.socket, SocketOptions::default());
+        let queue = self.applicable(raw.request_queue_size.as_ref(), &STREAM_ONLY);
+        let queue = self.positive(queue.as_ref(), STREAM_ONLY.key, i32::MAX.into());
+        let nodelay = self.applicable(raw.nodelay.as_ref(), &NODELAY);
+        let v6only = self.applicable(raw.v6only.as_ref(), &V6ONLY);
+        SocketOptions {
+            reuse_address: raw.reuse_address.unwrap_or(defaults.reuse_address),
+            reuse_port: raw.reuse_port.unwrap_or(defaults.reuse_port),
+            nodelay: nodelay.map(Spanned::into_inner),
+            recv_buffer_size: self.size(raw.recv_buffer_size.as_ref(), "socket.recv_buffer_size"),
+            send_buffer_size: self.size(raw.send_buffer_size.as_ref(), "socket.send_buffer_size"),
+            request_queue_size: queue.map_or(defaults.request_queue_size, |queue| queue as i32),
+            v6only: v6only.map(Spanned::into_inner),
+            unix_mode: self.unix_mode(),
+        }
+    }
+
+    /// The value, unless `rule` says it means nothing for this endpoint (then reported). An endpoint
+    /// that did not parse lets every value through: its own error is reported already.
+    pub(super) fn applicable<T: Clone>(
+        &mut self,
+        value: Option<&Spanned<T>>,
+        rule: &Rule,
+    ) -> Option<Spanned<T>> {
+        let value = value?;
+        let endpoint = self.endpoint.as_ref();
+        if let Some(endpoint) = endpoint.filter(|endpoint| !(rule.test)(endpoint)) {
+            let kind = ConfigErrorKind::NotForEndpoint {
+                key: rule.key,
+                endpoint: endpoint.to_string(),
+                applies_to: rule.applies_to,
+            };
+            self.report(value.span(), kind);
+            return None;
+        }
+        Some(value.clone())
+    }
+
+    /// `unix_mode`: an octal string (`"0660"`, `"660"` or `"0o660"`), Unix endpoints only.
+    fn unix_mode(&mut self) -> Option<u32> {
+        let value = self.applicable(self.raw.socket.unix_mode.as_ref(), &UNIX_MODE)?;
+        let OctalMode(text) = value.get_ref();
+        let mode = parse_mode(text);
+        if mode.is_none() {
+            let message = format!(
+                "{text:?} is not an octal file mode such as \"0660\" (at most \"{MAX_UNIX_MODE:o}\")"
+            );
+            let kind = ConfigErrorKind::BadValue {
+                key: UNIX_MODE.key,
+                message,
+            };
+            self.report(value.span(), kind);
+        }
+        mode
+    }
+}
+
+/// Octal permission bits, with or without a `0o` prefix.
+fn parse_mode(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= MAX_UNIX_MODE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mode;
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0660"), Some(0o660));
+        assert_eq!(parse_mode("660"), Some(0o660));
+        assert_eq!(parse_mode("0o1777"), Some(0o1777));
+        for bad in [
+            "",
+            "0o",
+            "0x1f",
+            "0680",
+            "+660",
+            "-660",
+            "17777",
+            "rw-rw----",
+        ] {
+            assert_eq!(parse_mode(bad), None, "{bad:?}");
+        }
+    }
+}

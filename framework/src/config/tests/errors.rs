@@ -1,0 +1,383 @@
+//! Bad configs: one test per kind of problem, each checking the kind, the place and the server, and
+//! one config with several problems to show they are all reported, in file order.
+
+use super::*;
+
+// --- phase 1: the parser's errors -----------------------------------------------------------------
+
+#[test]
+fn syntax_errors_have_the_parsers_place() {
+    let text = "[[server]]\nname = \"s\nlisten = \"tcp://127.0.0.1:1\"\n";
+    let error = one_error(text);
+    assert!(
+        matches!(error.kind, ConfigErrorKind::Toml { .. }),
+        "{error:?}"
+    );
+    assert_eq!(line_col(&error).0, 2);
+    assert!(error.server.is_none());
+}
+
+#[test]
+fn unknown_keys_are_refused_where_they_are() {
+    let text = server("tcp://127.0.0.1:1", "echo", "max_thread = 4\n");
+    let error = one_error(&text);
+    assert!(
+        matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("max_thread"))
+    );
+    assert_eq!(line_col(&error), (5, 1));
+
+    let text = server(
+        "tcp://127.0.0.1:1",
+        "echo",
+        "[server.socket]\nno_delay = true\n",
+    );
+    let error = one_error(&text);
+    assert_eq!(line_col(&error), position(&text, "no_delay"));
+    assert!(matches!(
+        one_error("[[servers]]\n").kind,
+        ConfigErrorKind::Toml { .. }
+    ));
+}
+
+#[test]
+fn a_single_bracket_server_table_gets_a_hint() {
+    let error =
+        one_error("[server]\nname = \"s\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n");
+    assert!(
+        error
+            .to_string()
+            .ends_with("write [[server]], with double brackets, at the top of each server's table"),
+        "{error}"
+    );
+    assert_eq!(line_col(&error), (1, 1));
+}
+
+#[test]
+fn wrong_types_and_missing_keys_are_parse_errors() {
+    let text = server("tcp://127.0.0.1:1", "echo", "max_threads = \"many\"\n");
+    let error = one_error(&text);
+    assert!(matches!(error.kind, ConfigErrorKind::Toml { .. }));
+    assert_eq!(line_col(&error), position(&text, "\"many\""));
+
+    let text = server("tcp://127.0.0.1:1", "echo", "timeout = \"2s\"\n");
+    let error = one_error(&text);
+    assert!(error.to_string().contains("a number of seconds"), "{error}");
+
+    let text = server("unix:///x", "echo", "[server.socket]\nunix_mode = 0o660\n");
+    let error = one_error(&text);
+    assert!(
+        error
+            .to_string()
+            .contains("expected an octal mode in a string"),
+        "{error}"
+    );
+
+    let error = one_error("[[server]]\nname = \"s\"\nhandler = \"echo\"\n");
+    assert!(matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("listen")));
+    assert!(error.place.is_some());
+}
+
+// --- phase 2: one kind per check ------------------------------------------------------------------
+
+#[test]
+fn a_file_without_servers_is_refused() {
+    for text in ["", "# nothing here\n"] {
+        let error = one_error(text);
+        assert!(matches!(error.kind, ConfigErrorKind::NoServers));
+        assert_eq!(line_col(&error), (1, 1));
+    }
+}
+
+#[test]
+fn bad_endpoints_point_at_listen() {
+    let text = server("tcp://localhost:80", "echo", "");
+    let error = one_error(&text);
+    let bad_address = crate::EndpointError::BadAddress {
+        endpoint: String::new(),
+        reason: String::new(),
+    };
+    assert!(
+        matches!(&error.kind, ConfigErrorKind::BadEndpoint(e) if std::mem::discriminant(e) == std::mem::discriminant(&bad_address))
+    );
+    assert_eq!(line_col(&error), (3, 10));
+    assert_eq!(error.server.as_deref(), Some("s"));
+    assert!(error
+        .to_string()
+        .starts_with("test.toml:3:10: server \"s\": listen: endpoint"));
+}
+
+#[test]
+fn unknown_strategies_and_handlers_are_named() {
+    let text = server("tcp://127.0.0.1:1", "ehco", "strategy = \"pool\"\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        matches!(&errors[0].kind, ConfigErrorKind::UnknownHandler { name, known }
+        if name == "ehco" && known == &["echo", "timestamp", "chat"])
+    );
+    assert_eq!(line_col(&errors[0]), (4, 11));
+    assert!(matches!(&errors[1].kind, ConfigErrorKind::UnknownStrategy { name } if name == "pool"));
+    assert_eq!(line_col(&errors[1]), (5, 12));
+    assert!(errors[0]
+        .to_string()
+        .ends_with("expected echo, timestamp or chat"));
+}
+
+#[test]
+fn duplicate_names_and_endpoints_are_refused() {
+    let mut text = server("tcp://127.0.0.1:1", "echo", "");
+    text += "\n[[server]]\nname = \"s\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n";
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        matches!(&errors[0].kind, ConfigErrorKind::DuplicateName { name, first_line: 2 } if name == "s")
+    );
+    assert_eq!(line_col(&errors[0]), (7, 8));
+    assert!(
+        matches!(&errors[1].kind, ConfigErrorKind::DuplicateListen { other, .. } if other == "s")
+    );
+    assert_eq!(line_col(&errors[1]), (8, 10));
+}
+
+#[test]
+fn a_unix_stream_and_datagram_socket_cannot_share_a_file() {
+    let mut text = server("unix:///tmp/x.sock", "echo", "");
+    text += "[[server]]\nname = \"d\"\nlisten = \"unix-dgram:///tmp/x.sock\"\nhandler = \"echo\"\n";
+    let error = one_error(&text);
+    assert!(matches!(
+        error.kind,
+        ConfigErrorKind::DuplicateListen { .. }
+    ));
+    assert_eq!(error.server.as_deref(), Some("d"));
+}
+
+#[test]
+fn a_handler_refuses_socket_kinds_and_strategies_it_cannot_serve() {
+    let error = one_error(&server("udp://127.0.0.1:1", "chat", ""));
+    assert!(
+        matches!(&error.kind, ConfigErrorKind::UnsupportedSocketKind { handler, kind: SocketKind::Udp, .. } if handler == "chat")
+    );
+    assert_eq!(line_col(&error), (3, 10));
+
+    let text = server("tcp://127.0.0.1:1", "chat", "strategy = \"forking\"\n");
+    let error = one_error(&text);
+    assert!(matches!(
+        &error.kind,
+        ConfigErrorKind::UnsupportedStrategy {
+            strategy: StrategyKind::Forking,
+            note: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(line_col(&error), (5, 12));
+    assert!(error.to_string().ends_with(
+        "handler \"chat\" cannot run under the forking strategy: \
+         chat needs shared memory between connections (use sync or threading)"
+    ));
+}
+
+#[test]
+fn options_the_handler_refuses_carry_its_message() {
+    let text = server(
+        "tcp://127.0.0.1:1",
+        "timestamp",
+        "[server.options]\nutc = true\nzone = \"CET\"\n",
+    );
+    let error = one_error(&text);
+    assert!(
+        matches!(&error.kind, ConfigErrorKind::HandlerOptions { handler, message }
+        if handler == "timestamp" && message.contains("\"zone\""))
+    );
+    assert_eq!(line_col(&error).0, 5, "at the options table");
+}
+
+#[test]
+fn strategy_settings_need_their_strategy() {
+    let text = server(
+        "tcp://127.0.0.1:1",
+        "echo",
+        "strategy = \"forking\"\nmax_threads = 4\n",
+    );
+    let error = one_error(&text);
+    assert!(matches!(
+        error.kind,
+        ConfigErrorKind::WrongStrategy {
+            key: "max_threads",
+            needs: StrategyKind::Threading,
+            strategy: StrategyKind::Forking
+        }
+    ));
+    assert_eq!(line_col(&error), (6, 15));
+
+    let text = server("tcp://127.0.0.1:1", "echo", "max_children = 4\n");
+    let error = one_error(&text);
+    assert!(matches!(
+        error.kind,
+        ConfigErrorKind::WrongStrategy {
+            key: "max_children",
+            strategy: StrategyKind::Threading,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn keys_that_mean_nothing_for_the_endpoint_are_refused() {
+    let cases = [
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nunix_mode = \"0660\"\n",
+            "socket.unix_mode",
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nv6only = false\n",
+            "socket.v6only",
+        ),
+        (
+            "unix:///x",
+            "[server.socket]\nv6only = true\n",
+            "socket.v6only",
+        ),
+        (
+            "udp://[::1]:1",
+            "[server.socket]\nnodelay = true\n",
+            "socket.nodelay",
+        ),
+        (
+            "udp://[::1]:1",
+            "[server.socket]\nrequest_queue_size = 9\n",
+            "socket.request_queue_size",
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "max_packet_size = 100\n",
+            "max_packet_size",
+        ),
+    ];
+    for (listen, extra, expected_key) in cases {
+        let text = server(listen, "echo", extra);
+        let error = one_error(&text);
+        assert!(
+            matches!(error.kind, ConfigErrorKind::NotForEndpoint { key, .. } if key == expected_key),
+            "{error:?}"
+        );
+        assert_eq!(line_col(&error), value_position(&text, extra), "{error}");
+    }
+}
+
+#[test]
+fn values_out_of_range_are_refused() {
+    let cases = [
+        (
+            "unix:///x",
+            "[server.socket]\nunix_mode = \"0999\"\n",
+            "socket.unix_mode",
+        ),
+        (
+            "unix:///x",
+            "[server.socket]\nunix_mode = \"rw\"\n",
+            "socket.unix_mode",
+        ),
+        ("tcp://127.0.0.1:1", "max_threads = 0\n", "max_threads"),
+        (
+            "udp://127.0.0.1:1",
+            "strategy = \"forking\"\nmax_children = -1\n",
+            "max_children",
+        ),
+        (
+            "udp://127.0.0.1:1",
+            "max_packet_size = 0\n",
+            "max_packet_size",
+        ),
+        ("tcp://127.0.0.1:1", "timeout = -2.5\n", "timeout"),
+        ("tcp://127.0.0.1:1", "timeout = 0\n", "timeout"),
+        ("tcp://127.0.0.1:1", "timeout = nan\n", "timeout"),
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nrecv_buffer_size = 0\n",
+            "socket.recv_buffer_size",
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nsend_buffer_size = -8\n",
+            "socket.send_buffer_size",
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nrequest_queue_size = 0\n",
+            "socket.request_queue_size",
+        ),
+        (
+            "tcp://127.0.0.1:1",
+            "[server.socket]\nrequest_queue_size = 3000000000\n",
+            "socket.request_queue_size",
+        ),
+    ];
+    for (listen, extra, expected_key) in cases {
+        let text = server(listen, "echo", extra);
+        let error = one_error(&text);
+        assert!(
+            matches!(error.kind, ConfigErrorKind::BadValue { key, .. } if key == expected_key),
+            "{error:?}"
+        );
+        assert_eq!(line_col(&error), value_position(&text, extra), "{error}");
+    }
+    let error =
+        one_error("[[server]]\nname = \"\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n");
+    assert!(matches!(
+        error.kind,
+        ConfigErrorKind::BadValue { key: "name", .. }
+    ));
+}
+
+// --- every problem at once ------------------------------------------------------------------------
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = r#"
+[[server]]
+name = "first"
+listen = "tcp://127.0.0.1:7000"
+handler = "echo"
+strategy = "sync"
+max_children = 3
+
+[[server]]
+name = "second"
+listen = "udp:/127.0.0.1:7001"
+handler = "timestamp"
+
+[server.options]
+colour = "blue"
+"#;
+    let errors = errors(text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(matches!(
+        errors[0].kind,
+        ConfigErrorKind::WrongStrategy {
+            key: "max_children",
+            ..
+        }
+    ));
+    assert_eq!(
+        (line_col(&errors[0]), errors[0].server.as_deref()),
+        ((7, 16), Some("first"))
+    );
+    assert!(matches!(errors[1].kind, ConfigErrorKind::BadEndpoint(_)));
+    assert_eq!(
+        (line_col(&errors[1]), errors[1].server.as_deref()),
+        ((11, 10), Some("second"))
+    );
+    assert!(matches!(
+        errors[2].kind,
+        ConfigErrorKind::HandlerOptions { .. }
+    ));
+    assert_eq!(errors[2].server.as_deref(), Some("second"));
+
+    let shown = ConfigErrors(errors).to_string();
+    let lines: Vec<_> = shown.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("test.toml:7:16: server \"first\": max_children applies only"));
+    assert!(lines[1].starts_with("test.toml:11:10: server \"second\": listen: endpoint"));
+}

@@ -1,0 +1,155 @@
+//! Phase 2: turns the raw structs into [`ServerConfig`]s, or into the list of everything wrong with
+//! them. Every check runs even after one has failed (a bad value is replaced by its default so the
+//! checks after it still see something), so a user fixes a config in one round, not one per problem.
+//!
+//! This file holds the checks across servers — every endpoint parses, names and endpoints are unique —
+//! and runs the checks of each server (`server.rs`, `socket.rs`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use super::error::{ConfigError, ConfigErrorKind, Source};
+use super::raw::{RawFile, RawServer};
+use super::server::ServerCheck;
+use super::ServerConfig;
+use crate::{Endpoint, Registry, SocketKind};
+
+/// Runs the phase 2 checks over one file, collecting every problem.
+pub(super) struct Checker<'a> {
+    source: Source<'a>,
+    /// What relative paths resolve against.
+    pub base_dir: &'a Path,
+    pub registry: &'a Registry,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(source: Source<'a>, base_dir: &'a Path, registry: &'a Registry) -> Self {
+        Checker {
+            source,
+            base_dir,
+            registry,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Every server, or every problem (in file order).
+    pub fn check(mut self, raw: &RawFile) -> Result<Vec<ServerConfig>, Vec<ConfigError>> {
+        if raw.server.is_empty() {
+            let error = self
+                .source
+                .error(Some(0..0), None, ConfigErrorKind::NoServers);
+            self.errors.push(error);
+        }
+        self.check_names(&raw.server);
+        let endpoints: Vec<_> = raw.server.iter().map(|s| self.endpoint(s)).collect();
+        self.check_listens(&raw.server, &endpoints);
+        let servers: Vec<_> = (raw.server.iter().zip(endpoints))
+            .filter_map(|(server, endpoint)| ServerCheck::new(&mut self, server, endpoint).run())
+            .collect();
+        if self.errors.is_empty() {
+            return Ok(servers);
+        }
+        self.errors
+            .sort_by_key(|e| e.place.as_ref().map(|p| (p.line, p.col)));
+        Err(self.errors)
+    }
+
+    /// Records a problem at `span` in `server`.
+    pub(super) fn report(&mut self, span: Range<usize>, server: &str, kind: ConfigErrorKind) {
+        let error = self.source.error(Some(span), Some(server), kind);
+        self.errors.push(error);
+    }
+
+    /// Names are non-empty and unique.
+    fn check_names(&mut self, servers: &[RawServer]) {
+        let mut first_lines: HashMap<&str, usize> = HashMap::new();
+        for raw in servers {
+            let (name, span) = (raw.name.get_ref().as_str(), raw.name.span());
+            if name.is_empty() {
+                let message = "a server needs a non-empty name".to_string();
+                let kind = ConfigErrorKind::BadValue {
+                    key: "name",
+                    message,
+                };
+                self.report(span, name, kind);
+                continue;
+            }
+            let line = self.source.place(span.clone()).line;
+            if let Some(&first_line) = first_lines.get(name) {
+                let kind = ConfigErrorKind::DuplicateName {
+                    name: name.into(),
+                    first_line,
+                };
+                self.report(span, name, kind);
+            } else {
+                first_lines.insert(name, line);
+            }
+        }
+    }
+
+    /// No two servers bind the same address or socket file.
+    fn check_listens(&mut self, servers: &[RawServer], endpoints: &[Option<Endpoint>]) {
+        let mut owners: HashMap<BindKey<'_>, &str> = HashMap::new();
+        for (raw, endpoint) in servers.iter().zip(endpoints) {
+            let Some(key) = endpoint.as_ref().and_then(BindKey::of) else {
+                continue;
+            };
+            let name = raw.name.get_ref();
+            if let Some(other) = owners.get(&key) {
+                let kind = ConfigErrorKind::DuplicateListen {
+                    endpoint: raw.listen.get_ref().clone(),
+                    other: other.to_string(),
+                };
+                self.report(raw.listen.span(), name, kind);
+            } else {
+                owners.insert(key, name);
+            }
+        }
+    }
+
+    /// The endpoint, with a relative Unix socket path resolved against the base folder.
+    fn endpoint(&mut self, raw: &RawServer) -> Option<Endpoint> {
+        match raw.listen.get_ref().parse::<Endpoint>() {
+            Ok(endpoint) => Some(resolve(endpoint, self.base_dir)),
+            Err(error) => {
+                let kind = ConfigErrorKind::BadEndpoint(error);
+                self.report(raw.listen.span(), raw.name.get_ref(), kind);
+                None
+            }
+        }
+    }
+}
+
+/// Resolves a relative Unix socket path against `base_dir`.
+fn resolve(endpoint: Endpoint, base_dir: &Path) -> Endpoint {
+    match endpoint {
+        Endpoint::Unix(path) if path.is_relative() => Endpoint::Unix(base_dir.join(path)),
+        Endpoint::UnixDatagram(path) if path.is_relative() => {
+            Endpoint::UnixDatagram(base_dir.join(path))
+        }
+        other => other,
+    }
+}
+
+/// What two servers must not share: an address for one socket kind, or a socket file (a Unix stream
+/// and a Unix datagram socket cannot share a path either).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum BindKey<'e> {
+    Inet(SocketKind, SocketAddr),
+    File(&'e Path),
+}
+
+impl<'e> BindKey<'e> {
+    /// `None` for port 0, which the system replaces by a free port.
+    fn of(endpoint: &'e Endpoint) -> Option<Self> {
+        match (endpoint.inet(), endpoint.path()) {
+            (Some(addr), _) if addr.port() == 0 => None,
+            (Some(addr), _) => Some(BindKey::Inet(endpoint.kind(), addr)),
+            (None, Some(path)) => Some(BindKey::File(path)),
+            (None, None) => None,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! One request's life, the same under every strategy: make a handler, run `setup`, `handle`, `finish`
+//! with panics caught at this boundary, report failures through `handle_error`, close the request, and
+//! log one line with the peer, the duration and the bytes in and out.
+
+use std::any::Any;
+use std::io::{self, BufReader, Read, Write};
+use std::net::Shutdown as Direction;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::Socket;
+use sockserv_plugin::{Address, HandlerFactory, Request, RequestKind, ServerContext};
+
+use crate::transport::{Datagram, ReplyTo};
+use crate::{Hooks, RequestFailure, Shutdown};
+
+/// The read buffer of a stream request's `rfile`.
+const RFILE_CAPACITY: usize = 64 * 1024;
+
+/// What every request of one server shares.
+pub(crate) struct Shared {
+    pub name: String,
+    pub factory: Arc<dyn HandlerFactory>,
+    pub hooks: Arc<dyn Hooks>,
+    pub shutdown: Shutdown,
+    pub local: Address,
+    /// `TCP_NODELAY` for accepted connections, when the config sets it.
+    pub nodelay: Option<bool>,
+}
+
+impl ServerContext for Shared {
+    fn server_name(&self) -> &str {
+        &self.name
+    }
+
+    fn shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+}
+
+/// Serve one connection to its end, then close it.
+pub(crate) fn serve_stream(shared: &Shared, conn: Socket, peer: Address) {
+    let started = Instant::now();
+    if let Some(nodelay) = shared.nodelay {
+        if peer.inet().is_some() {
+            let _ = conn.set_tcp_nodelay(nodelay);
+        }
+    }
+    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(&conn));
+    let mut wfile = Counted::new(&conn);
+    let mut req = Request {
+        kind: RequestKind::Stream,
+        rfile: &mut rfile,
+        wfile: &mut wfile,
+        peer: &peer,
+        local: &shared.local,
+        packet: None,
+        server: shared,
+    };
+    run_handler(shared, &mut req);
+    let _ = conn.shutdown(Direction::Both);
+    log::info!(
+        "{}: {peer} served in {:.1} ms, {} bytes in, {} bytes out",
+        shared.name,
+        started.elapsed().as_secs_f64() * 1e3,
+        rfile.get_ref().bytes,
+        wfile.bytes
+    );
+}
+
+/// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
+pub(crate) fn serve_datagram(shared: &Shared, socket: &Datagram, packet: &[u8], from: &ReplyTo) {
+    let peer = from.address();
+    let mut rfile = packet;
+    let mut wfile = Reply::default();
+    let mut req = Request {
+        kind: RequestKind::Datagram,
+        rfile: &mut rfile,
+        wfile: &mut wfile,
+        peer: &peer,
+        local: &shared.local,
+        packet: Some(packet),
+        server: shared,
+    };
+    run_handler(shared, &mut req);
+    if wfile.written {
+        if let Err(err) = socket.send_to(&wfile.bytes, from) {
+            shared
+                .hooks
+                .handle_error(&shared.name, &peer, &RequestFailure::Reply(err));
+        }
+    }
+    log::debug!(
+        "{}: datagram from {peer}, {} bytes in, {} bytes out",
+        shared.name,
+        packet.len(),
+        wfile.bytes.len()
+    );
+}
+
+/// `setup`, then `handle` and `finish` (finish even when handle failed or panicked), as socketserver's
+/// BaseRequestHandler does.
+fn run_handler(shared: &Shared, req: &mut Request<'_>) {
+    let peer = req.peer.clone();
+    let report = |failure: RequestFailure| shared.hooks.handle_error(&shared.name, &peer, &failure);
+    let mut handler = match guarded("new_handler", || Ok(shared.factory.new_handler())) {
+        Ok(handler) => handler,
+        Err(failure) => return report(failure),
+    };
+    if let Err(failure) = guarded("setup", || handler.setup(req)) {
+        return report(failure);
+    }
+    let handled = guarded("handle", || handler.handle(req));
+    let finished = guarded("finish", || handler.finish(req));
+    for failure in [handled.err(), finished.err()].into_iter().flatten() {
+        report(failure);
+    }
+}
+
+/// Run one hook with its panic caught, turning both kinds of failure into a `RequestFailure`.
+fn guarded<T>(
+    hook: &'static str,
+    run: impl FnOnce() -> Result<T, sockserv_plugin::HandlerError>,
+) -> Result<T, RequestFailure> {
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(RequestFailure::Hook { hook, error }),
+        Err(payload) => Err(RequestFailure::Panic {
+            hook,
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// A reader or writer over the connection that counts the bytes it moves, for the log line.
+struct Counted<'a> {
+    conn: &'a Socket,
+    bytes: u64,
+}
+
+impl<'a> Counted<'a> {
+    fn new(conn: &'a Socket) -> Self {
+        Counted { conn, bytes: 0 }
+    }
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&mut &*self.conn).read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&mut &*self.conn).write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A datagram's reply, sent as one datagram if the handler wrote at all (even zero bytes, so an echo
+/// of an empty datagram is answered).
+#[derive(Default)]
+struct Reply {
+    bytes: Vec<u8>,
+    written: bool,
+}
+
+impl Write for Reply {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written = true;
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(drop)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

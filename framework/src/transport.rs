@@ -1,0 +1,238 @@
+//! Making the listening socket of each kind with socket2, so that every socket option is a config key,
+//! and looking after the Unix socket file: a stale file (nothing listening) is replaced, a live socket or
+//! a file that is not a socket is an error, and the file is removed when the server closes — but only if
+//! it is still the one this server made.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use sockserv_plugin::Address;
+
+use crate::{Endpoint, ServerError, SocketKind, SocketOptions};
+
+/// A bound (and, for streams, listening) socket with what the server needs to know about it.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub socket: Socket,
+    /// The address actually bound (the real port when the config said 0).
+    pub local: Address,
+    pub endpoint: Endpoint,
+    /// The Unix socket file this server made, removed at close.
+    pub unix_file: Option<UnixFile>,
+}
+
+/// A socket file this server created, identified by device and inode so that close never removes a
+/// file somebody else has put at the same path since.
+#[derive(Debug)]
+pub(crate) struct UnixFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl UnixFile {
+    pub fn remove(&self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .map(|meta| meta.dev() == self.dev && meta.ino() == self.ino)
+            .unwrap_or(false);
+        if ours {
+            if let Err(err) = fs::remove_file(&self.path) {
+                log::warn!("cannot remove {}: {err}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Make, configure and bind the socket for `endpoint`; streams also listen. The socket is
+/// non-blocking: the serving loop waits in poll(2) and treats `WouldBlock` as "nothing yet".
+pub(crate) fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Bound, ServerError> {
+    let fail = |step: &'static str| {
+        move |source: io::Error| ServerError::Bind {
+            endpoint: endpoint.clone(),
+            step,
+            source,
+        }
+    };
+    let kind = endpoint.kind();
+    let (domain, addr) = match endpoint {
+        Endpoint::Tcp(ip) | Endpoint::Udp(ip) => (Domain::for_address(*ip), SockAddr::from(*ip)),
+        Endpoint::Unix(path) | Endpoint::UnixDatagram(path) => {
+            clear_stale_socket(path, kind)?;
+            (Domain::UNIX, SockAddr::unix(path).map_err(fail("name"))?)
+        }
+    };
+    let ty = if kind.is_stream() {
+        Type::STREAM
+    } else {
+        Type::DGRAM
+    };
+    let socket = Socket::new(domain, ty, None).map_err(fail("create a socket for"))?;
+    apply_options(&socket, endpoint, options).map_err(fail("set socket options on"))?;
+    socket.bind(&addr).map_err(fail("bind"))?;
+    let unix_file = match endpoint.path() {
+        Some(path) => Some(own_socket_file(path, options.unix_mode).map_err(fail("set up"))?),
+        None => None,
+    };
+    if kind.is_stream() {
+        socket
+            .listen(options.request_queue_size)
+            .map_err(fail("listen on"))?;
+    }
+    socket.set_nonblocking(true).map_err(fail("configure"))?;
+    let local = socket
+        .local_addr()
+        .map(|addr| to_address(&addr))
+        .map_err(fail("read the address of"))?;
+    let endpoint = with_real_port(endpoint, &local);
+    Ok(Bound {
+        socket,
+        local,
+        endpoint,
+        unix_file,
+    })
+}
+
+fn apply_options(socket: &Socket, endpoint: &Endpoint, options: &SocketOptions) -> io::Result<()> {
+    if endpoint.inet().is_some() {
+        socket.set_reuse_address(options.reuse_address)?;
+        if options.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+    }
+    if let (Some(only), Some(SocketAddr::V6(_))) = (options.v6only, endpoint.inet()) {
+        socket.set_only_v6(only)?;
+    }
+    if let (Some(nodelay), Endpoint::Tcp(_)) = (options.nodelay, endpoint) {
+        socket.set_tcp_nodelay(nodelay)?;
+    }
+    if let Some(size) = options.recv_buffer_size {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = options.send_buffer_size {
+        socket.set_send_buffer_size(size)?;
+    }
+    Ok(())
+}
+
+/// Remove a socket file that nothing listens on; refuse a live socket or a file that is not a socket.
+fn clear_stale_socket(path: &Path, kind: SocketKind) -> Result<(), ServerError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(unix_error(path, "inspect", source)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket { path: path.into() });
+    }
+    let probe = if kind == SocketKind::UnixStream {
+        UnixStream::connect(path).map(drop)
+    } else {
+        UnixDatagram::unbound().and_then(|sock| sock.connect(path))
+    };
+    match probe {
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("replacing stale socket file {}", path.display());
+            fs::remove_file(path).map_err(|source| unix_error(path, "remove the stale", source))
+        }
+        _ => Err(ServerError::UnixSocketInUse { path: path.into() }),
+    }
+}
+
+fn unix_error(path: &Path, step: &'static str, source: io::Error) -> ServerError {
+    ServerError::Bind {
+        endpoint: Endpoint::Unix(path.into()),
+        step,
+        source,
+    }
+}
+
+fn own_socket_file(path: &Path, mode: Option<u32>) -> io::Result<UnixFile> {
+    if let Some(mode) = mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    let meta = fs::symlink_metadata(path)?;
+    Ok(UnixFile {
+        path: path.into(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// The endpoint as bound: port 0 replaced by the port the system chose.
+fn with_real_port(endpoint: &Endpoint, local: &Address) -> Endpoint {
+    match (endpoint, local.inet()) {
+        (Endpoint::Tcp(_), Some(addr)) => Endpoint::Tcp(addr),
+        (Endpoint::Udp(_), Some(addr)) => Endpoint::Udp(addr),
+        _ => endpoint.clone(),
+    }
+}
+
+/// A socket2 address as the handler API prints it.
+pub(crate) fn to_address(addr: &SockAddr) -> Address {
+    if let Some(inet) = addr.as_socket() {
+        Address::Inet(inet)
+    } else if let Some(path) = addr.as_pathname() {
+        Address::Unix(path.into())
+    } else {
+        Address::UnixUnnamed
+    }
+}
+
+/// A datagram socket in the std types that can receive into a plain byte buffer and reply.
+#[derive(Debug)]
+pub(crate) enum Datagram {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+/// Where a datagram came from, in the form needed to answer it.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyTo {
+    Udp(SocketAddr),
+    Unix(std::os::unix::net::SocketAddr),
+}
+
+impl ReplyTo {
+    pub fn address(&self) -> Address {
+        match self {
+            ReplyTo::Udp(addr) => Address::Inet(*addr),
+            ReplyTo::Unix(addr) => match addr.as_pathname() {
+                Some(path) => Address::Unix(path.into()),
+                None => Address::UnixUnnamed,
+            },
+        }
+    }
+}
+
+impl Datagram {
+    pub fn from_socket(socket: &Socket, kind: SocketKind) -> io::Result<Datagram> {
+        let socket = socket.try_clone()?;
+        Ok(match kind {
+            SocketKind::Udp => Datagram::Udp(socket.into()),
+            _ => Datagram::Unix(socket.into()),
+        })
+    }
+
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, ReplyTo)> {
+        match self {
+            Datagram::Udp(sock) => sock.recv_from(buf).map(|(n, a)| (n, ReplyTo::Udp(a))),
+            Datagram::Unix(sock) => sock.recv_from(buf).map(|(n, a)| (n, ReplyTo::Unix(a))),
+        }
+    }
+
+    pub fn send_to(&self, buf: &[u8], to: &ReplyTo) -> io::Result<usize> {
+        match (self, to) {
+            (Datagram::Udp(sock), ReplyTo::Udp(addr)) => sock.send_to(buf, addr),
+            (Datagram::Unix(sock), ReplyTo::Unix(addr)) => sock.send_to_addr(buf, addr),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "reply address of another socket kind",
+            )),
+        }
+    }
+}
