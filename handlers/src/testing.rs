@@ -1,0 +1,133 @@
+//! Test support: runs a handler over an in-memory request, the way the server drives it, so handler
+//! tests need no sockets. A stream arrives in the chunks a test chooses (each one `recv`); a datagram
+//! arrives whole, and the writes the handler makes are recorded one by one.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
+
+use sockserv_framework::HandlerOptions;
+use sockserv_plugin::{
+    Address, HandlerFactory, Request, RequestHandler, RequestKind, ServerContext,
+};
+
+struct Context;
+
+impl ServerContext for Context {
+    fn server_name(&self) -> &str {
+        "test"
+    }
+
+    fn shutdown(&self) {}
+}
+
+/// A reader that hands out the given chunks one `fill_buf` at a time, like a socket whose peer sent
+/// them one `send` apart.
+struct Chunks {
+    chunks: VecDeque<Vec<u8>>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.fill_buf()?.len().min(out.len());
+        out[..n].copy_from_slice(&self.fill_buf()?[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Chunks {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(self
+            .chunks
+            .front()
+            .map_or(&[][..], |chunk| &chunk[self.pos..]))
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt;
+        if self
+            .chunks
+            .front()
+            .is_some_and(|chunk| self.pos >= chunk.len())
+        {
+            self.chunks.pop_front();
+            self.pos = 0;
+        }
+    }
+}
+
+/// Every `write` call a handler made, in order.
+#[derive(Default)]
+pub(crate) struct Writes(pub(crate) Vec<Vec<u8>>);
+
+impl Writes {
+    /// Everything written, joined.
+    pub(crate) fn joined(&self) -> Vec<u8> {
+        self.0.concat()
+    }
+}
+
+impl Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds a factory from options written as TOML, as the config would.
+pub(crate) fn factory(
+    build: fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String>,
+    options: &str,
+) -> Result<Arc<dyn HandlerFactory>, String> {
+    let table: toml::Table = options.parse().expect("test options are valid TOML");
+    build(&HandlerOptions {
+        table: &table,
+        base_dir: std::path::Path::new("."),
+        server: "test",
+    })
+}
+
+/// Serves one connection whose peer sends `chunks`, then closes; returns the handler's writes.
+pub(crate) fn stream(handler: &mut dyn RequestHandler, chunks: &[&[u8]]) -> Writes {
+    let mut rfile = Chunks {
+        chunks: chunks.iter().map(|chunk| chunk.to_vec()).collect(),
+        pos: 0,
+    };
+    run(handler, RequestKind::Stream, &mut rfile, None)
+}
+
+/// Serves one datagram; returns the handler's writes (which the server would send as one datagram).
+pub(crate) fn datagram(handler: &mut dyn RequestHandler, packet: &[u8]) -> Writes {
+    let mut rfile = io::Cursor::new(packet);
+    run(handler, RequestKind::Datagram, &mut rfile, Some(packet))
+}
+
+fn run(
+    handler: &mut dyn RequestHandler,
+    kind: RequestKind,
+    rfile: &mut dyn BufRead,
+    packet: Option<&[u8]>,
+) -> Writes {
+    let peer = Address::Inet("127.0.0.1:40000".parse().unwrap());
+    let local = Address::Inet("127.0.0.1:20000".parse().unwrap());
+    let mut wfile = Writes::default();
+    let mut req = Request {
+        kind,
+        rfile,
+        wfile: &mut wfile,
+        peer: &peer,
+        local: &local,
+        packet,
+        server: &Context,
+    };
+    handler.setup(&mut req).expect("setup");
+    handler.handle(&mut req).expect("handle");
+    handler.finish(&mut req).expect("finish");
+    wfile
+}
