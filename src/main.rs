@@ -1,1 +1,103 @@
-fn main() {}
+//! The `sockserv` command: `serve`, `check` and `client`. Thin: it parses arguments, loads the config
+//! with the built-in handlers registered, and hands over to the framework; errors become a message and
+//! an exit code (0 ok, 1 runtime failure, 2 bad usage or config).
+
+mod client;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sockserv_framework::config::{self, Config, ConfigErrors};
+use sockserv_framework::Registry;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sockserv",
+    version,
+    about = "Socket servers from a TOML config, like Python's socketserver"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve every server in FILE (default: the embedded default config) until SIGINT or SIGTERM.
+    Serve {
+        /// The TOML config; without it, the embedded default config.
+        config: Option<PathBuf>,
+    },
+    /// Validate FILE (default: the embedded config) and print what would be served.
+    Check { config: Option<PathBuf> },
+    /// Print the embedded default config.
+    DefaultConfig,
+    /// Talk to a server: send messages and print the replies.
+    Client(client::ClientArgs),
+}
+
+/// How a command failed, which decides the exit code.
+enum Failure {
+    /// Bad usage or a bad config: exit 2.
+    Config(ConfigErrors),
+    /// Something failed while running: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Failure::Runtime(err)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(errors)) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(err)) => {
+            eprintln!("sockserv: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => Ok(serve::serve(load(config.as_deref())?)?),
+        Command::Check { config } => {
+            let config = load(config.as_deref())?;
+            serve::describe(&config);
+            println!("{}: ok, {} server(s)", config.origin, config.servers.len());
+            Ok(())
+        }
+        Command::DefaultConfig => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        Command::Client(args) => Ok(client::run(args)?),
+    }
+}
+
+/// Every handler a config may name: the built-ins.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    sockserv_handlers::register_builtins(&mut registry).expect("built-in handler names are unique");
+    registry
+}
+
+/// Load and validate `path`, or the embedded default config.
+fn load(path: Option<&Path>) -> Result<Config, Failure> {
+    let registry = registry();
+    let loaded = match path {
+        Some(path) => config::load_file(path, &registry),
+        None => config::load_default(&registry),
+    };
+    loaded.map_err(Failure::Config)
+}
