@@ -40,15 +40,15 @@ impl ServerContext for Shared {
 }
 
 /// Serve one connection to its end, then close it.
-pub(crate) fn serve_stream(shared: &Shared, conn: Socket, peer: Address) {
+pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
     let started = Instant::now();
     if let Some(nodelay) = shared.nodelay {
         if peer.inet().is_some() {
             let _ = conn.set_tcp_nodelay(nodelay);
         }
     }
-    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(&conn));
-    let mut wfile = Counted::new(&conn);
+    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(conn));
+    let mut wfile = Counted::new(conn);
     let mut req = Request {
         kind: RequestKind::Stream,
         rfile: &mut rfile,

@@ -116,7 +116,7 @@ impl Dispatcher for ForkingDispatcher {
         // when it is done, so the peer sees the close at once all the same.
         let parent_copy = conn.try_clone().ok();
         self.spawn(shared, &peer.clone(), parent_copy, move || {
-            serve_stream(shared, conn, peer)
+            serve_stream(shared, &conn, peer)
         });
     }
 

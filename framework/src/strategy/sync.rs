@@ -13,7 +13,7 @@ pub(crate) struct SyncDispatcher;
 
 impl Dispatcher for SyncDispatcher {
     fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        serve_stream(shared, conn, peer);
+        serve_stream(shared, &conn, peer);
     }
 
     fn datagram(

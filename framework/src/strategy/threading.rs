@@ -1,6 +1,6 @@
 //! The threading strategy: a thread per request (socketserver's ThreadingMixIn), optionally bounded.
 //!
-//! Live connections are remembered (a duplicate of each socket) so that `close` can shut them down for
+//! Live connections are remembered (shared with their thread, not duplicated) so that `close` can shut them down for
 //! reading: their handlers see end-of-file, run `finish`, and the server waits for every thread to end
 //! — socketserver's `block_on_close`, without hanging on a client that never hangs up.
 
@@ -34,7 +34,7 @@ struct Live {
 #[derive(Default)]
 struct LiveState {
     next_id: u64,
-    requests: HashMap<u64, Option<Socket>>,
+    requests: HashMap<u64, Option<Arc<Socket>>>,
 }
 
 impl Live {
@@ -45,7 +45,7 @@ impl Live {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, conn: Option<Socket>) -> u64 {
+    fn add(&self, conn: Option<Arc<Socket>>) -> u64 {
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
@@ -80,7 +80,7 @@ impl ThreadingDispatcher {
         &self,
         shared: &Arc<Shared>,
         peer: &Address,
-        conn: Option<Socket>,
+        conn: Option<Arc<Socket>>,
         work: impl FnOnce() + Send + 'static,
     ) {
         let id = self.live.add(conn);
@@ -109,11 +109,13 @@ impl Dispatcher for ThreadingDispatcher {
     }
 
     fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        let duplicate = conn.try_clone().ok();
+        // The connection is closed when its thread drops the last Arc, after leaving `live`.
+        let conn = Arc::new(conn);
+        let task_conn = Arc::clone(&conn);
         let task_shared = Arc::clone(shared);
         let task_peer = peer.clone();
-        self.spawn(shared, &peer, duplicate, move || {
-            serve_stream(&task_shared, conn, task_peer)
+        self.spawn(shared, &peer, Some(conn), move || {
+            serve_stream(&task_shared, &task_conn, task_peer)
         });
     }
 
