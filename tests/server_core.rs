@@ -2,7 +2,7 @@
 //! program embedding the framework sees: lifecycle, hooks, failures, Unix socket files, descriptors.
 //! Real sockets on 127.0.0.1:0, [::1]:0 and temporary Unix paths; every wait is bounded.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::Socket;
-use sockserv_plugin::{Address, HandlerFactory, Request, RequestKind, ServerContext};
+use sockserv_plugin::{
+    Address, HandlerFactory, NoControl, Request, RequestControl, RequestKind, ServerContext,
+};
 
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown};
@@ -57,6 +59,7 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
         local: &shared.local,
         packet: None,
         server: shared,
+        control: &Control(conn),
     };
     run_handler(shared, &mut req);
     let _ = conn.shutdown(Direction::Both);
@@ -82,6 +85,7 @@ pub(crate) fn serve_datagram(shared: &Shared, socket: &Datagram, packet: &[u8], 
         local: &shared.local,
         packet: Some(packet),
         server: shared,
+        control: &NoControl,
     };
     run_handler(shared, &mut req);
     if wfile.written {
@@ -140,6 +144,15 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         text.clone()
     } else {
         "non-string panic payload".to_string()
+    }
+}
+
+/// Lets a handler shut its connection down from another thread.
+struct Control<'a>(&'a Socket);
+
+impl RequestControl for Control<'_> {
+    fn shutdown(&self, how: Direction) -> io::Result<()> {
+        self.0.shutdown(how)
     }
 }
 

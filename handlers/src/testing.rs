@@ -111,7 +111,7 @@ pub(crate) fn datagram(handler: &mut dyn RequestHandler, packet: &[u8]) -> Write
 fn run(
     handler: &mut dyn RequestHandler,
     kind: RequestKind,
-    rfile: &mut dyn BufRead,
+    rfile: &mut (dyn BufRead + Send),
     packet: Option<&[u8]>,
 ) -> Writes {
     let peer = Address::Inet("127.0.0.1:40000".parse().unwrap());
@@ -125,6 +125,7 @@ fn run(
         local: &local,
         packet,
         server: &Context,
+        control: &sockserv_plugin::NoControl,
     };
     handler.setup(&mut req).expect("setup");
     handler.handle(&mut req).expect("handle");

@@ -65,11 +65,12 @@ pub trait ServerContext: Send + Sync {
 pub struct Request<'a> {
     /// Connection or datagram.
     pub kind: RequestKind,
-    /// Buffered reader over the connection, or over the datagram (socketserver's `rfile`).
-    pub rfile: &'a mut dyn BufRead,
+    /// Buffered reader over the connection, or over the datagram (socketserver's `rfile`). `Send`, so
+    /// a handler may read on one thread of a `std::thread::scope` while it writes on another.
+    pub rfile: &'a mut (dyn BufRead + Send),
     /// Writer to the peer (socketserver's `wfile`). On streams it is unbuffered, like socketserver's
     /// default `wbufsize = 0`: each write goes out before the handler reads again.
-    pub wfile: &'a mut dyn Write,
+    pub wfile: &'a mut (dyn Write + Send),
     /// The peer's address (socketserver's `client_address`).
     pub peer: &'a Address,
     /// The address the server is bound to.
@@ -78,6 +79,25 @@ pub struct Request<'a> {
     pub packet: Option<&'a [u8]>,
     /// The server this request arrived at.
     pub server: &'a dyn ServerContext,
+    /// Shuts the connection down from any thread, e.g. to end a blocked read when a writer gives up.
+    pub control: &'a dyn RequestControl,
+}
+
+/// What a handler may do to its connection besides reading and writing it.
+pub trait RequestControl: Sync {
+    /// Shut down reading, writing or both (`shutdown(2)`): a read blocked on another thread returns
+    /// end-of-file. A no-op on datagram requests.
+    fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()>;
+}
+
+/// The control of a request that has no connection to shut down (a datagram, or a test's buffers).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoControl;
+
+impl RequestControl for NoControl {
+    fn shutdown(&self, _how: std::net::Shutdown) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A request handler: socketserver's BaseRequestHandler.

@@ -24,6 +24,6 @@ mod handler;
 
 pub use address::Address;
 pub use handler::{
-    HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
-    ServerContext,
+    HandlerError, HandlerFactory, HandlerResult, NoControl, Request, RequestControl,
+    RequestHandler, RequestKind, ServerContext,
 };
