@@ -4,6 +4,10 @@
 //! writes one byte to the other end, so the loop wakes at once instead of polling every half second as
 //! socketserver does. The write is non-blocking and its result is ignored: a full pipe already holds a
 //! wake-up. That makes `shutdown()` safe from any thread, from a handler, and from a signal handler.
+//!
+//! The byte says why: [`SHUTDOWN_BYTE`] asks to stop, anything else only wakes. A handler running in a
+//! forked child shares the socket pair but not the flag, so the serving loop also stops when it reads
+//! a shutdown byte: `shutdown()` works the same under every strategy.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -12,6 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A cloneable handle that stops a server's `serve_forever` promptly.
+/// The wake-up byte that asks the loop to stop (as opposed to a plain wake-up).
+const SHUTDOWN_BYTE: u8 = b'S';
+/// The wake-up byte for "look again" (capacity freed, a child exited).
+const WAKE_BYTE: u8 = b'W';
+
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     inner: Arc<Inner>,
@@ -43,7 +52,7 @@ impl Shutdown {
     /// Ask the server to stop; returns at once. The server finishes the requests in flight.
     pub fn shutdown(&self) {
         self.inner.requested.store(true, Ordering::SeqCst);
-        self.wake();
+        let _ = (&self.inner.wake_tx).write(&[SHUTDOWN_BYTE]);
     }
 
     /// Whether a shutdown was asked for and not yet acted on.
@@ -63,19 +72,24 @@ impl Shutdown {
 
     /// Wake the serving loop without asking it to stop (strategies use it when capacity frees up).
     pub(crate) fn wake(&self) {
-        let _ = (&self.inner.wake_tx).write(&[1]);
+        let _ = (&self.inner.wake_tx).write(&[WAKE_BYTE]);
     }
 
     /// Forget a shutdown request once the loop has stopped, so the server can serve again.
     pub(crate) fn clear(&self) {
-        self.inner.requested.store(false, Ordering::SeqCst);
         self.drain();
+        self.inner.requested.store(false, Ordering::SeqCst);
     }
 
-    /// Empty the wake-up pipe after a wake.
+    /// Empty the wake-up pipe after a wake; a shutdown byte (from a forked child's handler) sets the
+    /// flag here too.
     pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
-        while matches!((&self.inner.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+        while let Ok(n @ 1..) = (&self.inner.wake_rx).read(&mut buf) {
+            if buf[..n].contains(&SHUTDOWN_BYTE) {
+                self.inner.requested.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// The descriptor the serving loop polls.
@@ -96,6 +110,19 @@ mod tests {
         assert!(handle.is_requested());
         let mut buf = [0u8; 8];
         assert_eq!((&handle.inner.wake_rx).read(&mut buf).unwrap(), 1);
+        handle.clear();
+        assert!(!handle.is_requested());
+    }
+
+    #[test]
+    fn a_shutdown_byte_from_elsewhere_sets_the_flag_when_drained() {
+        let handle = Shutdown::new().unwrap();
+        // What a forked child's handler does: its own copy of the flag is not ours.
+        (&handle.inner.wake_tx).write_all(&[SHUTDOWN_BYTE]).unwrap();
+        assert!(!handle.is_requested());
+        handle.drain();
+        assert!(handle.is_requested());
+        handle.wake();
         handle.clear();
         assert!(!handle.is_requested());
     }
