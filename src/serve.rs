@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sockserv_framework::config::{Config, ServerConfig};
-use sockserv_framework::{Server, ServerProcess, Shutdown, StrategyKind};
+use sockserv_framework::{termination_signals, Server, ServerProcess, Shutdown, StrategyKind};
 
 /// Print one line per server: what `check` shows and what `serve` prints at start.
 pub fn describe(config: &Config) {
@@ -25,7 +25,20 @@ pub fn describe(config: &Config) {
 }
 
 /// Serve `config` until SIGINT or SIGTERM.
+///
+/// SIGINT and SIGTERM are blocked from the first bind until their handlers are installed (here and in
+/// each server process), so a signal that arrives during start-up is acted on, never fatal.
 pub fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = termination_signals();
+    signals
+        .thread_block()
+        .context("cannot block SIGINT and SIGTERM during start-up")?;
+    let result = serve_blocked(config);
+    let _ = signals.thread_unblock();
+    result
+}
+
+fn serve_blocked(config: Config) -> anyhow::Result<()> {
     let (forking, in_process): (Vec<_>, Vec<_>) = config
         .servers
         .iter()
@@ -41,6 +54,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle SIGINT and SIGTERM")?;
+    // Threads inherit the mask: unblock before starting any, so signals reach the handler.
+    termination_signals()
+        .thread_unblock()
+        .context("cannot unblock SIGINT and SIGTERM")?;
     let running: Vec<_> = servers
         .into_iter()
         .map(run_on_thread)

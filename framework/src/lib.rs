@@ -34,7 +34,7 @@ mod transport;
 pub use endpoint::{Endpoint, EndpointError, SocketKind};
 pub use error::ServerError;
 pub use hooks::{DefaultHooks, Hooks, RequestFailure};
-pub use process::ServerProcess;
+pub use process::{termination_signals, ServerProcess};
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
 pub use server::Server;
 pub use settings::{

@@ -5,12 +5,20 @@
 //! first, while it still has one thread, and starts its threads after. The child serves until SIGINT or
 //! SIGTERM, drains its own children, and exits; the parent keeps a [`ServerProcess`] to stop and reap it.
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::strategy::thread_count;
 use crate::{Server, ServerError};
+
+/// SIGINT and SIGTERM: the signals that stop a server process.
+pub fn termination_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
+}
 
 /// A server running in a child process.
 #[derive(Debug)]
@@ -23,6 +31,9 @@ impl ServerProcess {
     /// Fork a process that serves `server` until SIGINT or SIGTERM. This process gives up its copy of
     /// the server (closing its socket here without removing the Unix socket file). Refused, like the
     /// forking strategy, unless this process has exactly one thread.
+    ///
+    /// Block [`termination_signals`] around the call so that a signal arriving before the child has
+    /// its handlers is held, not fatal: the child unblocks them once it can act on them.
     pub fn spawn(server: Server) -> Result<ServerProcess, ServerError> {
         if let Some(threads) = thread_count().filter(|&n| n != 1) {
             return Err(ServerError::ForkWithThreads { threads });
@@ -70,7 +81,11 @@ impl ServerProcess {
 
 fn serve_in_child(mut server: Server) -> ! {
     let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
-    let code = match server.shutdown_handle().shutdown_on_signals(&signals) {
+    let handled = server.shutdown_handle().shutdown_on_signals(&signals);
+    // A parent that blocked these signals around the fork (so that none is lost before the handlers
+    // exist) left them blocked here: with the handlers in place, let them in.
+    let _ = termination_signals().thread_unblock();
+    let code = match handled {
         Err(err) => {
             log::error!("{}: cannot handle signals: {err}", server.name());
             1

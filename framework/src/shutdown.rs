@@ -13,7 +13,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use socket2::Socket;
 
 /// A cloneable handle that stops a server's `serve_forever` promptly.
 /// The wake-up byte that asks the loop to stop (as opposed to a plain wake-up).
@@ -31,6 +33,9 @@ struct Inner {
     requested: Arc<AtomicBool>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    /// The connection a sync server is serving in its loop's thread, if any: shutdown ends its reads,
+    /// since the loop cannot notice the request until that handler returns.
+    in_loop: Mutex<Option<Arc<Socket>>>,
 }
 
 impl Shutdown {
@@ -45,6 +50,7 @@ impl Shutdown {
                 requested,
                 wake_tx,
                 wake_rx,
+                in_loop: Mutex::new(None),
             }),
         })
     }
@@ -53,6 +59,26 @@ impl Shutdown {
     pub fn shutdown(&self) {
         self.inner.requested.store(true, Ordering::SeqCst);
         let _ = (&self.inner.wake_tx).write(&[SHUTDOWN_BYTE]);
+        if let Some(conn) = self.lock_in_loop().as_ref() {
+            let _ = conn.shutdown(std::net::Shutdown::Read);
+        }
+    }
+
+    /// Record (or clear) the connection served in the loop's own thread, so that `shutdown` can end
+    /// its reads. A shutdown asked for just before it was recorded still reaches it.
+    pub(crate) fn set_in_loop(&self, conn: Option<Arc<Socket>>) {
+        let mut slot = self.lock_in_loop();
+        if let (Some(conn), true) = (&conn, self.is_requested()) {
+            let _ = conn.shutdown(std::net::Shutdown::Read);
+        }
+        *slot = conn;
+    }
+
+    fn lock_in_loop(&self) -> std::sync::MutexGuard<'_, Option<Arc<Socket>>> {
+        self.inner
+            .in_loop
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether a shutdown was asked for and not yet acted on.

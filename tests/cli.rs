@@ -1,0 +1,422 @@
+//! The `sockserv` command line from the outside: `check` on the shipped configs and on every kind of
+//! bad config (exit 2, each problem with its `FILE:LINE:COL`), `serve` on a taken port (exit 1),
+//! `client echo|timestamp` against served configs, and `serve` with no file (the embedded default).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::{config, run, strip_stamp, temp_dir, write_config, ServeProcess};
+
+/// A command that does not serve must be done well within this.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `sockserv ARGS`, expecting exit `code`; returns (stdout, stderr).
+fn expect_exit(args: &[&str], stdin: &[u8], code: i32) -> (String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = run(args, stdin, RUN_LIMIT);
+    let (stdout, stderr) = (text(&stdout), text(&stderr));
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "sockserv {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+fn repo_config(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(relative)
+}
+
+fn server_count(path: &Path) -> usize {
+    let text = fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter(|line| line.trim() == "[[server]]")
+        .count()
+}
+
+// --- check: the shipped configs ---------------------------------------------------------------------
+
+#[test]
+fn check_passes_on_the_default_and_every_example_config() {
+    let mut files = vec![repo_config("default.toml")];
+    let examples = fs::read_dir(repo_config("examples")).expect("config/examples exists");
+    let mut examples: Vec<PathBuf> = examples
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension() == Some(OsStr::new("toml")))
+        .collect();
+    examples.sort();
+    assert!(!examples.is_empty(), "no config/examples/*.toml");
+    files.extend(examples);
+    for file in files {
+        let path = file.to_str().unwrap();
+        let (stdout, _) = expect_exit(&["check", path], b"", 0);
+        let summary = format!("{path}: ok, {} server(s)", server_count(&file));
+        assert!(
+            stdout.ends_with(&format!("{summary}\n")),
+            "{path}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_without_a_file_checks_the_embedded_default() {
+    let (stdout, _) = expect_exit(&["check"], b"", 0);
+    let count = server_count(&repo_config("default.toml"));
+    assert!(
+        stdout.ends_with(&format!("<embedded default>: ok, {count} server(s)\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("echo-tcp: echo on tcp://127.0.0.1:20000 (threading)"),
+        "{stdout}"
+    );
+}
+
+// --- check: bad configs -----------------------------------------------------------------------------
+
+/// The start of a valid server; each bad config adds one mistake.
+const SERVER: &str =
+    "[[server]]\nname = \"s\"\nlisten = \"tcp://127.0.0.1:0\"\nhandler = \"echo\"\n";
+
+/// `SERVER` with `extra` appended.
+fn with(extra: &str) -> String {
+    format!("{SERVER}{extra}")
+}
+
+/// One kind of mistake per row: (case, config, LINE:COL of the mistake, a piece of its message).
+fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    vec![
+        (
+            "syntax error",
+            "[[server]]\nname = \"s\nlisten = \"tcp://127.0.0.1:0\"\nhandler = \"echo\"\n".into(),
+            "2:10",
+            "invalid basic string",
+        ),
+        ("unknown key", with("max_thread = 4\n"), "5:1", "unknown field `max_thread`"),
+        (
+            "unknown handler",
+            SERVER.replace("\"echo\"", "\"ehco\""),
+            "4:11",
+            "server \"s\": unknown handler \"ehco\": expected echo",
+        ),
+        (
+            "unknown strategy",
+            with("strategy = \"pool\"\n"),
+            "5:12",
+            "server \"s\": unknown strategy \"pool\": expected sync, threading or forking",
+        ),
+        (
+            "bad endpoint",
+            SERVER.replace("127.0.0.1:0", "localhost:80"),
+            "3:10",
+            "server \"s\": listen: endpoint \"tcp://localhost:80\"",
+        ),
+        (
+            "duplicate name",
+            with("\n[[server]]\nname = \"s\"\nlisten = \"udp://127.0.0.1:0\"\nhandler = \"echo\"\n"),
+            "7:8",
+            "server \"s\": server name \"s\" is already used on line 2",
+        ),
+        (
+            "max_children under threading",
+            with("strategy = \"threading\"\nmax_children = 4\n"),
+            "6:16",
+            "server \"s\": max_children applies only to the forking strategy",
+        ),
+        (
+            "handler option rejected",
+            SERVER.replace("\"echo\"", "\"timestamp\"") + "[server.options]\nframing = \"word\"\n",
+            "5:1",
+            "server \"s\": options of handler \"timestamp\": option \"framing\" must be \"chunk\" or \"line\"",
+        ),
+        (
+            "unix_mode on tcp",
+            with("[server.socket]\nunix_mode = \"0660\"\n"),
+            "6:13",
+            "server \"s\": socket.unix_mode applies only to unix and unix-dgram endpoints",
+        ),
+    ]
+}
+
+#[test]
+fn each_kind_of_bad_config_exits_2_with_its_place_and_message() {
+    let dir = temp_dir();
+    let mut failures = Vec::new();
+    for (case, config, place, message) in bad_configs() {
+        let file = write_config(
+            dir.path(),
+            &format!("{}.toml", case.replace(' ', "-")),
+            &config,
+        );
+        let path = file.to_str().unwrap();
+        let output = run(&["check", path], b"", RUN_LIMIT);
+        let stderr = text(&output.stderr);
+        let expected = format!("{path}:{place}: ");
+        let line = stderr.lines().find(|line| line.starts_with(&expected));
+        let problem = if output.status.code() != Some(2) {
+            Some(format!("exit status {}", output.status))
+        } else if !output.stdout.is_empty() {
+            Some(format!("printed {:?} on stdout", text(&output.stdout)))
+        } else if stderr.lines().count() != 1 {
+            Some("not exactly one problem reported".to_string())
+        } else if !line.is_some_and(|line| line.contains(message)) {
+            Some(format!(
+                "no line starting {expected:?} and containing {message:?}"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            failures.push(format!("{case}: {problem}; stderr:\n{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_problem_of_a_config_is_reported() {
+    let dir = temp_dir();
+    // Two problems in one server, and one in another.
+    let text = config(&[
+        ("a", "tcp://127.0.0.1:0", "ehco", "pool", ""),
+        (
+            "b",
+            "udp://127.0.0.1:0",
+            "echo",
+            "threading",
+            "[server.socket]\nnodelay = true",
+        ),
+    ]);
+    let file = write_config(dir.path(), "two-servers.toml", &text);
+    let path = file.to_str().unwrap();
+    let (stdout, stderr) = expect_exit(&["check", path], b"", 2);
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{path}:4:11: server \"a\": unknown handler")),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{path}:5:12: server \"a\": unknown strategy")),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{path}:13:11: server \"b\": socket.nodelay")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_of_a_missing_file_exits_2_naming_it() {
+    let dir = temp_dir();
+    let path = dir.path().join("missing.toml");
+    let path = path.to_str().unwrap();
+    let (_, stderr) = expect_exit(&["check", path], b"", 2);
+    assert!(
+        stderr.contains(&format!("{path}: cannot read the config file")),
+        "{stderr}"
+    );
+}
+
+// --- serve: a port already taken -------------------------------------------------------------------
+
+/// A config whose last server's port is taken, after a threading and a forking Unix server.
+fn taken_port_config(taken: &TcpListener) -> (String, String) {
+    let endpoint = format!("tcp://{}", taken.local_addr().unwrap());
+    let text = config(&[
+        ("first", "unix://{dir}/first.sock", "echo", "threading", ""),
+        ("forks", "unix://{dir}/forks.sock", "echo", "forking", ""),
+        ("taken", &endpoint, "echo", "threading", ""),
+    ]);
+    (text, endpoint)
+}
+
+#[test]
+fn serve_on_a_taken_port_exits_1_naming_the_endpoint() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (text, endpoint) = taken_port_config(&taken);
+    let dir = temp_dir();
+    let file = write_config(dir.path(), "taken.toml", &text);
+    let (_, stderr) = expect_exit(&["serve", file.to_str().unwrap()], b"", 1);
+    assert!(
+        stderr.contains(&format!("taken: cannot bind {endpoint}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(
+        !dir.path().join("first.sock").exists(),
+        "first.sock left behind"
+    );
+}
+
+#[test]
+fn serve_on_a_taken_port_removes_the_forking_servers_socket_file() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (text, _) = taken_port_config(&taken);
+    let dir = temp_dir();
+    let file = write_config(dir.path(), "taken.toml", &text);
+    for attempt in 1..=10 {
+        expect_exit(&["serve", file.to_str().unwrap()], b"", 1);
+        let forks = dir.path().join("forks.sock");
+        assert!(!forks.exists(), "attempt {attempt}: forks.sock left behind");
+    }
+}
+
+// --- client -----------------------------------------------------------------------------------------
+
+/// Echo and timestamp on every socket kind.
+fn client_config() -> String {
+    config(&[
+        ("echo-tcp", "tcp://127.0.0.1:0", "echo", "threading", ""),
+        ("echo-udp", "udp://127.0.0.1:0", "echo", "threading", ""),
+        ("echo-unix", "unix://{dir}/echo.sock", "echo", "forking", ""),
+        (
+            "echo-dgram",
+            "unix-dgram://{dir}/echo-dgram.sock",
+            "echo",
+            "sync",
+            "",
+        ),
+        ("ts-tcp", "tcp://127.0.0.1:0", "timestamp", "threading", ""),
+        ("ts-udp", "udp://127.0.0.1:0", "timestamp", "sync", ""),
+        ("ts-unix", "unix://{dir}/ts.sock", "timestamp", "sync", ""),
+        (
+            "ts-dgram",
+            "unix-dgram://{dir}/ts-dgram.sock",
+            "timestamp",
+            "forking",
+            "",
+        ),
+    ])
+}
+
+/// Each line of `stdout` is `[stamp] message`, for each of `messages` in order.
+fn assert_stamped_lines(stdout: &str, messages: &[&str], case: &str) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), messages.len(), "{case}: {stdout:?}");
+    for (line, message) in lines.iter().zip(messages) {
+        let data = strip_stamp(line.as_bytes());
+        assert_eq!(data, Some(message.as_bytes()), "{case}: {line:?}");
+    }
+}
+
+#[test]
+fn client_echo_and_timestamp_print_the_replies_on_every_socket_kind() {
+    let serve = ServeProcess::start(&client_config());
+    for kind in ["tcp", "udp", "unix", "dgram"] {
+        let endpoint = serve.endpoint(&format!("echo-{kind}")).to_string();
+        let (stdout, _) = expect_exit(&["client", "echo", &endpoint, "hello"], b"", 0);
+        assert_eq!(stdout, "hello\n", "echo {endpoint}");
+        let args = ["client", "echo", &endpoint, "one", "two words"];
+        let (stdout, _) = expect_exit(&args, b"", 0);
+        assert_eq!(stdout, "one\ntwo words\n", "echo {endpoint}");
+
+        let endpoint = serve.endpoint(&format!("ts-{kind}")).to_string();
+        let (stdout, _) = expect_exit(&["client", "timestamp", &endpoint, "hello"], b"", 0);
+        assert_stamped_lines(&stdout, &["hello"], &format!("timestamp {endpoint}"));
+        let args = ["client", "timestamp", &endpoint, "one", "two words"];
+        let (stdout, _) = expect_exit(&args, b"", 0);
+        assert_stamped_lines(
+            &stdout,
+            &["one", "two words"],
+            &format!("timestamp {endpoint}"),
+        );
+    }
+}
+
+#[test]
+fn client_reads_messages_from_stdin_without_arguments() {
+    let serve = ServeProcess::start(&client_config());
+    for kind in ["tcp", "udp"] {
+        let endpoint = serve.endpoint(&format!("echo-{kind}")).to_string();
+        let (stdout, _) = expect_exit(&["client", "echo", &endpoint], b"first\nsecond\r\nthird", 0);
+        assert_eq!(stdout, "first\nsecond\nthird\n", "{endpoint}");
+
+        let endpoint = serve.endpoint(&format!("ts-{kind}")).to_string();
+        let (stdout, _) = expect_exit(&["client", "timestamp", &endpoint], b"first\nsecond\n", 0);
+        assert_stamped_lines(&stdout, &["first", "second"], &endpoint);
+    }
+}
+
+#[test]
+fn client_without_a_server_fails_with_exit_1() {
+    let dir = temp_dir();
+    let endpoint = format!("unix://{}", dir.path().join("nobody.sock").display());
+    let (stdout, stderr) = expect_exit(&["client", "echo", &endpoint, "hi"], b"", 1);
+    assert_eq!(stdout, "");
+    assert!(stderr.contains(&endpoint), "{stderr}");
+}
+
+// --- serve with no file: the embedded default -------------------------------------------------------
+
+/// The default config's fixed addresses, if all are free to serve on now.
+fn default_addresses_free() -> Result<(), String> {
+    for port in [20000, 21567] {
+        TcpListener::bind(("127.0.0.1", port)).map_err(|err| format!("tcp port {port}: {err}"))?;
+        UdpSocket::bind(("127.0.0.1", port)).map_err(|err| format!("udp port {port}: {err}"))?;
+    }
+    let path = "/tmp/sockserv-echo.sock";
+    if UnixStream::connect(path).is_ok() {
+        return Err(format!("something serves {path}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn serve_without_a_file_serves_the_embedded_default() {
+    if let Err(busy) = default_addresses_free() {
+        println!("skipped: the default config's addresses are busy ({busy})");
+        return;
+    }
+    let count = server_count(&repo_config("default.toml"));
+    // Checked and then bound: something may still take a port in between; that is a skip too.
+    let mut serve = match ServeProcess::try_spawn(temp_dir(), &[], count) {
+        Ok(serve) => serve,
+        Err(why) if why.contains("Address already in use") => {
+            println!("skipped: a default address was taken meanwhile:\n{why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    let (stdout, _) = expect_exit(&["client", "echo", "tcp://127.0.0.1:20000", "hi"], b"", 0);
+    assert_eq!(stdout, "hi\n");
+    let (stdout, _) = expect_exit(
+        &["client", "echo", "unix:///tmp/sockserv-echo.sock", "hi"],
+        b"",
+        0,
+    );
+    assert_eq!(stdout, "hi\n");
+    let (stdout, _) = expect_exit(
+        &["client", "timestamp", "udp://127.0.0.1:21567", "hi"],
+        b"",
+        0,
+    );
+    assert_stamped_lines(&stdout, &["hi"], "default timestamp-udp");
+    let status = serve.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        serve.stderr()
+    );
+    assert!(
+        !Path::new("/tmp/sockserv-echo.sock").exists(),
+        "the default socket file was left"
+    );
+}
