@@ -32,6 +32,8 @@ enum Command {
     },
     /// Validate FILE (default: the embedded config) and print what would be served.
     Check { config: Option<PathBuf> },
+    /// Load the plugins of FILE (default: the embedded config) and list them with their handlers.
+    Plugins { config: Option<PathBuf> },
     /// Print the embedded default config.
     DefaultConfig,
     /// Talk to a server: send messages and print the replies.
@@ -77,6 +79,10 @@ fn run(command: Command) -> Result<(), Failure> {
             println!("{}: ok, {} server(s)", config.origin, config.servers.len());
             Ok(())
         }
+        Command::Plugins { config } => {
+            serve::list_plugins(&load(config.as_deref())?);
+            Ok(())
+        }
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
@@ -94,10 +100,10 @@ fn registry() -> Registry {
 
 /// Load and validate `path`, or the embedded default config.
 fn load(path: Option<&Path>) -> Result<Config, Failure> {
-    let registry = registry();
+    let mut registry = registry();
     let loaded = match path {
-        Some(path) => config::load_file(path, &registry),
-        None => config::load_default(&registry),
+        Some(path) => config::load_file(path, &mut registry),
+        None => config::load_default(&mut registry),
     };
     loaded.map_err(Failure::Config)
 }

@@ -24,6 +24,33 @@ pub fn describe(config: &Config) {
     }
 }
 
+/// Print each loaded plugin with its version, ABI version and handlers.
+pub fn list_plugins(config: &Config) {
+    if config.plugins.is_empty() {
+        println!("{}: no [[plugin]] tables", config.origin);
+    }
+    for plugin in &config.plugins {
+        let (major, minor) = plugin.abi;
+        println!(
+            "{} {} (ABI {major}.{minor}) from {}",
+            plugin.name,
+            plugin.version,
+            plugin.path.display()
+        );
+        for handler in &plugin.handlers {
+            let kinds: Vec<String> = handler.socket_kinds.iter().map(|k| k.to_string()).collect();
+            let strategies: Vec<&str> = handler.strategies.iter().map(|s| s.name()).collect();
+            println!(
+                "  {}: {} [{}; {}]",
+                handler.name,
+                handler.summary,
+                kinds.join(", "),
+                strategies.join(", ")
+            );
+        }
+    }
+}
+
 /// Serve `config` until SIGINT or SIGTERM.
 ///
 /// SIGINT and SIGTERM are blocked from the first bind until their handlers are installed (here and in
@@ -155,8 +182,7 @@ fn stop_processes(processes: Vec<ServerProcess>) -> bool {
     for process in &processes {
         process.terminate();
     }
-    processes
-        .into_iter()
-        .map(ServerProcess::wait)
-        .fold(true, |all, ok| all && ok)
+    // Reap every one before judging: `all` alone would stop at the first failure.
+    let exits: Vec<bool> = processes.into_iter().map(ServerProcess::wait).collect();
+    exits.into_iter().all(|clean| clean)
 }

@@ -59,6 +59,8 @@ fn check_passes_on_the_default_and_every_example_config() {
     let mut examples: Vec<PathBuf> = examples
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension() == Some(OsStr::new("toml")))
+        // Configs with plugins need the plugins built first: tests/plugins.rs checks those.
+        .filter(|path| !fs::read_to_string(path).unwrap().contains("[[plugin]]"))
         .collect();
     examples.sort();
     assert!(!examples.is_empty(), "no config/examples/*.toml");

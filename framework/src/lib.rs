@@ -22,6 +22,7 @@ pub mod config;
 mod endpoint;
 mod error;
 mod hooks;
+pub mod plugin;
 mod process;
 mod registry;
 mod request;

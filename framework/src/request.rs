@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use socket2::Socket;
 use sockserv_plugin::{
-    Address, HandlerFactory, NoControl, Request, RequestControl, RequestKind, ServerContext,
+    Address, HandlerFactory, LogLevel, NoControl, Request, RequestControl, RequestKind,
+    ServerContext,
 };
 
 use crate::transport::{Datagram, ReplyTo};
@@ -38,6 +39,16 @@ impl ServerContext for Shared {
 
     fn shutdown(&self) {
         self.shutdown.shutdown();
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Error => log::Level::Error,
+            LogLevel::Warn => log::Level::Warn,
+            LogLevel::Info => log::Level::Info,
+            LogLevel::Debug => log::Level::Debug,
+        };
+        log::log!(level, "{}: {message}", self.name);
     }
 }
 

@@ -80,6 +80,10 @@ pub enum ConfigErrorKind {
     Toml { message: String },
     /// The file has no `[[server]]` table.
     NoServers,
+    /// A `[[plugin]]` was refused at load time (not a library, no entry, wrong magic or ABI, …).
+    Plugin(crate::plugin::PluginError),
+    /// A plugin's handler has the name of a handler already registered.
+    PluginHandler(crate::RegistryError),
     /// Two servers share a name; `first_line` is where the name was first used.
     DuplicateName { name: String, first_line: usize },
     /// Two servers would bind the same endpoint (port 0 excepted: the system picks a free port).
@@ -128,6 +132,8 @@ impl fmt::Display for ConfigErrorKind {
             Io { path, error } => write!(f, "{path}: cannot read the config file: {error}"),
             Toml { message } => f.write_str(message.trim_end()),
             NoServers => f.write_str("no [[server]] table: a config needs at least one server"),
+            Plugin(error) => write!(f, "plugin {error}"),
+            PluginHandler(error) => write!(f, "plugin handler refused: {error}"),
             DuplicateName { name, first_line } => {
                 write!(f, "server name {name:?} is already used on line {first_line}")
             }

@@ -25,6 +25,7 @@
 //! every key.
 
 mod error;
+mod plugins;
 mod raw;
 mod server;
 mod socket;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 
 use sockserv_plugin::HandlerFactory;
 
+use crate::plugin::LoadedPlugin;
 use crate::{Registry, ServerSettings};
 use error::Source;
 use raw::RawFile;
@@ -52,9 +54,10 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 /// The [`Config::origin`] of the embedded default config.
 pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
 
-/// A validated config: every server ready to bind.
+/// A validated config: every plugin loaded, every server ready to bind.
 #[derive(Debug)]
 pub struct Config {
+    pub plugins: Vec<LoadedPlugin>,
     pub servers: Vec<ServerConfig>,
     /// The file's path as given, or [`EMBEDDED_ORIGIN`].
     pub origin: String,
@@ -79,7 +82,7 @@ impl fmt::Debug for ServerConfig {
 
 /// Reads and validates a config file. Relative paths in it (Unix socket paths, handler options)
 /// resolve against the file's folder.
-pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigErrors> {
+pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
         let kind = error::ConfigErrorKind::Io {
@@ -97,7 +100,7 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<Config, ConfigError
 }
 
 /// Validates the config embedded in the binary; relative paths resolve against the current folder.
-pub fn load_default(registry: &Registry) -> Result<Config, ConfigErrors> {
+pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
     load_str(
         DEFAULT_CONFIG,
         EMBEDDED_ORIGIN,
@@ -107,22 +110,31 @@ pub fn load_default(registry: &Registry) -> Result<Config, ConfigErrors> {
 }
 
 /// Validates config text. `origin` names it in error places; relative paths resolve against
-/// `base_dir`.
+/// `base_dir`. The handlers of its `[[plugin]]`s are added to `registry`.
 pub fn load_str(
     text: &str,
     origin: &str,
     base_dir: &Path,
-    registry: &Registry,
+    registry: &mut Registry,
 ) -> Result<Config, ConfigErrors> {
     let source = Source { file: origin, text };
     let raw: RawFile = toml::from_str(text).map_err(|error| parse_error(&source, &error))?;
-    let servers = Checker::new(source, base_dir, registry)
-        .check(&raw)
-        .map_err(ConfigErrors)?;
-    Ok(Config {
-        servers,
-        origin: origin.to_string(),
-    })
+    let mut errors = Vec::new();
+    let plugins = plugins::load_plugins(&raw.plugin, &source, base_dir, registry, &mut errors);
+    let servers = Checker::new(source, base_dir, registry).check(&raw);
+    match servers {
+        Ok(servers) if errors.is_empty() => Ok(Config {
+            plugins,
+            servers,
+            origin: origin.to_string(),
+        }),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by_key(|e| e.place.as_ref().map(|p| (p.line, p.col)));
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// A phase 1 error: the parser's message and place, with a hint where a common mistake is behind it.

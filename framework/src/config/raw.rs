@@ -9,12 +9,22 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// The whole file: a list of `[[server]]` tables.
+/// The whole file: `[[plugin]]` tables and `[[server]]` tables.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFile {
     #[serde(default)]
+    pub plugin: Vec<RawPlugin>,
+    #[serde(default)]
     pub server: Vec<RawServer>,
+}
+
+/// One `[[plugin]]` table: a library to load, and what to do when its handlers panic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    pub path: Spanned<String>,
+    pub disable_after_panics: Option<Spanned<i64>>,
 }
 
 /// One `[[server]]` table.

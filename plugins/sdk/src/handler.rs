@@ -59,6 +59,34 @@ pub trait ServerContext: Send + Sync {
     /// Ask the server to stop serving. Returns at once, from any thread, a handler's included; the
     /// accept loop wakes immediately and requests in flight are drained.
     fn shutdown(&self);
+
+    /// Log a line under the server's name (the host's logger; for plugins, across the ABI).
+    /// Default: a line on stderr.
+    fn log(&self, level: LogLevel, message: &str) {
+        eprintln!("{level:?} {}: {message}", self.server_name());
+    }
+}
+
+/// How important a log line is (the `log` crate's levels and numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+impl LogLevel {
+    /// The level with this number; out-of-range numbers clamp to the nearest level.
+    pub fn from_number(level: u32) -> LogLevel {
+        match level {
+            0 | 1 => LogLevel::Error,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Info,
+            _ => LogLevel::Debug,
+        }
+    }
 }
 
 /// One request, as a handler sees it.

@@ -16,14 +16,24 @@
 //!
 //! Handler authors implement `handle` and, where they need them, `setup` and `finish`; the server does
 //! everything else: accepting, the strategy (sync, threading, forking), error reporting, logging.
+//!
+//! Plugins — handlers in a shared library loaded at run time — implement [`PluginHandler`] too and
+//! export it with [`export_plugin!`]; [`abi`] is the versioned C ABI that macro targets. Enable the
+//! `serde` feature for [`from_json`], which reads a plugin's options into a serde type.
 
-#![forbid(unsafe_code)]
+// `unsafe` is confined to `abi::glue`, which allows it where it crosses the C ABI.
+#![deny(unsafe_code)]
 
+pub mod abi;
 mod address;
 mod handler;
+mod plugin;
 
 pub use address::Address;
 pub use handler::{
-    HandlerError, HandlerFactory, HandlerResult, NoControl, Request, RequestControl,
+    HandlerError, HandlerFactory, HandlerResult, LogLevel, NoControl, Request, RequestControl,
     RequestHandler, RequestKind, ServerContext,
 };
+#[cfg(feature = "serde")]
+pub use plugin::from_json;
+pub use plugin::PluginHandler;

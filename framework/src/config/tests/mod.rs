@@ -79,7 +79,7 @@ fn registry() -> Registry {
 }
 
 fn load(text: &str) -> Result<Config, ConfigErrors> {
-    load_str(text, "test.toml", Path::new("/base"), &registry())
+    load_str(text, "test.toml", Path::new("/base"), &mut registry())
 }
 
 fn errors(text: &str) -> Vec<ConfigError> {
@@ -239,7 +239,7 @@ fn the_build_function_gets_the_options_the_folder_and_the_name() {
         server("tcp://127.0.0.1:1", "probe", ""),
         "[[server]]\nname = \"bare\"\nlisten = \"tcp://127.0.0.1:2\"\nhandler = \"probe\"\n"
     );
-    load_str(&text, "test.toml", Path::new("/etc/ss"), &registry).unwrap();
+    load_str(&text, "test.toml", Path::new("/etc/ss"), &mut registry).unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0].trim_end(), "s /etc/ss framing = \"line\"");
     assert_eq!(seen[1].trim_end(), "bare /etc/ss");
@@ -256,7 +256,7 @@ fn port_zero_may_repeat_and_tcp_and_udp_may_share_a_port() {
 #[test]
 fn the_shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = load_default(&registry()).unwrap();
+    let config = load_default(&mut registry()).unwrap();
     assert_eq!(config.origin, EMBEDDED_ORIGIN);
     let names: Vec<_> = config
         .servers
@@ -275,7 +275,7 @@ fn the_shipped_configs_are_valid() {
     );
     for example in ["all-options.toml", "mixed-strategies.toml"] {
         let path = root.join("config/examples").join(example);
-        let result = load_file(&path, &registry());
+        let result = load_file(&path, &mut registry());
         assert!(result.is_ok(), "{example}: {}", result.unwrap_err());
     }
 }
@@ -285,13 +285,13 @@ fn load_file_resolves_against_the_files_folder_and_reports_io_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, server("unix://s.sock", "echo", "")).unwrap();
-    let config = load_file(&path, &registry()).unwrap();
+    let config = load_file(&path, &mut registry()).unwrap();
     assert_eq!(config.origin, path.display().to_string());
     let socket = dir.path().join("s.sock");
     assert_eq!(config.servers[0].settings.endpoint, Endpoint::Unix(socket));
 
     let missing = dir.path().join("missing.toml");
-    let errors = load_file(&missing, &registry()).unwrap_err().0;
+    let errors = load_file(&missing, &mut registry()).unwrap_err().0;
     assert!(matches!(
         &errors[..],
         [ConfigError {

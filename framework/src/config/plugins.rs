@@ -1,0 +1,71 @@
+//! `[[plugin]]` tables: load each library (relative paths against the config file's folder) and
+//! register its handlers, so that the servers below can name them like built-ins. A refused plugin is
+//! one config error with its place; the rest of the file is still checked.
+
+use std::path::Path;
+
+use super::error::{ConfigError, ConfigErrorKind, Source};
+use super::raw::RawPlugin;
+use crate::plugin::{self, LoadedPlugin, PanicPolicy};
+use crate::Registry;
+
+/// Load every plugin into `registry`; returns those that loaded, and pushes a problem per refusal.
+pub(super) fn load_plugins(
+    raw: &[RawPlugin],
+    source: &Source<'_>,
+    base_dir: &Path,
+    registry: &mut Registry,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<LoadedPlugin> {
+    let mut loaded = Vec::new();
+    for table in raw {
+        match load_one(table, base_dir, registry) {
+            Ok(plugin) => loaded.push(plugin),
+            Err((span, kind)) => errors.push(source.error(Some(span), None, kind)),
+        }
+    }
+    loaded
+}
+
+type Problem = (std::ops::Range<usize>, ConfigErrorKind);
+
+fn load_one(
+    table: &RawPlugin,
+    base_dir: &Path,
+    registry: &mut Registry,
+) -> Result<LoadedPlugin, Problem> {
+    let policy = policy(table)?;
+    let path = base_dir.join(table.path.get_ref());
+    let plugin =
+        plugin::load(&path).map_err(|err| (table.path.span(), ConfigErrorKind::Plugin(err)))?;
+    for entry in plugin.entries(policy) {
+        registry
+            .register(entry)
+            .map_err(|err| (table.path.span(), ConfigErrorKind::PluginHandler(err)))?;
+    }
+    log::debug!(
+        "loaded plugin {} {} from {}",
+        plugin.name,
+        plugin.version,
+        path.display()
+    );
+    Ok(plugin)
+}
+
+fn policy(table: &RawPlugin) -> Result<PanicPolicy, Problem> {
+    let Some(limit) = &table.disable_after_panics else {
+        return Ok(PanicPolicy::default());
+    };
+    match usize::try_from(*limit.get_ref()) {
+        Ok(n) if n > 0 => Ok(PanicPolicy {
+            disable_after: Some(n),
+        }),
+        _ => Err((
+            limit.span(),
+            ConfigErrorKind::BadValue {
+                key: "disable_after_panics",
+                message: format!("must be a positive count, not {}", limit.get_ref()),
+            },
+        )),
+    }
+}

@@ -1,0 +1,272 @@
+//! The host side of a plugin request: a factory per configured server holding the plugin's instance,
+//! and a `RequestHandler` that lends the request's reader, writer and context to the plugin through
+//! the ABI's callbacks. A plugin panic comes back as a status and is re-raised here as a panic payload,
+//! so it is reported exactly like a built-in handler's panic.
+
+use std::ffi::c_void;
+use std::io::{self, BufRead, Read, Write};
+use std::net::Shutdown as Direction;
+use std::panic::resume_unwind;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sockserv_plugin::abi::{Bytes, HandlerTable, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::{
+    HandlerError, HandlerFactory, HandlerResult, LogLevel, Request, RequestControl, RequestHandler,
+    RequestKind, ServerContext,
+};
+
+use super::PanicPolicy;
+
+/// A handler table of a loaded (never unloaded) plugin.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TableRef(pub &'static HandlerTable);
+
+// SAFETY: handler tables are immutable static data of a library that is never unloaded; the
+// functions they point at may be called from any thread (the ABI's contract).
+unsafe impl Send for TableRef {}
+// SAFETY: as above.
+unsafe impl Sync for TableRef {}
+
+/// One server's instance of a plugin handler.
+pub(super) struct PluginFactory {
+    inner: Arc<Instance>,
+}
+
+struct Instance {
+    table: &'static HandlerTable,
+    handler: String,
+    pointer: *mut c_void,
+    policy: PanicPolicy,
+    panics: AtomicUsize,
+}
+
+// SAFETY: the ABI requires a plugin instance to be usable from any thread and by concurrent requests
+// (`handle_stream` takes it as `*const`); the pointer itself is only passed back to the plugin.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: made by this table's `create`, destroyed once, after every request let go of it.
+        unsafe { (self.table.destroy)(self.pointer) }
+    }
+}
+
+/// Create the plugin's instance from the server's options table (passed as JSON).
+pub(super) fn create(
+    TableRef(table): TableRef,
+    handler: &str,
+    options: &toml::Table,
+    policy: PanicPolicy,
+) -> Result<PluginFactory, String> {
+    let json = serde_json::to_vec(options).map_err(|err| format!("options as JSON: {err}"))?;
+    let mut error: Option<String> = None;
+    // SAFETY: `json` lives for the call; `error` outlives it and `record_error` only writes there.
+    let pointer = unsafe {
+        (table.create)(
+            Bytes::of(&json),
+            (&mut error as *mut Option<String>).cast(),
+            record_error,
+        )
+    };
+    if pointer.is_null() {
+        return Err(error.unwrap_or_else(|| "the plugin refused its options".into()));
+    }
+    let inner = Instance {
+        table,
+        handler: handler.to_string(),
+        pointer,
+        policy,
+        panics: AtomicUsize::new(0),
+    };
+    Ok(PluginFactory {
+        inner: Arc::new(inner),
+    })
+}
+
+/// `create`'s error callback: keep the plugin's message.
+unsafe extern "C" fn record_error(ctx: *mut c_void, message: Bytes) {
+    // SAFETY: `ctx` is the `Option<String>` passed by `create`, alive for the call.
+    let slot = unsafe { &mut *ctx.cast::<Option<String>>() };
+    *slot = Some(text(message));
+}
+
+impl HandlerFactory for PluginFactory {
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        Box::new(PluginRequest {
+            instance: Arc::clone(&self.inner),
+        })
+    }
+}
+
+struct PluginRequest {
+    instance: Arc<Instance>,
+}
+
+impl RequestHandler for PluginRequest {
+    fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+        let instance = &self.instance;
+        if let Some(limit) = instance.policy.disable_after {
+            if instance.panics.load(Ordering::Relaxed) >= limit {
+                let message = format!("handler {} disabled after {limit} panics", instance.handler);
+                return Err(HandlerError::Protocol(message));
+            }
+        }
+        let (status, failure) = call(instance.table, instance.pointer, req);
+        match status {
+            STATUS_OK => Ok(()),
+            STATUS_PANIC => {
+                instance.panics.fetch_add(1, Ordering::Relaxed);
+                resume_unwind(Box::new(
+                    failure.unwrap_or_else(|| "plugin panicked".into()),
+                ))
+            }
+            _ => {
+                Err(HandlerError::Protocol(failure.unwrap_or_else(|| {
+                    format!("plugin returned status {status}")
+                })))
+            }
+        }
+    }
+}
+
+/// What the `ctx` callbacks reach: the server, the connection control and the failure message.
+struct Context<'a> {
+    server: &'a dyn ServerContext,
+    control: &'a dyn RequestControl,
+    failure: Mutex<Option<String>>,
+}
+
+/// Lend the request to the plugin for one call; returns its status and failure message.
+fn call(
+    table: &HandlerTable,
+    instance: *mut c_void,
+    req: &mut Request<'_>,
+) -> (i32, Option<String>) {
+    let peer = req.peer.to_string();
+    let local = req.local.to_string();
+    let context = Context {
+        server: req.server,
+        control: req.control,
+        failure: Mutex::new(None),
+    };
+    let mut reader: &mut (dyn BufRead + Send) = &mut *req.rfile;
+    let mut writer: &mut (dyn Write + Send) = &mut *req.wfile;
+    let io = HostIo {
+        size: std::mem::size_of::<HostIo>(),
+        kind: u32::from(req.kind == RequestKind::Datagram),
+        peer: Bytes::of(peer.as_bytes()),
+        local: Bytes::of(local.as_bytes()),
+        server_name: Bytes::of(req.server.server_name().as_bytes()),
+        reader: (&mut reader as *mut &mut (dyn BufRead + Send)).cast(),
+        read: host_read,
+        writer: (&mut writer as *mut &mut (dyn Write + Send)).cast(),
+        write: host_write,
+        ctx: (&context as *const Context<'_>).cast(),
+        log: host_log,
+        fail: host_fail,
+        shutdown_server: host_shutdown_server,
+        shutdown_connection: host_shutdown_connection,
+    };
+    let handle = match req.kind {
+        RequestKind::Stream => table.handle_stream,
+        RequestKind::Datagram => table.handle_datagram,
+    };
+    // SAFETY: `instance` came from this table's `create`; `io` and everything it points at live until
+    // the call returns, and the callbacks below honour HostIo's threading contract.
+    let status = unsafe { handle(instance, &io) };
+    let failure = context.failure.lock().map(|mut f| f.take()).unwrap_or(None);
+    (status, failure)
+}
+
+fn errno(err: &io::Error) -> isize {
+    -(err.raw_os_error().unwrap_or(libc::EIO) as isize)
+}
+
+unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) -> isize {
+    // SAFETY: `reader` is `call`'s reader, used by one plugin thread at a time; `buf` is the plugin's
+    // writable buffer of `len` bytes.
+    let (reader, buf) = unsafe {
+        (
+            &mut *reader.cast::<&mut (dyn BufRead + Send)>(),
+            std::slice::from_raw_parts_mut(buf, len),
+        )
+    };
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return n as isize,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return errno(&err),
+        }
+    }
+}
+
+unsafe extern "C" fn host_write(writer: *mut c_void, buf: *const u8, len: usize) -> isize {
+    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len` bytes.
+    let (writer, buf) = unsafe {
+        (
+            &mut *writer.cast::<&mut (dyn Write + Send)>(),
+            std::slice::from_raw_parts(buf, len),
+        )
+    };
+    loop {
+        match writer.write(buf) {
+            Ok(n) => return n as isize,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return errno(&err),
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` is `call`'s context, alive during the call; its parts are all `Sync`.
+unsafe fn context<'a>(ctx: *const c_void) -> &'a Context<'a> {
+    // SAFETY: the caller's promise.
+    unsafe { &*ctx.cast::<Context<'a>>() }
+}
+
+unsafe extern "C" fn host_log(ctx: *const c_void, level: u32, message: Bytes) {
+    // SAFETY: see `context`.
+    let context = unsafe { context(ctx) };
+    context
+        .server
+        .log(LogLevel::from_number(level), &text(message));
+}
+
+unsafe extern "C" fn host_fail(ctx: *const c_void, message: Bytes) {
+    // SAFETY: see `context`.
+    let context = unsafe { context(ctx) };
+    if let Ok(mut failure) = context.failure.lock() {
+        *failure = Some(text(message));
+    }
+}
+
+unsafe extern "C" fn host_shutdown_server(ctx: *const c_void) {
+    // SAFETY: see `context`.
+    unsafe { context(ctx) }.server.shutdown();
+}
+
+unsafe extern "C" fn host_shutdown_connection(ctx: *const c_void, how: u32) -> i32 {
+    let how = match how {
+        0 => Direction::Read,
+        1 => Direction::Write,
+        _ => Direction::Both,
+    };
+    // SAFETY: see `context`.
+    match unsafe { context(ctx) }.control.shutdown(how) {
+        Ok(()) => 0,
+        Err(err) => errno(&err) as i32,
+    }
+}
+
+/// Text a plugin passed for the duration of a call.
+fn text(message: Bytes) -> String {
+    if message.len == 0 || message.ptr.is_null() {
+        return String::new();
+    }
+    // SAFETY: the ABI promises `len` readable bytes for the call.
+    let bytes = unsafe { std::slice::from_raw_parts(message.ptr, message.len) };
+    String::from_utf8_lossy(bytes).into_owned()
+}

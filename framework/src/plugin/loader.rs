@@ -1,0 +1,132 @@
+//! Loading a plugin library and checking its table. Every `unsafe` of the plugin host that concerns
+//! the library itself is here; each block says what it relies on.
+
+use std::path::Path;
+
+use libloading::Library;
+use sockserv_plugin::abi::{
+    Bytes, EntryFn, HandlerTable, PluginTable, ABI_MAGIC, ABI_MAJOR, ENTRY_SYMBOL, KIND_DATAGRAM,
+    KIND_STREAM, STRATEGY_FORKING, STRATEGY_SYNC, STRATEGY_THREADING,
+};
+
+use super::{LoadedPlugin, PluginError, PluginHandlerInfo};
+use crate::{SocketKind, StrategyKind};
+
+/// The size of the first version of each table: a plugin's table may be larger (a newer minor
+/// version appended fields), never smaller.
+const PLUGIN_TABLE_V1: usize = std::mem::size_of::<PluginTable>();
+const HANDLER_TABLE_V1: usize = std::mem::size_of::<HandlerTable>();
+
+/// Load the plugin at `path`, check its magic, ABI version and tables, and keep it loaded for the
+/// rest of the process.
+pub fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
+    let refused = |what: &str| PluginError::Malformed {
+        path: path.into(),
+        what: what.into(),
+    };
+    let table = entry_table(path)?;
+    if table.magic != ABI_MAGIC {
+        return Err(PluginError::WrongMagic { path: path.into() });
+    }
+    if table.abi_major != ABI_MAJOR {
+        return Err(PluginError::AbiMajor {
+            path: path.into(),
+            found: table.abi_major,
+            expected: ABI_MAJOR,
+        });
+    }
+    if table.size < PLUGIN_TABLE_V1 {
+        return Err(refused("plugin table smaller than ABI 1.0's"));
+    }
+    let handlers = handler_tables(table)
+        .iter()
+        .map(|handler| {
+            describe(handler).ok_or_else(|| refused("a handler table is too small or not UTF-8"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LoadedPlugin {
+        path: path.into(),
+        name: utf8(table.name).ok_or_else(|| refused("name is not UTF-8"))?,
+        version: utf8(table.version).ok_or_else(|| refused("version is not UTF-8"))?,
+        abi: (table.abi_major, table.abi_minor),
+        handlers,
+    })
+}
+
+/// Open the library (for good) and call its entry function.
+fn entry_table(path: &Path) -> Result<&'static PluginTable, PluginError> {
+    // SAFETY: loading a library runs its initialisers; plugins are trusted code (see the module doc
+    // of `plugin`), and this happens before any thread of ours exists.
+    let library = unsafe { Library::new(path) }.map_err(|err| PluginError::NotALibrary {
+        path: path.into(),
+        message: err.to_string(),
+    })?;
+    // Never unloaded: the tables, the functions and any thread-local destructors live in it.
+    let library: &'static Library = Box::leak(Box::new(library));
+    // SAFETY: the symbol's type is the ABI's entry type; a library exporting the name with another
+    // type breaks the ABI's one rule about that symbol.
+    let entry = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL) }
+        .map_err(|_| PluginError::MissingEntry { path: path.into() })?;
+    // SAFETY: the entry takes no arguments and returns a pointer to a static table or null.
+    let table = unsafe { entry() };
+    // SAFETY: non-null entries point at a static table that lives as long as the (leaked) library;
+    // its first fields (magic, major) have the same layout in every ABI version.
+    unsafe { table.as_ref() }.ok_or(PluginError::WrongMagic { path: path.into() })
+}
+
+fn handler_tables(table: &'static PluginTable) -> &'static [HandlerTable] {
+    if table.handler_count == 0 || table.handlers.is_null() {
+        return &[];
+    }
+    // SAFETY: a checked table of this major version points at `handler_count` static handler tables.
+    unsafe { std::slice::from_raw_parts(table.handlers, table.handler_count) }
+}
+
+fn describe(table: &'static HandlerTable) -> Option<PluginHandlerInfo> {
+    if table.size < HANDLER_TABLE_V1 {
+        return None;
+    }
+    Some(PluginHandlerInfo {
+        name: utf8(table.name)?,
+        summary: utf8(table.summary)?,
+        socket_kinds: socket_kinds(table.socket_kinds),
+        strategies: strategies(table.strategies),
+        table: super::host::TableRef(table),
+    })
+}
+
+fn socket_kinds(flags: u32) -> Vec<SocketKind> {
+    let mut kinds = Vec::new();
+    if flags & KIND_STREAM != 0 {
+        kinds.extend([SocketKind::Tcp, SocketKind::UnixStream]);
+    }
+    if flags & KIND_DATAGRAM != 0 {
+        kinds.extend([SocketKind::Udp, SocketKind::UnixDatagram]);
+    }
+    kinds
+}
+
+fn strategies(flags: u32) -> Vec<StrategyKind> {
+    [
+        (STRATEGY_SYNC, StrategyKind::Sync),
+        (STRATEGY_THREADING, StrategyKind::Threading),
+        (STRATEGY_FORKING, StrategyKind::Forking),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| flags & flag != 0)
+    .map(|(_, kind)| kind)
+    .collect()
+}
+
+/// Static text from a plugin table.
+fn utf8(bytes: Bytes) -> Option<String> {
+    if bytes.len == 0 {
+        return Some(String::new());
+    }
+    if bytes.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: table strings point at `len` bytes of the plugin's static data.
+    let slice = unsafe { std::slice::from_raw_parts(bytes.ptr, bytes.len) };
+    String::from_utf8(slice.to_vec()).ok()
+}

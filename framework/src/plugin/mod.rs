@@ -1,0 +1,132 @@
+//! The plugin host: loads handler plugins (shared libraries exporting the `sockserv-plugin` C ABI) and
+//! turns each handler they export into a registry entry, so a config names a plugin's handler exactly
+//! like a built-in.
+//!
+//! Plugins are trusted code: they run in this process, with its privileges, and a crash in one (as
+//! opposed to a panic, which is caught at the boundary) takes the process down. The forking strategy
+//! is how a user isolates a crash-prone plugin: each request then runs in a child process.
+//!
+//! Libraries are loaded before any thread is started or process forked (config loading comes first),
+//! and never unloaded: unloading a Rust cdylib can run thread-local destructors that no longer exist.
+
+mod host;
+mod loader;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{HandlerEntry, SocketKind, StrategyKind};
+
+pub use loader::load;
+
+/// A plugin that loaded and passed every check.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    /// The ABI version the plugin was built against (major, minor).
+    pub abi: (u32, u32),
+    pub handlers: Vec<PluginHandlerInfo>,
+}
+
+/// One handler a plugin exports.
+#[derive(Debug, Clone)]
+pub struct PluginHandlerInfo {
+    pub name: String,
+    pub summary: String,
+    pub socket_kinds: Vec<SocketKind>,
+    pub strategies: Vec<StrategyKind>,
+    table: host::TableRef,
+}
+
+/// What the host does about a handler that keeps panicking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PanicPolicy {
+    /// Refuse every further request of a server's handler after this many panics; `None`: never.
+    pub disable_after: Option<usize>,
+}
+
+impl LoadedPlugin {
+    /// A registry entry per handler; its build function creates the plugin's instance from the
+    /// server's options.
+    pub fn entries(&self, policy: PanicPolicy) -> Vec<HandlerEntry> {
+        self.handlers
+            .iter()
+            .map(|handler| handler.entry(&self.name, policy))
+            .collect()
+    }
+}
+
+impl PluginHandlerInfo {
+    fn entry(&self, plugin: &str, policy: PanicPolicy) -> HandlerEntry {
+        let table = self.table;
+        let handler = self.name.clone();
+        HandlerEntry {
+            name: self.name.clone(),
+            summary: format!("{} (plugin {plugin})", self.summary),
+            socket_kinds: self.socket_kinds.clone(),
+            strategies: self.strategies.clone(),
+            strategy_note: Some(format!("plugin {plugin} does not declare it")),
+            build: Box::new(move |options| {
+                let factory = host::create(table, &handler, options.table, policy)?;
+                Ok(Arc::new(factory) as Arc<dyn sockserv_plugin::HandlerFactory>)
+            }),
+        }
+    }
+}
+
+/// Why a plugin was refused. Each names the file.
+#[derive(Debug)]
+pub enum PluginError {
+    /// The file could not be loaded as a shared library (missing, not a library, wrong architecture).
+    NotALibrary { path: PathBuf, message: String },
+    /// The library has no `sockserv_plugin_entry` symbol: not a sockserv plugin.
+    MissingEntry { path: PathBuf },
+    /// The entry returned null or a table without the sockserv magic.
+    WrongMagic { path: PathBuf },
+    /// Built against another major version of the ABI.
+    AbiMajor {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// A table is smaller than this ABI's first version of it, or a name is not UTF-8.
+    Malformed { path: PathBuf, what: String },
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::NotALibrary { path, message } => {
+                write!(f, "{}: cannot load as a shared library: {message}", path.display())
+            }
+            PluginError::MissingEntry { path } => write!(
+                f,
+                "{}: not a sockserv plugin (no sockserv_plugin_entry symbol)",
+                path.display()
+            ),
+            PluginError::WrongMagic { path } => write!(
+                f,
+                "{}: not a sockserv plugin (its entry returned no table with the SOCKSERV magic)",
+                path.display()
+            ),
+            PluginError::AbiMajor {
+                path,
+                found,
+                expected,
+            } => write!(
+                f,
+                "{}: built for plugin ABI {found}.x, this sockserv speaks ABI {expected}.x: rebuild the \
+                 plugin against a matching sockserv-plugin",
+                path.display()
+            ),
+            PluginError::Malformed { path, what } => {
+                write!(f, "{}: malformed plugin table: {what}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}

@@ -1,0 +1,73 @@
+//! Example plugin: echo that can shout. It answers on streams (chunk by chunk) and on datagrams (one
+//! reply datagram per datagram); with `uppercase = false` it is a plain echo, which is what the
+//! plugin-versus-built-in benchmark runs. Its `panic_on` option makes it panic on a chosen input, to
+//! show (and test) that a plugin's panic closes one request and nothing else.
+//!
+//! Options: `uppercase` (default true), `panic_on` (default none).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sockserv_plugin::{export_plugin, HandlerResult, PluginHandler, Request, RequestHandler};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default = "yes")]
+    uppercase: bool,
+    #[serde(default)]
+    panic_on: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct Shout {
+    options: Arc<Options>,
+}
+
+impl PluginHandler for Shout {
+    type Options = Options;
+    const NAME: &'static str = "shout";
+    const SUMMARY: &'static str =
+        "echo, in capitals unless uppercase = false; streams and datagrams";
+
+    fn options(json: &str) -> Result<Options, String> {
+        sockserv_plugin::from_json(json)
+    }
+
+    fn new(options: &Arc<Options>) -> Self {
+        Shout {
+            options: Arc::clone(options),
+        }
+    }
+}
+
+impl RequestHandler for Shout {
+    fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+        loop {
+            let chunk = req.rfile.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if let Some(trigger) = &self.options.panic_on {
+                if chunk
+                    .windows(trigger.len().max(1))
+                    .any(|w| w == trigger.as_bytes())
+                {
+                    panic!("asked to panic on {trigger:?}");
+                }
+            }
+            let len = chunk.len();
+            if self.options.uppercase {
+                req.wfile.write_all(&chunk.to_ascii_uppercase())?;
+            } else {
+                req.wfile.write_all(chunk)?;
+            }
+            req.rfile.consume(len);
+        }
+    }
+}
+
+export_plugin!(name: "shout-example", version: env!("CARGO_PKG_VERSION"), handlers: [Shout]);

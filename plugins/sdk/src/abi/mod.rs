@@ -1,0 +1,155 @@
+//! The plugin ABI: the C-compatible table a plugin library exports and the host callbacks it calls.
+//!
+//! Plugins cross a C ABI, never Rust's: Rust's own ABI is not stable across compilers, host and plugin
+//! may use different allocators, and a Rust `dyn Trait` has no layout promise. So:
+//!
+//! - A plugin is a `cdylib` exporting one `extern "C"` function, [`ENTRY_SYMBOL`], that returns a
+//!   pointer to a static [`PluginTable`]: [`ABI_MAGIC`], the ABI's major and minor version (the ABI's
+//!   own numbers, not the crate's), the table's size, the plugin's name and version, and its handlers.
+//! - Each [`HandlerTable`] has functions to create an instance from the handler's options (JSON bytes
+//!   in, an error message out through a host callback on failure), handle a stream request, handle a
+//!   datagram, and destroy the instance.
+//! - The host owns every buffer. During a request the plugin reads, writes, logs and asks for shutdown
+//!   through the callbacks in [`HostIo`]; it never hands the host memory to free.
+//!
+//! Stability: a minor version may only append fields at the end of a table (each table records its
+//! `size`, so either side can tell whether a field is there) and add flags; anything else is a new
+//! major version, and the host refuses a plugin of another major version at load time.
+//!
+//! Plugin authors do not use this module directly: [`export_plugin!`](crate::export_plugin) generates
+//! the table and the glue from a [`RequestHandler`](crate::RequestHandler) implementation.
+
+mod glue;
+
+pub use glue::{handler_table, plugin_table, StaticTable};
+
+use std::ffi::c_void;
+
+/// Marks a sockserv plugin table: the bytes `SOCKSERV`.
+pub const ABI_MAGIC: [u8; 8] = *b"SOCKSERV";
+/// Changes when the ABI changes incompatibly; the host refuses another major.
+pub const ABI_MAJOR: u32 = 1;
+/// Changes when fields or flags are appended; a host accepts any minor of its major.
+pub const ABI_MINOR: u32 = 0;
+/// The symbol the host looks up, with its terminating NUL.
+pub const ENTRY_SYMBOL: &[u8] = b"sockserv_plugin_entry\0";
+
+/// The entry function's type.
+pub type EntryFn = unsafe extern "C" fn() -> *const PluginTable;
+
+/// Socket-kind flags of [`HandlerTable::socket_kinds`].
+pub const KIND_STREAM: u32 = 1;
+pub const KIND_DATAGRAM: u32 = 2;
+/// Strategy flags of [`HandlerTable::strategies`].
+pub const STRATEGY_SYNC: u32 = 1;
+pub const STRATEGY_THREADING: u32 = 2;
+pub const STRATEGY_FORKING: u32 = 4;
+
+/// What a handle function returns.
+pub const STATUS_OK: i32 = 0;
+/// The handler returned an error; its message was passed to [`HostIo::fail`].
+pub const STATUS_ERROR: i32 = 1;
+/// The handler panicked; the panic was caught in the plugin and its message passed to `fail`.
+pub const STATUS_PANIC: i32 = 2;
+
+// Log levels of `HostIo::log` are `LogLevel`'s numbers (1 error … 4 debug).
+
+/// Borrowed bytes: static in tables, valid for the duration of a call elsewhere.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Bytes {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl Bytes {
+    /// A `Bytes` over a string that lives for ever (for tables).
+    pub const fn from_static(text: &'static str) -> Bytes {
+        Bytes {
+            ptr: text.as_ptr(),
+            len: text.len(),
+        }
+    }
+
+    /// A `Bytes` over a slice; the caller keeps the slice alive for as long as the `Bytes` is used.
+    pub fn of(bytes: &[u8]) -> Bytes {
+        Bytes {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+/// What the entry symbol returns.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PluginTable {
+    pub magic: [u8; 8],
+    pub abi_major: u32,
+    pub abi_minor: u32,
+    /// `size_of::<PluginTable>()` as the plugin was built: fields are only ever appended.
+    pub size: usize,
+    /// The plugin's name and version (UTF-8).
+    pub name: Bytes,
+    pub version: Bytes,
+    pub handlers: *const HandlerTable,
+    pub handler_count: usize,
+}
+
+/// One handler a plugin provides.
+#[repr(C)]
+#[derive(Debug)]
+pub struct HandlerTable {
+    /// `size_of::<HandlerTable>()` as the plugin was built.
+    pub size: usize,
+    /// The name a config uses (`handler = "kv"`), and one line for listings.
+    pub name: Bytes,
+    pub summary: Bytes,
+    /// `KIND_*` and `STRATEGY_*` flags: what this handler can serve under.
+    pub socket_kinds: u32,
+    pub strategies: u32,
+    /// Make an instance from the handler's options (a JSON object). On failure return null after
+    /// passing a message to `error(error_ctx, message)`.
+    pub create: unsafe extern "C" fn(
+        options: Bytes,
+        error_ctx: *mut c_void,
+        error: unsafe extern "C" fn(*mut c_void, Bytes),
+    ) -> *mut c_void,
+    /// Serve one connection; the instance is shared by concurrent requests.
+    pub handle_stream: unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32,
+    /// Serve one datagram: `read` gives the packet, `write` appends to the one reply datagram.
+    pub handle_datagram: unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32,
+    /// Release an instance. The host calls it once, when no request uses the instance any more.
+    pub destroy: unsafe extern "C" fn(instance: *mut c_void),
+}
+
+/// The host's side of one request. Each of `reader`, `writer` and `ctx` may be used from one thread
+/// at a time, and `reader` and `writer` from two different threads at once. The `ctx` callbacks are
+/// thread-safe.
+#[repr(C)]
+#[derive(Debug)]
+pub struct HostIo {
+    /// `size_of::<HostIo>()` as the host was built.
+    pub size: usize,
+    /// 0: a connection; 1: a datagram.
+    pub kind: u32,
+    /// Peer and local address, and the server's name, as UTF-8 text, valid during the call.
+    pub peer: Bytes,
+    pub local: Bytes,
+    pub server_name: Bytes,
+    pub reader: *mut c_void,
+    /// Read up to `len` bytes into `buf`: the count, 0 at end of input, or a negated errno.
+    pub read: unsafe extern "C" fn(reader: *mut c_void, buf: *mut u8, len: usize) -> isize,
+    pub writer: *mut c_void,
+    /// Write up to `len` bytes from `buf`: the count written, or a negated errno.
+    pub write: unsafe extern "C" fn(writer: *mut c_void, buf: *const u8, len: usize) -> isize,
+    pub ctx: *const c_void,
+    /// Log a line under the server's name.
+    pub log: unsafe extern "C" fn(ctx: *const c_void, level: u32, message: Bytes),
+    /// Say why the request failed, before returning `STATUS_ERROR` or `STATUS_PANIC`.
+    pub fail: unsafe extern "C" fn(ctx: *const c_void, message: Bytes),
+    /// Ask the server to shut down.
+    pub shutdown_server: unsafe extern "C" fn(ctx: *const c_void),
+    /// Shut the connection down (0 read, 1 write, 2 both); 0 or a negated errno.
+    pub shutdown_connection: unsafe extern "C" fn(ctx: *const c_void, how: u32) -> i32,
+}

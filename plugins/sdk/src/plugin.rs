@@ -1,0 +1,71 @@
+//! What a plugin author implements beside [`RequestHandler`]: how options are read and how a handler
+//! is made for each request, plus the macro that exports handlers through the C ABI.
+
+use std::sync::Arc;
+
+use crate::abi::{KIND_DATAGRAM, KIND_STREAM, STRATEGY_FORKING, STRATEGY_SYNC, STRATEGY_THREADING};
+use crate::RequestHandler;
+
+/// A handler a plugin exports: the same [`RequestHandler`] the built-ins implement, plus a name, an
+/// options type and a constructor. One handler is made per request, from options parsed once.
+///
+/// ```ignore
+/// #[derive(serde::Deserialize)]
+/// struct Options { greeting: String }
+///
+/// struct Hello { options: Arc<Options> }
+///
+/// impl PluginHandler for Hello {
+///     type Options = Options;
+///     const NAME: &'static str = "hello";
+///     fn options(json: &str) -> Result<Options, String> { sockserv_plugin::from_json(json) }
+///     fn new(options: &Arc<Options>) -> Self { Hello { options: Arc::clone(options) } }
+/// }
+/// ```
+pub trait PluginHandler: RequestHandler + Sized + 'static {
+    /// The handler's options, read from the server's `[server.options]` table.
+    type Options: Send + Sync + 'static;
+    /// The name a config uses: `handler = "NAME"`.
+    const NAME: &'static str;
+    /// One line for `sockserv plugins`.
+    const SUMMARY: &'static str = "";
+    /// `abi::KIND_*` flags: streams, datagrams or both.
+    const SOCKET_KINDS: u32 = KIND_STREAM | KIND_DATAGRAM;
+    /// `abi::STRATEGY_*` flags: the strategies the handler can run under.
+    const STRATEGIES: u32 = STRATEGY_SYNC | STRATEGY_THREADING | STRATEGY_FORKING;
+
+    /// Parse the options (the config's table as a JSON object) or say what is wrong with them.
+    fn options(json: &str) -> Result<Self::Options, String>;
+
+    /// A handler for one request.
+    fn new(options: &Arc<Self::Options>) -> Self;
+}
+
+/// Deserialize options with serde (feature `serde`): unknown or mistyped keys give serde's message.
+#[cfg(feature = "serde")]
+pub fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
+    serde_json::from_str(json).map_err(|err| err.to_string())
+}
+
+/// Export a plugin: its name, its version and the [`PluginHandler`] types it provides.
+///
+/// ```ignore
+/// sockserv_plugin::export_plugin!(name: "kv", version: env!("CARGO_PKG_VERSION"), handlers: [Kv]);
+/// ```
+///
+/// This generates the `sockserv_plugin_entry` symbol, the static tables and the `extern "C"` glue,
+/// which catches panics at the boundary.
+#[macro_export]
+macro_rules! export_plugin {
+    (name: $name:expr, version: $version:expr, handlers: [$($handler:ty),+ $(,)?] $(,)?) => {
+        /// The plugin's entry point: returns its static table.
+        #[no_mangle]
+        pub extern "C" fn sockserv_plugin_entry() -> *const $crate::abi::PluginTable {
+            static HANDLERS: $crate::abi::StaticTable<&[$crate::abi::HandlerTable]> =
+                $crate::abi::StaticTable(&[$($crate::abi::handler_table::<$handler>()),+]);
+            static TABLE: $crate::abi::StaticTable<$crate::abi::PluginTable> =
+                $crate::abi::StaticTable($crate::abi::plugin_table($name, $version, HANDLERS.0));
+            &TABLE.0
+        }
+    };
+}
