@@ -26,17 +26,25 @@ use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError};
 
+struct Child {
+    conn: Option<Socket>,
+    peer: Address,
+}
+
 pub(crate) struct ForkingDispatcher {
     max_children: usize,
-    /// Live children, each with the parent's copy of its connection (for `close` to shut it down).
-    children: HashMap<Pid, Option<Socket>>,
+    /// Live children, each with the parent's copy of its connection (for `close` to shut it down)
+    /// and its peer (for the log line when a child dies of a signal).
+    children: HashMap<Pid, Child>,
+    /// The server's name, for log lines.
+    server: String,
     sigchld: SignalFd,
     /// The signal mask before SIGCHLD was blocked, restored at close and in every child.
     old_mask: SigSet,
 }
 
 impl ForkingDispatcher {
-    pub fn new(max_children: usize) -> Result<Self, ServerError> {
+    pub fn new(max_children: usize, server: &str) -> Result<Self, ServerError> {
         require_single_thread()?;
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
@@ -48,20 +56,30 @@ impl ForkingDispatcher {
         Ok(ForkingDispatcher {
             max_children,
             children: HashMap::new(),
+            server: server.to_string(),
             sigchld,
             old_mask,
         })
     }
 
-    /// Reap every child that has exited, without blocking.
+    /// Reap every child that has exited, without blocking. A child killed by a signal (a crash in a
+    /// handler or plugin) is logged: its request is lost, the server is not.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.sigchld.read_signal() {}
-        self.children.retain(|&pid, _| {
-            !matches!(
-                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
-                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
-            )
-        });
+        let server = &self.server;
+        self.children.retain(
+            |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(..)) | Err(_) => false,
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    log::error!(
+                        "{server}: request from {}: child {pid} killed by {signal}",
+                        child.peer
+                    );
+                    false
+                }
+                Ok(_) => true,
+            },
+        );
     }
 
     /// Fork; the child runs `work` and exits without returning, the parent records the child.
@@ -88,7 +106,8 @@ impl ForkingDispatcher {
                 unsafe { libc::_exit(0) }
             }
             Ok(ForkResult::Parent { child }) => {
-                self.children.insert(child, conn);
+                let peer = peer.clone();
+                self.children.insert(child, Child { conn, peer });
             }
             Err(errno) => {
                 let failure = RequestFailure::Dispatch(format!("fork failed: {errno}"));
@@ -133,7 +152,11 @@ impl Dispatcher for ForkingDispatcher {
     }
 
     fn close(&mut self) {
-        for conn in self.children.values().flatten() {
+        for conn in self
+            .children
+            .values()
+            .filter_map(|child| child.conn.as_ref())
+        {
             let _ = conn.shutdown(Direction::Read);
         }
         for (pid, _) in self.children.drain() {

@@ -61,7 +61,7 @@ pub(crate) fn dispatcher(
             shared.shutdown.clone(),
         )),
         Strategy::Forking { max_children } => {
-            Box::new(forking::ForkingDispatcher::new(max_children)?)
+            Box::new(forking::ForkingDispatcher::new(max_children, &shared.name)?)
         }
     })
 }

@@ -1,9 +1,10 @@
 //! Example plugin: echo that can shout. It answers on streams (chunk by chunk) and on datagrams (one
 //! reply datagram per datagram); with `uppercase = false` it is a plain echo, which is what the
 //! plugin-versus-built-in benchmark runs. Its `panic_on` option makes it panic on a chosen input, to
-//! show (and test) that a plugin's panic closes one request and nothing else.
+//! show (and test) that a plugin's panic closes one request and nothing else; `abort_on` makes it
+//! abort the whole process instead — a crash, which only the forking strategy contains.
 //!
-//! Options: `uppercase` (default true), `panic_on` (default none).
+//! Options: `uppercase` (default true), `panic_on`, `abort_on` (default none).
 
 use std::sync::Arc;
 
@@ -17,6 +18,15 @@ pub struct Options {
     uppercase: bool,
     #[serde(default)]
     panic_on: Option<String>,
+    #[serde(default)]
+    abort_on: Option<String>,
+}
+
+/// Whether `chunk` holds `trigger`.
+fn contains(chunk: &[u8], trigger: &Option<String>) -> bool {
+    trigger
+        .as_ref()
+        .is_some_and(|t| chunk.windows(t.len().max(1)).any(|w| w == t.as_bytes()))
 }
 
 fn yes() -> bool {
@@ -51,13 +61,12 @@ impl RequestHandler for Shout {
             if chunk.is_empty() {
                 return Ok(());
             }
-            if let Some(trigger) = &self.options.panic_on {
-                if chunk
-                    .windows(trigger.len().max(1))
-                    .any(|w| w == trigger.as_bytes())
-                {
-                    panic!("asked to panic on {trigger:?}");
-                }
+            if contains(chunk, &self.options.panic_on) {
+                let trigger = self.options.panic_on.as_deref().unwrap_or_default();
+                panic!("asked to panic on {trigger:?}");
+            }
+            if contains(chunk, &self.options.abort_on) {
+                std::process::abort();
             }
             let len = chunk.len();
             if self.options.uppercase {
