@@ -9,14 +9,17 @@
 //!   [`Dialect`](exchange::Dialect)), each reply is printed to stdout as it arrives. Messages come from the
 //!   command line or, without any, from stdin lines.
 //! - One module per protocol ([`echo`], [`timestamp`]) says how a message is framed and when a stream
-//!   reply is complete.
+//!   reply is complete. [`search`] sends one request and prints what its reply says, using the
+//!   protocol's own client side in `sockserv_handlers::search::client`.
 //!
 //! Adding a protocol (`search`, `chat`) is adding a module and a variant of [`ClientCommand`]: a
-//! request/reply protocol implements `Dialect` and reuses the loop; one that is not (chat) uses the
-//! transport directly.
+//! request/reply protocol implements `Dialect` and reuses the loop; one that is not ([`chat`]) opens
+//! its own stream and reads and writes it at once.
 
+mod chat;
 mod echo;
 mod exchange;
+mod search;
 mod timestamp;
 mod transport;
 
@@ -48,6 +51,10 @@ pub enum ClientCommand {
     Echo(RequestArgs),
     /// Send each message to a timestamp server and print the stamped reply.
     Timestamp(RequestArgs),
+    /// Send one search (or, with another ACTION, a binary request) and print the result.
+    Search(search::SearchArgs),
+    /// Chat interactively: print what the room says while sending each line typed.
+    Chat(chat::ChatArgs),
 }
 
 /// The arguments of a request/reply protocol: where to send, what, and how long to wait.
@@ -76,6 +83,8 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     match args.command {
         ClientCommand::Echo(request) => request_reply(request, &echo::Echo),
         ClientCommand::Timestamp(request) => request_reply(request, &timestamp::Timestamp),
+        ClientCommand::Search(args) => search::run(args),
+        ClientCommand::Chat(args) => chat::run(args),
     }
 }
 

@@ -374,6 +374,10 @@ fn default_addresses_free() -> Result<(), String> {
         TcpListener::bind(("127.0.0.1", port)).map_err(|err| format!("tcp port {port}: {err}"))?;
         UdpSocket::bind(("127.0.0.1", port)).map_err(|err| format!("udp port {port}: {err}"))?;
     }
+    // search and chat: TCP only.
+    for port in [65432, 9999] {
+        TcpListener::bind(("127.0.0.1", port)).map_err(|err| format!("tcp port {port}: {err}"))?;
+    }
     let path = "/tmp/sockserv-echo.sock";
     if UnixStream::connect(path).is_ok() {
         return Err(format!("something serves {path}"));

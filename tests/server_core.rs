@@ -312,11 +312,13 @@ fn handle_request_serves_exactly_one_or_times_out() {
     server.server_close();
 }
 
-/// Asks its own server to stop, then answers.
+/// Reads the request, asks its own server to stop, then answers. (Reading first matters: closing a
+/// connection with unread input resets it, and the reset can overtake the answer.)
 struct Stopper;
 
 impl RequestHandler for Stopper {
     fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+        req.rfile.read_to_end(&mut Vec::new())?;
         req.server.shutdown();
         req.wfile.write_all(req.server.server_name().as_bytes())?;
         Ok(())

@@ -13,9 +13,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chat;
 pub mod echo;
 mod input;
 mod options;
+pub mod search;
 #[cfg(test)]
 mod testing;
 pub mod timestamp;
@@ -76,6 +78,8 @@ pub static BUILTINS: &[Builtin] = &[
         strategy_note: None,
         build: timestamp::build,
     },
+    search::BUILTIN,
+    chat::BUILTIN,
 ];
 
 /// Registers every built-in; fails if a name is already taken (by a plugin loaded first, say).

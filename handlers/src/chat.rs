@@ -1,0 +1,79 @@
+//! The `chat` handler: rooms of members who talk over nc, telnet or the seed tutorial's client, where
+//! a member that stops reading never stalls the others.
+//!
+//! The design, told once:
+//!
+//! - **Sans-IO core.** [`Chat`] ([`core`]) holds members, rooms and nicks and runs the commands:
+//!   bytes and the time go in, [`Delivery`] values ("these bytes to these members", "close this
+//!   member") come out. Beneath it, [`lines`] decides where a message ends, [`command`] parses
+//!   one, [`format`](mod@format) writes every line the server sends, and [`outbox`] is a member's
+//!   bounded queue with its overflow policy. None touches a socket, a thread or the clock, so an
+//!   event-loop strategy can drive the same pieces.
+//! - **Message boundaries** ([`lines`]): a newline (`\n` or `\r\n`) ends a message. A member that has
+//!   never sent a newline is a raw client (the tutorial's: one bare `send` per message), so for it the
+//!   end of each read ends a message too; once it sends a newline it is a line client, and a line
+//!   split over reads stays one message. Messages longer than `max_line` are cut with a notice.
+//! - **Backpressure** ([`outbox`], [`mailbox`]): delivering only ever pushes onto the recipients'
+//!   bounded outboxes; each member's own writer drains its outbox at the member's pace. A full outbox
+//!   disconnects its member (`overflow = "disconnect"`, the default, telling the room) or drops
+//!   messages for it and later says how many (`overflow = "drop"`). Either way nobody else waits.
+//! - **Threads** ([`hub`], [`handler`]): the [`Hub`] — the core and every mailbox behind one lock — is
+//!   built once per server with its options and shared by all its connections through the factory.
+//!   Each connection runs a reader, a writer and a supervisor thread.
+//! - **Strategies**: threading only. Members of different processes (forking) share no memory, and
+//!   sync serves one connection at a time, so both are refused at config time with a note.
+//!
+//! What a member sees: `0102 03:04:05 From 127.0.0.1:5000. msg=hello` for a message (the prefix is
+//! the `prefix` option; a nick replaces `ip:port`), `* alice waves` for `/me waves`, and notices and
+//! one-line errors starting with `***`. Commands: `/nick NAME`, `/join ROOM`, `/rooms`, `/who`,
+//! `/me ACTION`, `/help`, `/quit` and a bare `quit`.
+
+pub mod command;
+pub mod core;
+pub mod format;
+pub mod handler;
+pub mod hub;
+pub mod lines;
+pub mod mailbox;
+pub mod options;
+pub mod outbox;
+
+use std::sync::Arc;
+
+use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
+use sockserv_plugin::{HandlerFactory, RequestHandler};
+
+use crate::Builtin;
+
+pub use self::core::{Chat, Delivery, MemberId};
+pub use handler::ChatHandler;
+pub use hub::Hub;
+pub use options::ChatOptions;
+pub use outbox::Overflow;
+
+/// Why chat runs under threading alone, for the config check's refusal.
+pub const STRATEGY_NOTE: &str = "chat keeps its members and rooms in the memory of one process \
+     and serves them all at once: under forking each member would get a process of its own that \
+     shares nothing with the others, and sync would serve one member at a time";
+
+/// The registry row of `chat`.
+pub const BUILTIN: Builtin = Builtin {
+    name: "chat",
+    summary: "rooms where every message reaches the other members (commands /nick /join /rooms \
+              /who /me /help /quit; options: prefix, room, echo, queue_messages, overflow, ...)",
+    socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
+    strategies: &[StrategyKind::Threading],
+    strategy_note: Some(STRATEGY_NOTE),
+    build,
+};
+
+/// Builds the chat factory: validates the options and makes the server's one [`Hub`].
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+    let options = Arc::new(ChatOptions::from_table(opts.table)?);
+    let hub = Arc::new(Hub::new(opts.server, options));
+    let factory = move || Box::new(ChatHandler::new(Arc::clone(&hub))) as Box<dyn RequestHandler>;
+    Ok(Arc::new(factory))
+}
+
+#[cfg(test)]
+mod tests;

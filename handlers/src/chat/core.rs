@@ -1,0 +1,397 @@
+//! The chat itself, sans-IO: members, rooms, nicks and commands as a state machine. Bytes and the time
+//! go in (`connect`, `input`, `disconnect`, `kick`), [`Delivery`] values come out; it never touches a
+//! socket, a thread or the clock, so tests drive it directly and any strategy can wrap it — a thread
+//! per connection today, an event loop later.
+//!
+//! The caller keeps one promise: it delivers every [`Delivery`] in the order returned, and stops
+//! sending to a member once told to close it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use sockserv_plugin::Address;
+
+use super::command::{self, Command, HELP};
+use super::format::{self, Bytes};
+use super::lines::{Line, LineAssembler};
+use super::options::ChatOptions;
+
+/// Names a member; the caller picks it (a connection counter, an event loop's token) and never
+/// reuses one while the member is connected.
+pub type MemberId = u64;
+
+/// What the caller must do for the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queue `bytes` (whole lines) for each of `to`.
+    Send { to: Vec<MemberId>, bytes: Bytes },
+    /// The member has left the chat: send it nothing more, and close its connection — after writing
+    /// what is already queued when `drain`, at once otherwise.
+    Close { member: MemberId, drain: bool },
+}
+
+/// One connected member.
+#[derive(Debug)]
+struct Member {
+    /// How it is known until it picks a nick: `ip:port`, or the Unix peer and its id.
+    address: String,
+    nick: Option<String>,
+    room: String,
+    lines: LineAssembler,
+}
+
+impl Member {
+    fn name(&self) -> &str {
+        self.nick.as_deref().unwrap_or(&self.address)
+    }
+}
+
+/// Why a member leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// It said `/quit` or `quit`.
+    Quit,
+    /// Its connection ended.
+    Closed,
+    /// Its outbox overflowed.
+    TooSlow,
+}
+
+/// Every member and room of one chat server.
+#[derive(Debug)]
+pub struct Chat {
+    options: Arc<ChatOptions>,
+    members: HashMap<MemberId, Member>,
+    /// Each room's members in the order they joined; a room exists while it has members.
+    rooms: BTreeMap<String, Vec<MemberId>>,
+    /// Nicks in use, lowercased, so that `Bob` and `bob` cannot both be taken.
+    nicks: HashMap<String, MemberId>,
+}
+
+/// The deliveries of one step, in order.
+#[derive(Debug, Default)]
+struct Out(Vec<Delivery>);
+
+impl Out {
+    fn send(&mut self, to: Vec<MemberId>, bytes: Bytes) {
+        if !to.is_empty() {
+            self.0.push(Delivery::Send { to, bytes });
+        }
+    }
+
+    fn reply(&mut self, to: MemberId, bytes: Bytes) {
+        self.send(vec![to], bytes);
+    }
+}
+
+impl Chat {
+    pub fn new(options: Arc<ChatOptions>) -> Chat {
+        Chat {
+            options,
+            members: HashMap::new(),
+            rooms: BTreeMap::new(),
+            nicks: HashMap::new(),
+        }
+    }
+
+    /// Members connected now.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn is_member(&self, id: MemberId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    /// A new connection from `peer`: greet it and tell its room — or, when the chat is full, tell it
+    /// so and close it.
+    pub fn connect(
+        &mut self,
+        id: MemberId,
+        peer: &Address,
+        _now: &DateTime<FixedOffset>,
+    ) -> Vec<Delivery> {
+        debug_assert!(!self.is_member(id), "member id {id} reused");
+        let mut out = Out::default();
+        if self.is_member(id) {
+            return out.0;
+        }
+        if self.members.len() >= self.options.max_members {
+            let max = self.options.max_members;
+            out.reply(
+                id,
+                format::error(format_args!(
+                    "the chat is full ({max} members); try again later"
+                )),
+            );
+            out.0.push(Delivery::Close {
+                member: id,
+                drain: true,
+            });
+            return out.0;
+        }
+        let address = match peer.inet() {
+            Some(addr) => addr.to_string(),
+            None => format!("{peer}#{id}"),
+        };
+        let member = Member {
+            address,
+            nick: None,
+            room: self.options.room.clone(),
+            lines: LineAssembler::new(self.options.max_line),
+        };
+        let (name, room) = (member.name().to_string(), member.room.clone());
+        self.members.insert(id, member);
+        out.reply(
+            id,
+            format::notice(format_args!(
+                "welcome {name}, you are in room {room}; /help lists the commands"
+            )),
+        );
+        self.enter(id, &room, &mut out);
+        out.0
+    }
+
+    /// The bytes of one read from the member's connection.
+    pub fn input(
+        &mut self,
+        id: MemberId,
+        bytes: &[u8],
+        now: &DateTime<FixedOffset>,
+    ) -> Vec<Delivery> {
+        let mut lines = Vec::new();
+        match self.members.get_mut(&id) {
+            Some(member) => member.lines.push(bytes, |line| lines.push(line)),
+            None => return Vec::new(),
+        }
+        self.handle_lines(id, lines, now)
+    }
+
+    /// The member's connection ended (or failed): a partial line it left is its last message, then
+    /// it leaves. Nothing happens for a member that already left.
+    pub fn disconnect(&mut self, id: MemberId, now: &DateTime<FixedOffset>) -> Vec<Delivery> {
+        let mut lines = Vec::new();
+        match self.members.get_mut(&id) {
+            Some(member) => member.lines.finish(|line| lines.push(line)),
+            None => return Vec::new(),
+        }
+        let mut out = Out(self.handle_lines(id, lines, now));
+        self.leave(id, Leaving::Closed, &mut out);
+        out.0
+    }
+
+    /// The member's outbox overflowed: drop it at once and tell its room why.
+    pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
+        let mut out = Out::default();
+        self.leave(id, Leaving::TooSlow, &mut out);
+        out.0
+    }
+
+    fn handle_lines(
+        &mut self,
+        id: MemberId,
+        lines: Vec<Line>,
+        now: &DateTime<FixedOffset>,
+    ) -> Vec<Delivery> {
+        let mut out = Out::default();
+        for line in lines {
+            if !self.is_member(id) {
+                break; // it quit earlier in this read
+            }
+            self.handle_line(id, line, now, &mut out);
+        }
+        out.0
+    }
+
+    fn handle_line(
+        &mut self,
+        id: MemberId,
+        line: Line,
+        now: &DateTime<FixedOffset>,
+        out: &mut Out,
+    ) {
+        if line.cut {
+            let max = self.options.max_line;
+            out.reply(
+                id,
+                format::error(format_args!("message longer than {max} bytes: cut")),
+            );
+        }
+        let text = decode(&line);
+        match command::parse(&text) {
+            Command::Say(text) => self.say(id, &self.message(id, text, now), out),
+            Command::Me(action) => self.say(id, &format::action(self.name(id), action), out),
+            Command::Nick(nick) => self.nick(id, nick, out),
+            Command::Join(room) => self.join(id, room, out),
+            Command::Rooms => out.reply(id, self.rooms()),
+            Command::Who => out.reply(id, self.who(id)),
+            Command::Help => out.reply(id, format::notice(HELP)),
+            Command::Quit => {
+                out.reply(id, format::notice("bye"));
+                self.leave(id, Leaving::Quit, out);
+            }
+            Command::Empty => {}
+            Command::Bad(why) => out.reply(id, format::error(why)),
+        }
+    }
+
+    fn message(&self, id: MemberId, text: &str, now: &DateTime<FixedOffset>) -> Bytes {
+        self.options.prefix.message(now, self.name(id), text)
+    }
+
+    /// `bytes` to the member's room: to the others, and to itself too with the `echo` option.
+    fn say(&self, id: MemberId, bytes: &Bytes, out: &mut Out) {
+        let echo = self.options.echo;
+        let room = &self.members[&id].room;
+        let to = self.rooms[room]
+            .iter()
+            .copied()
+            .filter(|&other| echo || other != id)
+            .collect();
+        out.send(to, bytes.clone());
+    }
+
+    fn nick(&mut self, id: MemberId, nick: &str, out: &mut Out) {
+        if let Err(why) = command::check_name("nick", nick) {
+            return out.reply(id, format::error(why));
+        }
+        let key = nick.to_lowercase();
+        if let Some(&owner) = self.nicks.get(&key) {
+            if owner != id {
+                return out.reply(id, format::error(format_args!("nick {nick:?} is taken")));
+            }
+            if self.name(id) == nick {
+                return out.reply(id, format::error(format_args!("you are already {nick}")));
+            }
+        }
+        let old_name = self.name(id).to_string();
+        let member = self.members.get_mut(&id).expect("a member");
+        if let Some(old) = member.nick.replace(nick.to_string()) {
+            self.nicks.remove(&old.to_lowercase());
+        }
+        let room = member.room.clone();
+        self.nicks.insert(key, id);
+        out.reply(id, format::notice(format_args!("you are now {nick}")));
+        let others = self.others(&room, id);
+        out.send(
+            others,
+            format::notice(format_args!("{old_name} is now {nick}")),
+        );
+    }
+
+    fn join(&mut self, id: MemberId, room: &str, out: &mut Out) {
+        if let Err(why) = command::check_name("room", room) {
+            return out.reply(id, format::error(why));
+        }
+        if self.members[&id].room == room {
+            return out.reply(id, format::error(format_args!("you are already in {room}")));
+        }
+        self.exit_room(id, out);
+        self.members.get_mut(&id).expect("a member").room = room.to_string();
+        out.reply(
+            id,
+            format::notice(format_args!("you are now in room {room}")),
+        );
+        self.enter(id, room, out);
+    }
+
+    fn rooms(&self) -> Bytes {
+        let list: Vec<String> = self
+            .rooms
+            .iter()
+            .map(|(room, members)| format!("{room} ({})", members.len()))
+            .collect();
+        format::notice(format_args!("rooms: {}", list.join(", ")))
+    }
+
+    fn who(&self, id: MemberId) -> Bytes {
+        let room = &self.members[&id].room;
+        let names: Vec<&str> = self.rooms[room].iter().map(|&m| self.name(m)).collect();
+        format::notice(format_args!("in {room}: {}", names.join(", ")))
+    }
+
+    /// Adds the member to `room` (its `room` field already says so) and tells the others.
+    fn enter(&mut self, id: MemberId, room: &str, out: &mut Out) {
+        let others = self.others(room, id);
+        let notice = format::notice(format_args!("{} joined {room}", self.name(id)));
+        self.rooms.entry(room.to_string()).or_default().push(id);
+        out.send(others, notice);
+    }
+
+    /// Takes the member out of its room, telling the others; a room left empty goes.
+    fn exit_room(&mut self, id: MemberId, out: &mut Out) {
+        let room = self.members[&id].room.clone();
+        let notice = format::notice(format_args!("{} left {room}", self.name(id)));
+        self.remove_from_room(id, &room);
+        out.send(self.others(&room, id), notice);
+    }
+
+    fn remove_from_room(&mut self, id: MemberId, room: &str) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.retain(|&m| m != id);
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// The member leaves the chat: its room is told, its nick is freed, its connection closes.
+    fn leave(&mut self, id: MemberId, why: Leaving, out: &mut Out) {
+        if !self.is_member(id) {
+            return;
+        }
+        match why {
+            Leaving::Quit | Leaving::Closed => self.exit_room(id, out),
+            Leaving::TooSlow => {
+                let room = self.members[&id].room.clone();
+                let notice = format::notice(format_args!(
+                    "{} was disconnected: too slow to keep up",
+                    self.name(id)
+                ));
+                self.remove_from_room(id, &room);
+                out.send(self.others(&room, id), notice);
+            }
+        }
+        let member = self.members.remove(&id).expect("a member");
+        if let Some(nick) = member.nick {
+            self.nicks.remove(&nick.to_lowercase());
+        }
+        out.0.push(Delivery::Close {
+            member: id,
+            drain: why != Leaving::TooSlow,
+        });
+    }
+
+    /// The members of `room` but `id`, in the order they joined.
+    fn others(&self, room: &str, id: MemberId) -> Vec<MemberId> {
+        self.rooms.get(room).map_or_else(Vec::new, |members| {
+            members.iter().copied().filter(|&m| m != id).collect()
+        })
+    }
+
+    fn name(&self, id: MemberId) -> &str {
+        self.members[&id].name()
+    }
+}
+
+/// A message as text: invalid UTF-8 becomes U+FFFD, except that a character a cut split in two is
+/// dropped rather than mangled.
+fn decode(line: &Line) -> String {
+    let mut bytes = &line.bytes[..];
+    if line.cut {
+        if let Err(err) = std::str::from_utf8(bytes) {
+            if err.error_len().is_none() {
+                bytes = &bytes[..err.valid_up_to()];
+            }
+        }
+    }
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! The chat handler under the threading strategy: one connection, three threads of a
+//! `std::thread::scope`.
+//!
+//! - The **reader** hands every read to the [`Hub`] and stops at end of input, at a read error, or
+//!   once the member has left (`/quit`, or dropped as too slow).
+//! - The **writer** writes the member's mailbox to `wfile` in batches, at the member's own pace; it
+//!   is the only thread that ever waits on this member's socket buffer.
+//! - The handler's own thread **supervises**: it sleeps until the mailbox closes, gives a draining
+//!   writer a moment to finish, then shuts the connection down, which ends a read or a write still
+//!   blocked on it. Neither I/O thread can do that for the other: each may be blocked in the kernel.
+//!   (With a `'static` shutdown handle in the SDK, the thread that detects an overflow could shut the
+//!   connection down itself and this third thread would go.)
+//!
+//! Whatever way the threads end — a peer that closes, a kick, a write error, a panic — the member
+//! leaves the chat exactly once: [`Hub::leave`] does nothing the second time.
+
+use std::io::{BufRead, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use sockserv_plugin::{HandlerError, HandlerResult, Request, RequestHandler, RequestKind};
+
+use super::core::MemberId;
+use super::hub::Hub;
+use super::mailbox::{Closing, Mailbox};
+use crate::input;
+
+/// How much the writer hands to one `write`: a member that fell behind catches up in few writes.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long a member that is leaving (it quit, or its peer closed) may take to receive what is still
+/// queued for it before the connection is shut down anyway; bounds a server's shutdown too.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one member.
+#[derive(Debug)]
+pub struct ChatHandler {
+    hub: Arc<Hub>,
+}
+
+impl ChatHandler {
+    pub fn new(hub: Arc<Hub>) -> ChatHandler {
+        ChatHandler { hub }
+    }
+}
+
+impl RequestHandler for ChatHandler {
+    fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+        if req.kind != RequestKind::Stream {
+            return Err(HandlerError::Protocol(
+                "chat serves stream sockets only".into(),
+            ));
+        }
+        let hub = &*self.hub;
+        let (id, mailbox) = hub.join(req.peer);
+        let _leave = Leave { hub, id };
+        let control = req.control;
+        let (rfile, wfile) = (&mut *req.rfile, &mut *req.wfile);
+        thread::scope(|scope| {
+            let spawn = |name: &str| thread::Builder::new().name(format!("chat-{name}-{id}"));
+            spawn("write").spawn_scoped(scope, || write_mail(&mailbox, wfile))?;
+            if let Err(err) = spawn("read").spawn_scoped(scope, || read_input(hub, id, rfile)) {
+                hub.leave(id);
+                mailbox.close(Closing::Abort);
+                return Err(err.into());
+            }
+            supervise(&mailbox, &|| control.shutdown(Shutdown::Both));
+            Ok(())
+        })
+    }
+}
+
+/// The member leaves when the handler ends, whichever way it ends.
+struct Leave<'a> {
+    hub: &'a Hub,
+    id: MemberId,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.hub.leave(self.id);
+    }
+}
+
+/// The reader: every read goes to the chat; the member leaves when input ends.
+fn read_input(hub: &Hub, id: MemberId, rfile: &mut (dyn BufRead + Send)) {
+    let _leave = Leave { hub, id };
+    loop {
+        let chunk = match input::fill_buf(rfile) {
+            Ok(chunk) if !chunk.is_empty() => chunk,
+            Ok(_) => return,
+            Err(err) => {
+                log::debug!("chat: member {id}: read failed: {err}");
+                return;
+            }
+        };
+        let len = chunk.len();
+        let still_member = hub.input(id, chunk);
+        rfile.consume(len);
+        if !still_member {
+            return;
+        }
+    }
+}
+
+/// The writer: the member's mail, batch by batch, until the mailbox closes.
+fn write_mail(mailbox: &Mailbox, wfile: &mut (dyn Write + Send)) {
+    let _done = WriterDone(mailbox);
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    while mailbox.next_batch(&mut batch, BATCH_BYTES) {
+        if let Err(err) = wfile.write_all(&batch).and_then(|()| wfile.flush()) {
+            log::debug!("chat: write failed: {err}");
+            return;
+        }
+        batch.clear();
+    }
+}
+
+/// Tells the mailbox its writer stopped, however it stopped.
+struct WriterDone<'a>(&'a Mailbox);
+
+impl Drop for WriterDone<'_> {
+    fn drop(&mut self) {
+        self.0.writer_finished();
+    }
+}
+
+/// The supervisor: once the mailbox closes (and a drain is done, or its grace is over), stop the
+/// writer and shut the connection down so that no thread stays blocked on it.
+fn supervise(mailbox: &Mailbox, shutdown: &dyn Fn() -> std::io::Result<()>) {
+    mailbox.wait_closed(DRAIN_GRACE);
+    mailbox.close(Closing::Abort);
+    if let Err(err) = shutdown() {
+        log::debug!("chat: shutdown failed: {err}");
+    }
+}

@@ -1,0 +1,209 @@
+//! The chat of one server as its connection threads share it: the [`Chat`] core and every member's
+//! [`Mailbox`] behind one lock, and the clock. Built once per server, when the config is validated,
+//! and held by the handler factory, so every connection of that server meets the same chat.
+//!
+//! Each step takes the lock, runs the core, and carries out its deliveries before letting go: one
+//! order of events for everybody, and a member's messages reach every other member in the order
+//! sent. Carrying out a delivery only pushes onto mailboxes, which never waits for a socket, so the
+//! lock is held for microseconds whatever the members' connections do. A push that overflows under
+//! the `disconnect` policy kicks that member in the same step (see `Hub::deliver`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, FixedOffset, Local, Utc};
+use sockserv_plugin::Address;
+
+use super::core::{Chat, Delivery, MemberId};
+use super::mailbox::{Closing, Mailbox};
+use super::options::ChatOptions;
+use super::outbox::{Outbox, Pushed};
+
+/// One server's chat.
+#[derive(Debug)]
+pub struct Hub {
+    /// The server's name, for log lines.
+    server: String,
+    options: Arc<ChatOptions>,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    chat: Chat,
+    mailboxes: HashMap<MemberId, Arc<Mailbox>>,
+}
+
+impl Hub {
+    pub fn new(server: &str, options: Arc<ChatOptions>) -> Hub {
+        Hub {
+            server: server.to_string(),
+            state: Mutex::new(State {
+                chat: Chat::new(Arc::clone(&options)),
+                mailboxes: HashMap::new(),
+            }),
+            options,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
+    /// chat is full): its writer then writes the refusal and stops.
+    pub fn join(&self, peer: &Address) -> (MemberId, Arc<Mailbox>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Outbox::new(self.options.queue_messages, self.options.overflow);
+        let mailbox = Arc::new(Mailbox::new(outbox));
+        let mut state = self.lock();
+        state.mailboxes.insert(id, Arc::clone(&mailbox));
+        let deliveries = state.chat.connect(id, peer, &self.now());
+        self.deliver(&mut state, deliveries);
+        (id, mailbox)
+    }
+
+    /// The bytes of one read from `id`'s connection. Returns whether `id` is still a member (false
+    /// once it quit or was dropped: stop reading).
+    pub fn input(&self, id: MemberId, bytes: &[u8]) -> bool {
+        let mut state = self.lock();
+        let deliveries = state.chat.input(id, bytes, &self.now());
+        self.deliver(&mut state, deliveries);
+        state.chat.is_member(id)
+    }
+
+    /// `id`'s connection ended. Nothing happens if it already left.
+    pub fn leave(&self, id: MemberId) {
+        let mut state = self.lock();
+        let deliveries = state.chat.disconnect(id, &self.now());
+        self.deliver(&mut state, deliveries);
+        if let Some(mailbox) = state.mailboxes.remove(&id) {
+            // Not a member (refused when the chat was full): its refusal is being drained.
+            mailbox.close(Closing::Drain);
+        }
+    }
+
+    /// Members connected now.
+    pub fn members(&self) -> usize {
+        self.lock().chat.len()
+    }
+
+    /// The time the prefix shows: local, or UTC with the `utc` option.
+    fn now(&self) -> DateTime<FixedOffset> {
+        if self.options.utc {
+            Utc::now().fixed_offset()
+        } else {
+            Local::now().fixed_offset()
+        }
+    }
+
+    /// Carries out `deliveries` in order. A member whose mailbox overflows is kicked right after the
+    /// message that overflowed it, so its room hears of it before the next message; the kick's own
+    /// notice may overflow another slow member in turn, but every kick removes a member, so this ends.
+    fn deliver(&self, state: &mut State, deliveries: Vec<Delivery>) {
+        let mut work = VecDeque::from(deliveries);
+        let mut overflowed = Vec::new();
+        while let Some(delivery) = work.pop_front() {
+            match delivery {
+                Delivery::Send { to, bytes } => {
+                    for id in to {
+                        let pushed = state.mailboxes.get(&id).map(|mailbox| mailbox.push(&bytes));
+                        if pushed == Some(Pushed::Overflow) {
+                            overflowed.push(id);
+                        }
+                    }
+                }
+                Delivery::Close { member, drain } => {
+                    if let Some(mailbox) = state.mailboxes.remove(&member) {
+                        mailbox.close(if drain {
+                            Closing::Drain
+                        } else {
+                            Closing::Abort
+                        });
+                    }
+                }
+            }
+            for id in overflowed.drain(..) {
+                log::info!(
+                    "{}: chat member {id} cannot keep up with its room; disconnecting it",
+                    self.server
+                );
+                let kicked = state.chat.kick(id, &self.now());
+                for delivery in kicked.into_iter().rev() {
+                    work.push_front(delivery);
+                }
+            }
+        }
+    }
+
+    /// The lock, even after a panic on another connection's thread: every step leaves the chat
+    /// consistent before it can panic, so one connection's bug does not take the server's chat down.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hub(options: &str) -> Hub {
+        let options = ChatOptions::from_table(&options.parse().unwrap()).unwrap();
+        Hub::new("test", Arc::new(options))
+    }
+
+    fn peer(port: u16) -> Address {
+        Address::Inet(([127, 0, 0, 1], port).into())
+    }
+
+    /// Everything queued in `mailbox`, without waiting.
+    fn queued(mailbox: &Mailbox) -> String {
+        let mut batch = Vec::new();
+        mailbox.close(Closing::Drain);
+        while mailbox.next_batch(&mut batch, usize::MAX) {}
+        String::from_utf8(batch).unwrap()
+    }
+
+    #[test]
+    fn an_overflowing_member_is_kicked_and_the_others_keep_everything() {
+        let hub = hub("queue_messages = 3\nprefix = ''");
+        let (slow, slow_box) = hub.join(&peer(1));
+        let (_fast, fast_box) = hub.join(&peer(2));
+        let (talker, _) = hub.join(&peer(3));
+        // slow's outbox is full of its greeting and two join notices: "one" overflows it.
+        let mut batch = Vec::new();
+        assert!(fast_box.next_batch(&mut batch, usize::MAX));
+        assert!(hub.input(talker, b"one\ntwo\n"));
+        assert_eq!(hub.members(), 2);
+        assert_eq!(slow_box.wait_closed(Duration::ZERO), Closing::Abort);
+        assert!(!hub.input(slow, b"too late\n"));
+        assert_eq!(
+            queued(&fast_box),
+            "one\n*** 127.0.0.1:1 was disconnected: too slow to keep up\ntwo\n"
+        );
+    }
+
+    #[test]
+    fn the_drop_policy_keeps_the_member() {
+        let hub = hub("queue_messages = 2\noverflow = 'drop'\nprefix = ''");
+        let (_slow, slow_box) = hub.join(&peer(1));
+        let (talker, _) = hub.join(&peer(2));
+        assert!(hub.input(talker, b"a\nb\nc\n"));
+        assert_eq!(hub.members(), 2);
+        let got = queued(&slow_box);
+        assert!(got.ends_with("*** you missed 3 messages: your connection did not keep up\n"));
+    }
+
+    #[test]
+    fn a_refused_member_gets_its_refusal_then_a_drain() {
+        let hub = hub("max_members = 1");
+        hub.join(&peer(1));
+        let (id, mailbox) = hub.join(&peer(2));
+        assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Drain);
+        let mut batch = Vec::new();
+        assert!(mailbox.next_batch(&mut batch, usize::MAX));
+        assert!(batch.starts_with(b"*** error: the chat is full"));
+        hub.leave(id);
+        assert_eq!(hub.members(), 1);
+    }
+}

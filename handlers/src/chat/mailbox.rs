@@ -1,0 +1,214 @@
+//! A member's [`Outbox`] shared between threads: whoever delivers pushes without ever waiting on the
+//! member's socket, the member's writer thread sleeps until there is mail, and the member's
+//! supervising thread sleeps until the mailbox closes.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::format::Bytes;
+use super::outbox::{Outbox, Pushed};
+
+/// How a mailbox closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Write what is queued, then stop (the member quit, or its peer closed).
+    Drain,
+    /// Stop now and forget what is queued (the member overflowed, or its connection failed).
+    Abort,
+}
+
+/// The outbox and the state of the threads around it.
+#[derive(Debug)]
+struct Post {
+    outbox: Outbox,
+    closing: Option<Closing>,
+    writer_done: bool,
+}
+
+/// One member's mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    post: Mutex<Post>,
+    /// Wakes the writer: mail arrived, or the mailbox closed.
+    mail: Condvar,
+    /// Wakes the supervisor: the mailbox closed, or the writer finished.
+    closed: Condvar,
+}
+
+impl Mailbox {
+    pub fn new(outbox: Outbox) -> Mailbox {
+        Mailbox {
+            post: Mutex::new(Post {
+                outbox,
+                closing: None,
+                writer_done: false,
+            }),
+            mail: Condvar::new(),
+            closed: Condvar::new(),
+        }
+    }
+
+    /// Queues `bytes` for the writer; never waits for it. A closed mailbox takes nothing.
+    pub fn push(&self, bytes: &Bytes) -> Pushed {
+        let mut post = self.lock();
+        if post.closing.is_some() {
+            return Pushed::Queued;
+        }
+        let pushed = post.outbox.push(bytes);
+        drop(post);
+        if pushed == Pushed::Queued {
+            self.mail.notify_one();
+        }
+        pushed
+    }
+
+    /// Closes the mailbox; an `Abort` overrides a `Drain` but not the other way round.
+    pub fn close(&self, how: Closing) {
+        let mut post = self.lock();
+        if post.closing == Some(Closing::Abort) {
+            return;
+        }
+        post.closing = Some(how);
+        if how == Closing::Abort {
+            post.outbox.clear();
+        }
+        drop(post);
+        self.mail.notify_all();
+        self.closed.notify_all();
+    }
+
+    /// The writer's wait: fills `batch` with up to about `max` bytes once there is mail, and returns
+    /// true; returns false once the mailbox is closed and (for a drain) empty.
+    pub fn next_batch(&self, batch: &mut Vec<u8>, max: usize) -> bool {
+        let mut post = self.lock();
+        loop {
+            if post.closing == Some(Closing::Abort) {
+                return false;
+            }
+            if post.outbox.pop_into(batch, max) {
+                return true;
+            }
+            if post.closing == Some(Closing::Drain) {
+                return false;
+            }
+            post = self.mail.wait(post).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The writer has stopped, for whatever reason: a mailbox still open is aborted, since nothing
+    /// will write its mail any more.
+    pub fn writer_finished(&self) {
+        let mut post = self.lock();
+        post.writer_done = true;
+        if post.closing.is_none() {
+            post.closing = Some(Closing::Abort);
+            post.outbox.clear();
+        }
+        drop(post);
+        self.closed.notify_all();
+    }
+
+    /// The supervisor's wait: until the mailbox closes and then, for a drain, until the writer has
+    /// written everything or `grace` has passed. Returns how it closed.
+    pub fn wait_closed(&self, grace: Duration) -> Closing {
+        let mut post = self.lock();
+        let how = loop {
+            match post.closing {
+                Some(how) => break how,
+                None => {
+                    post = self
+                        .closed
+                        .wait(post)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+            }
+        };
+        let deadline = Instant::now() + grace;
+        while how == Closing::Drain && !post.writer_done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            post = self
+                .closed
+                .wait_timeout(post, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        how
+    }
+
+    /// The lock, even after a panic elsewhere: the post's state stays consistent at every step.
+    fn lock(&self) -> MutexGuard<'_, Post> {
+        self.post.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::outbox::Overflow;
+    use std::sync::Arc;
+    use std::thread;
+
+    fn bytes(text: &str) -> Bytes {
+        text.as_bytes().into()
+    }
+
+    #[test]
+    fn the_writer_gets_the_mail_then_the_drain_ends_it() {
+        let mailbox = Arc::new(Mailbox::new(Outbox::new(4, Overflow::Disconnect)));
+        let writer = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while mailbox.next_batch(&mut got, 1 << 16) {}
+                mailbox.writer_finished();
+                got
+            })
+        };
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
+        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Queued);
+        mailbox.close(Closing::Drain);
+        assert_eq!(mailbox.wait_closed(Duration::from_secs(10)), Closing::Drain);
+        assert_eq!(writer.join().unwrap(), b"a\nb\n");
+    }
+
+    #[test]
+    fn abort_forgets_the_mail_and_outranks_drain() {
+        let mailbox = Mailbox::new(Outbox::new(4, Overflow::Disconnect));
+        mailbox.push(&bytes("a\n"));
+        mailbox.close(Closing::Abort);
+        mailbox.close(Closing::Drain);
+        let mut batch = Vec::new();
+        assert!(!mailbox.next_batch(&mut batch, 100));
+        assert!(batch.is_empty());
+        assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Abort);
+    }
+
+    #[test]
+    fn a_full_mailbox_reports_overflow_without_waiting() {
+        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
+        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Overflow);
+    }
+
+    #[test]
+    fn a_writer_that_stops_early_aborts_the_mailbox() {
+        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        mailbox.writer_finished();
+        assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Abort);
+    }
+
+    #[test]
+    fn a_stuck_drain_gives_up_after_the_grace() {
+        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        mailbox.close(Closing::Drain);
+        let started = Instant::now();
+        assert_eq!(
+            mailbox.wait_closed(Duration::from_millis(50)),
+            Closing::Drain
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+}

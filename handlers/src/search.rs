@@ -1,0 +1,184 @@
+//! The `search` handler: the realpython sockets tutorial's application protocol, wire-compatible with
+//! its client and server, and hardened against bad input.
+//!
+//! A frame is a 2-byte big-endian header length, a UTF-8 JSON header (`byteorder`, `content-type`,
+//! `content-encoding`, `content-length`, all required), then the content. A `text/json` request
+//! `{"action": "search", "value": Q}` is looked up in the index; any other content type is answered
+//! with its first 10 bytes. Replies are framed the same way, carry this host's `byteorder`, and are
+//! written byte for byte as the tutorial's Python server writes them.
+//!
+//! The layers, each its own file:
+//!
+//! - [`frame`]: the sans-IO framing — [`parse_frame`](frame::parse_frame) and its connection-minded
+//!   twin [`Decoder`](frame::Decoder), [`encode_frame`](frame::encode_frame).
+//! - [`respond`]: the sans-IO answers — [`respond`](respond::respond) for one frame,
+//!   [`answer`](respond::answer) for a buffer of pipelined frames, and the error replies.
+//! - [`index`]: the entries and the four match modes; [`config`]: the options.
+//! - [`client`]: the other side — the request the tutorial's client sends, what a reply says.
+//! - [`fuzz`]: the fuzz target's checks, replayed over the committed corpus by `cargo test`.
+//! - This file: [`Search`], the thin handler that reads, answers and writes.
+//!
+//! A connection stays open for further requests until the client closes it; pipelined requests are
+//! answered in order, all the replies to one read in one write. Bad input is logged (a warning with
+//! the peer) and answered with `{"error": CODE, "result": "Error: MESSAGE."}`. When the bad frame's end
+//! is still known (its `content-length` was usable) the connection goes on with the next frame;
+//! otherwise the error reply is the last thing sent: the server shuts its sending side, reads and
+//! discards what the client still sends (up to [`DRAIN_LIMIT`]) so the close does not reset the
+//! connection and lose the reply, and closes. At most one frame is buffered, and a frame is at most
+//! 2 + 65 535 + `max_content_length` bytes.
+//!
+//! Streams only: on datagram sockets `sockserv check` refuses the handler.
+
+pub mod client;
+pub mod config;
+pub mod frame;
+pub mod fuzz;
+pub mod index;
+mod json;
+pub mod respond;
+#[cfg(test)]
+mod tutorial;
+
+use std::net::Shutdown;
+use std::sync::Arc;
+
+use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
+use sockserv_plugin::{
+    HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
+};
+
+use crate::{input, Builtin};
+use config::SearchOptions;
+use frame::{Decoder, FrameError};
+use index::Index;
+use respond::{answer, Reply};
+
+/// The most bytes read and thrown away after a fatal error, waiting for the client to close.
+pub const DRAIN_LIMIT: usize = 4 << 20;
+
+/// The row of [`BUILTINS`](crate::BUILTINS): streams only (a frame needs a connection), every strategy.
+pub const BUILTIN: Builtin = Builtin {
+    name: "search",
+    summary: "the realpython tutorial's JSON-header search protocol (options: index, match, limit, max_content_length)",
+    socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
+    strategies: &StrategyKind::ALL,
+    strategy_note: None,
+    build,
+};
+
+/// Builds the search factory: validates the options and loads the index once, for every request.
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+    let options = SearchOptions::from_table(opts.table, opts.base_dir)?;
+    let index = Arc::new(options.load_index()?);
+    let max = options.max_content_length;
+    let factory = move || Box::new(Search::new(Arc::clone(&index), max)) as Box<dyn RequestHandler>;
+    Ok(Arc::new(factory))
+}
+
+/// Serves one connection: frames in, replies out, until the client closes.
+#[derive(Debug)]
+pub struct Search {
+    index: Arc<Index>,
+    max_content_length: usize,
+}
+
+impl Search {
+    pub fn new(index: Arc<Index>, max_content_length: usize) -> Search {
+        Search {
+            index,
+            max_content_length,
+        }
+    }
+}
+
+impl RequestHandler for Search {
+    fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+        if req.kind == RequestKind::Datagram {
+            return Err(HandlerError::Protocol(
+                "search runs on stream sockets only".into(),
+            ));
+        }
+        let mut decoder = Decoder::new(self.max_content_length);
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = input::fill_buf(req.rfile)?;
+            if chunk.is_empty() {
+                end_of_input(req, &decoder, &pending);
+                return Ok(());
+            }
+            let len = chunk.len();
+            pending.extend_from_slice(chunk);
+            req.rfile.consume(len);
+            if !self.answer_pending(req, &mut decoder, &mut pending)? {
+                close_cleanly(req);
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Search {
+    /// Answers every whole frame in `pending` with one write and drops those frames; returns false
+    /// when the connection must close (the frames can no longer be told apart).
+    fn answer_pending(
+        &self,
+        req: &mut Request<'_>,
+        decoder: &mut Decoder,
+        pending: &mut Vec<u8>,
+    ) -> Result<bool, HandlerError> {
+        let answered = answer(decoder, pending, &self.index);
+        if !answered.replies.is_empty() {
+            req.wfile.write_all(&answered.replies)?;
+        }
+        for err in &answered.skipped {
+            warn(req, err, "answered with an error; the connection goes on");
+        }
+        if let Some(err) = answered.fatal {
+            warn(req, &err, "answered with an error; closing the connection");
+            return Ok(false);
+        }
+        pending.drain(..answered.consumed);
+        Ok(true)
+    }
+}
+
+/// The peer closed its side: fine between frames; in the middle of one, say so.
+fn end_of_input(req: &mut Request<'_>, decoder: &Decoder, pending: &[u8]) {
+    if pending.is_empty() {
+        return;
+    }
+    let err = decoder.truncated(pending.len());
+    warn(req, &err, "the connection is closed");
+    // The peer may have closed both ways: the reply is a courtesy, and its failure no news.
+    let _ = req.wfile.write_all(&Reply::frame_error(&err).encode());
+}
+
+/// One warning per bad frame, with the server and the peer, like the server's own error lines.
+fn warn(req: &Request<'_>, err: &FrameError, outcome: &str) {
+    log::warn!(
+        "{}: search request from {}: {err} ({outcome})",
+        req.server.server_name(),
+        req.peer
+    );
+}
+
+/// After the last reply: send FIN, then read (and drop) until the client closes, at most
+/// [`DRAIN_LIMIT`] bytes, so that closing with unread input does not reset the connection and
+/// destroy the reply before the client reads it.
+fn close_cleanly(req: &mut Request<'_>) {
+    let _ = req.control.shutdown(Shutdown::Write);
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match input::fill_buf(req.rfile) {
+            Ok(chunk) if !chunk.is_empty() => {
+                let len = chunk.len();
+                req.rfile.consume(len);
+                drained += len;
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! `sockserv serve` with the chat handler, from the outside: members over TCP and Unix streams,
+//! line clients (nc) and raw clients (the tutorial's, no newline), exact bytes on the wire, rooms,
+//! a member that never reads among 20 senders (and one that falls behind under the `drop` policy),
+//! 50 members × 100 messages, the limits, the client subcommand, and `sockserv check` refusing chat
+//! under forking or sync. The helpers live in `chat/mod.rs`.
+//!
+//! Every read is bounded (the clients' read timeout), and the load tests pace their senders so that
+//! no healthy member ever has more than a window of messages in flight: what they prove is that the
+//! server loses nothing and keeps order, not how fast a machine is.
+
+mod chat;
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use chat::{join_all, paced_load, Load, Member};
+use common::{config, run, temp_dir, write_config, Client, ServeProcess};
+
+/// One chat server on TCP, with extra option lines.
+fn serve_tcp(options: &str) -> ServeProcess {
+    let extra = format!("[server.options]\n{options}");
+    let extra = if options.is_empty() { "" } else { &extra };
+    ServeProcess::start(&config(&[(
+        "chat",
+        "tcp://127.0.0.1:0",
+        "chat",
+        "threading",
+        extra,
+    )]))
+}
+
+#[test]
+fn three_members_exchange_exact_bytes() {
+    let serve = serve_tcp("");
+    let mut all = join_all(serve.endpoint("chat"), 3);
+    let [a, b, c] = &mut all[..] else {
+        unreachable!()
+    };
+    let (a_name, b_name, c_name) = (a.name.clone(), b.name.clone(), c.name.clone());
+    assert!(a_name.starts_with("127.0.0.1:"), "{a_name}");
+
+    a.send(b"hello from a\n");
+    b.expect_message(&a_name, "hello from a");
+    c.expect_message(&a_name, "hello from a");
+
+    b.send(b"/nick bob\n");
+    b.expect("*** you are now bob\n");
+    a.expect(&format!("*** {b_name} is now bob\n"));
+    c.expect(&format!("*** {b_name} is now bob\n"));
+
+    // c is the tutorial's client: bare text, no newline.
+    c.send(b"raw hi");
+    a.expect_message(&c_name, "raw hi");
+    b.expect_message(&c_name, "raw hi");
+
+    b.send(b"/me waves\r\n");
+    a.expect("* bob waves\n");
+    c.expect("* bob waves\n");
+
+    a.send(b"/who\n");
+    a.expect(&format!("*** in lobby: {a_name}, bob, {c_name}\n"));
+    a.send(b"/nick bob\n/frob\n");
+    a.expect("*** error: nick \"bob\" is taken\n");
+    a.expect("*** error: unknown command /frob (/help lists the commands)\n");
+
+    c.send(b"quit");
+    c.expect("*** bye\n");
+    c.expect_closed();
+    a.expect(&format!("*** {c_name} left lobby\n"));
+    b.expect(&format!("*** {c_name} left lobby\n"));
+    a.expect_nothing_queued("lobby");
+    b.expect_nothing_queued("lobby");
+}
+
+#[test]
+fn raw_and_line_clients_talk_over_a_unix_socket() {
+    let serve = ServeProcess::start(&config(&[(
+        "chat",
+        "unix://{dir}/chat.sock",
+        "chat",
+        "",
+        "",
+    )]));
+    let mut all = join_all(serve.endpoint("chat"), 2);
+    let [raw, liner] = &mut all[..] else {
+        unreachable!()
+    };
+    let raw_name = raw.name.clone();
+    assert!(raw_name.starts_with("unix:unnamed#"), "{raw_name}");
+
+    liner.send(b"/nick liner\n");
+    liner.expect("*** you are now liner\n");
+    raw.expect(&format!("*** {} is now liner\n", liner.name));
+
+    raw.send(b"hello");
+    liner.expect_message(&raw_name, "hello");
+    // A line client's line split over two sends is one message.
+    liner.send(b"hi the");
+    thread::sleep(Duration::from_millis(50));
+    liner.send(b"re\r\n");
+    raw.expect_message("liner", "hi there");
+    // Invalid UTF-8 is replaced, never fatal.
+    liner.send(b"caf\xe9\n");
+    raw.expect_message("liner", "caf\u{fffd}");
+
+    raw.send(b"second");
+    liner.expect_message(&raw_name, "second");
+    raw.send(b"quit");
+    raw.expect("*** bye\n");
+    liner.expect(&format!("*** {raw_name} left lobby\n"));
+}
+
+#[test]
+fn rooms_do_not_leak_into_each_other() {
+    let serve = serve_tcp("");
+    let mut all = join_all(serve.endpoint("chat"), 4);
+    let [a, b, c, d] = &mut all[..] else {
+        unreachable!()
+    };
+    let (c_name, d_name) = (c.name.clone(), d.name.clone());
+    c.send(b"/join dev\n");
+    c.expect("*** you are now in room dev\n");
+    for lobby in [&mut *a, &mut *b, &mut *d] {
+        lobby.expect(&format!("*** {c_name} left lobby\n"));
+    }
+    d.send(b"/join dev\n");
+    d.expect("*** you are now in room dev\n");
+    c.expect(&format!("*** {d_name} joined dev\n"));
+    a.expect(&format!("*** {d_name} left lobby\n"));
+    b.expect(&format!("*** {d_name} left lobby\n"));
+
+    c.send(b"for dev only\n");
+    d.expect_message(&c_name, "for dev only");
+    a.send(b"for lobby only\n");
+    b.expect_message(&a.name.clone(), "for lobby only");
+    a.expect_nothing_queued("lobby");
+    b.expect_nothing_queued("lobby");
+    c.expect_nothing_queued("dev");
+    d.expect_nothing_queued("dev");
+    a.send(b"/rooms\n");
+    a.expect("*** rooms: dev (2), lobby (2)\n");
+}
+
+#[test]
+fn limits_cut_long_lines_and_refuse_a_member_too_many() {
+    let serve = serve_tcp("max_line = 16\nmax_members = 2");
+    let mut all = join_all(serve.endpoint("chat"), 2);
+    let [a, b] = &mut all[..] else { unreachable!() };
+    let mut long = b"0123456789abcdef-and-much-more".repeat(1000);
+    long.push(b'\n');
+    a.send(&long);
+    a.send(b"short\n");
+    a.expect("*** error: message longer than 16 bytes: cut\n");
+    b.expect_message(&a.name.clone(), "0123456789abcdef");
+    b.expect_message(&a.name.clone(), "short");
+
+    let mut third = Client::connect(serve.endpoint("chat")).unwrap();
+    let refusal = third.recv_until(|got| got.ends_with(b"\n")).unwrap();
+    assert_eq!(
+        refusal,
+        b"*** error: the chat is full (2 members); try again later\n"
+    );
+    assert!(
+        third.recv().unwrap().is_empty(),
+        "the refused member is closed"
+    );
+    a.expect_nothing_queued("lobby");
+}
+
+// --- load: paced senders ----------------------------------------------------------------------------
+
+#[test]
+fn a_member_that_never_reads_is_dropped_and_nobody_waits_for_it() {
+    const SENDERS: usize = 20;
+    const MESSAGES: usize = 40;
+    const SIZE: usize = 1000;
+    // Default chat options. A small send buffer keeps the kernel from absorbing megabytes for the
+    // slow member before its own queue (256 messages) even starts to fill: without it the test would
+    // have to push ~5 MB at it, proving the same thing more slowly.
+    let serve = ServeProcess::start(&config(&[(
+        "chat",
+        "tcp://127.0.0.1:0",
+        "chat",
+        "threading",
+        "[server.socket]\nsend_buffer_size = 16384",
+    )]));
+    let endpoint = serve.endpoint("chat");
+    let mut slow = Member::join(endpoint);
+    let senders = join_all(endpoint, SENDERS);
+    let slow_name = slow.name.clone();
+
+    let load = Load {
+        messages: MESSAGES,
+        size: SIZE,
+        window: 8,
+    };
+    let (notices, took) = paced_load(senders, load, |_| 1);
+    let kicked = format!("*** {slow_name} was disconnected: too slow to keep up\n");
+    for (index, lines) in notices.iter().enumerate() {
+        assert_eq!(
+            lines,
+            std::slice::from_ref(&kicked),
+            "sender {index}'s notices"
+        );
+    }
+    // Every message reached every sender, in order (Progress checked it), in bounded time.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+
+    // The slow member was disconnected: what it can still read ends, well short of everything.
+    let mut got = slow.pending.len() - slow.read;
+    loop {
+        match slow.client.recv() {
+            Ok(chunk) if chunk.is_empty() => break,
+            Ok(chunk) => got += chunk.len(),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(err) => panic!("the slow member is still connected: {err}"),
+        }
+    }
+    let sent = SENDERS * MESSAGES * SIZE;
+    assert!(got < sent, "the slow member got {got} of {sent} bytes");
+    println!(
+        "{SENDERS} senders × {MESSAGES} in {took:?}; the slow member got {got} of {sent} bytes"
+    );
+}
+
+#[test]
+fn under_the_drop_policy_a_slow_member_stays_and_learns_what_it_missed() {
+    const MESSAGES: usize = 400;
+    let serve = ServeProcess::start(&config(&[(
+        "chat",
+        "tcp://127.0.0.1:0",
+        "chat",
+        "threading",
+        "[server.socket]\nsend_buffer_size = 16384\n\
+         [server.options]\noverflow = \"drop\"\nqueue_messages = 16",
+    )]));
+    let mut all = join_all(serve.endpoint("chat"), 2);
+    let [slow, sender] = &mut all[..] else {
+        unreachable!()
+    };
+    let padding = "x".repeat(1000);
+    for seq in 0..MESSAGES {
+        sender.send(format!("q{seq} {padding}\n").as_bytes());
+    }
+    // The sender's /who is answered after every message before it was delivered (or dropped).
+    sender.expect_nothing_queued("lobby");
+    // Each notice stands exactly where its missed messages would have been.
+    let (mut next, mut received, mut notices) = (0, 0, 0);
+    while next < MESSAGES {
+        let line = slow.line();
+        if let Some(rest) = line.strip_prefix("*** you missed ") {
+            next += rest.split(' ').next().unwrap().parse::<usize>().unwrap();
+            notices += 1;
+            continue;
+        }
+        let (_, text) = line
+            .split_once("msg=q")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let seq: usize = text.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(seq, next, "message {seq} where {next} was due");
+        (next, received) = (next + 1, received + 1);
+    }
+    assert_eq!(next, MESSAGES);
+    assert!(notices > 0 && received < MESSAGES, "nothing was dropped");
+    sender.send(b"caught up?\n");
+    slow.expect_message(&sender.name.clone(), "caught up?");
+}
+
+#[test]
+fn fifty_members_send_a_hundred_messages_each_and_lose_none() {
+    const MEMBERS: usize = 50;
+    const MESSAGES: usize = 100;
+    let serve = serve_tcp("");
+    let members: Vec<Member> = (0..MEMBERS)
+        .map(|_| Member::join(serve.endpoint("chat")))
+        .collect();
+    let load = Load {
+        messages: MESSAGES,
+        size: 24,
+        window: 4,
+    };
+    // Nobody read the join notices: member i has one for each member after it.
+    let (notices, took) = paced_load(members, load, |i| MEMBERS - 1 - i);
+    for (index, lines) in notices.iter().enumerate() {
+        assert!(
+            lines.iter().all(|line| line.contains(" joined lobby\n")),
+            "member {index}: {lines:?}"
+        );
+    }
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    println!("{MEMBERS} members × {MESSAGES} messages in {took:?}");
+}
+
+// --- the client subcommand --------------------------------------------------------------------------
+
+#[test]
+fn the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room() {
+    let serve = serve_tcp("");
+    let endpoint = serve.endpoint("chat").to_string();
+    let mut watcher = Member::join(serve.endpoint("chat"));
+    let output = run(
+        &["client", "chat", &endpoint, "--nick", "cli"],
+        b"hello room\n/who\n",
+        Duration::from_secs(10),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("*** welcome 127.0.0.1:"), "{stdout}");
+    assert_eq!(
+        lines[1..],
+        [
+            "*** you are now cli",
+            &*format!("*** in lobby: {}, cli", watcher.name)
+        ]
+    );
+
+    let joined = watcher.line();
+    let address = joined
+        .strip_prefix("*** ")
+        .and_then(|rest| rest.strip_suffix(" joined lobby\n"))
+        .unwrap_or_else(|| panic!("{joined:?}"))
+        .to_string();
+    watcher.expect(&format!("*** {address} is now cli\n"));
+    watcher.expect_message("cli", "hello room");
+    watcher.expect("*** cli left lobby\n");
+}
+
+#[test]
+fn the_chat_client_refuses_a_datagram_endpoint() {
+    let output = run(
+        &["client", "chat", "udp://127.0.0.1:9"],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("use a tcp:// or unix:// endpoint"),
+        "{stderr}"
+    );
+}
+
+// --- the config check -------------------------------------------------------------------------------
+
+#[test]
+fn check_refuses_chat_under_forking_or_sync_and_on_datagrams() {
+    let dir = temp_dir();
+    let text = config(&[
+        ("forked", "tcp://127.0.0.1:0", "chat", "forking", ""),
+        ("synced", "tcp://127.0.0.1:0", "chat", "sync", ""),
+        ("dgram", "udp://127.0.0.1:0", "chat", "threading", ""),
+        ("good", "tcp://127.0.0.1:0", "chat", "threading", ""),
+    ]);
+    let path = write_config(dir.path(), "chat.toml", &text);
+    let output = run(
+        &["check", path.to_str().unwrap()],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let why = "chat keeps its members and rooms in the memory of one process";
+    for expected in [
+        format!("server \"forked\": handler \"chat\" cannot run under the forking strategy: {why}"),
+        format!("server \"synced\": handler \"chat\" cannot run under the sync strategy: {why}"),
+        "(use threading)".to_string(),
+        "server \"dgram\": handler \"chat\" does not serve udp endpoints".to_string(),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "{expected:?} missing from:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("\"good\""), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_chat_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/chat.toml");
+    let output = run(&["check", example], b"", Duration::from_secs(10));
+    assert!(output.status.success(), "{output:?}");
+}
