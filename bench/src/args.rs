@@ -1,0 +1,267 @@
+//! The command line, in two phases like sockserv's config: clap reads the flags ([`Args`]), then
+//! [`Args::plan`] checks them together and settles every bound, so the rest of the program works from
+//! a [`Plan`] in which the run's length and size are always finite.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::target::Target;
+
+/// The default measured duration when neither `--duration` nor `--requests` is given.
+const DEFAULT_DURATION: f64 = 5.0;
+/// The longest run, warm-up included, whatever the flags say: this is a benchmark, not a soak test.
+pub const MAX_RUN: f64 = 60.0;
+/// More connections than this is a different tool's job (and a thread each here).
+const MAX_CONNECTIONS: usize = 4096;
+/// Outstanding requests per connection; deeper pipelines measure the socket buffers, not the server.
+const MAX_DEPTH: usize = 1024;
+/// The largest payload: 16 MiB.
+const MAX_SIZE: usize = 16 << 20;
+/// The largest UDP payload that fits one datagram.
+const MAX_UDP_SIZE: usize = 65_507;
+/// Chat senders; each is a connection plus a thread draining it.
+const MAX_SENDERS: usize = 256;
+
+/// sockserv's load generator: round trips against an echo, search or chat server on loopback.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "sockserv's load generator: bounded echo, search or chat load on a loopback server",
+    long_about = None
+)]
+pub struct Args {
+    /// What to send: echo payloads, search requests, or chat fan-out
+    #[arg(value_enum)]
+    pub mode: Mode,
+
+    /// The server: tcp://IP:PORT, unix:///PATH or udp://IP:PORT (echo only)
+    pub target: String,
+
+    /// Concurrent connections, each a thread (chat: listeners)
+    #[arg(short = 'c', long, default_value_t = 1)]
+    pub connections: usize,
+
+    /// Payload bytes per request (echo) or per message (chat; at least the token's length)
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// Requests in flight per connection (chat: messages per sender not yet delivered to all)
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+
+    /// Open a new connection for every request (echo and search over streams)
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// Seconds to measure [default: 5, or until --requests; at most 60 with the warm-up]
+    #[arg(long)]
+    pub duration: Option<f64>,
+
+    /// Stop after this many measured requests (chat: messages sent)
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// Seconds of load before measuring starts
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+
+    /// Report this process's CPU time (and its descendants') over the measured window
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Print one JSON object instead of the text report
+    #[arg(long)]
+    pub json: bool,
+
+    /// Chat: connections that send (each also drains what the server sends it)
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+
+    /// Seconds one connect, read or write may take before it counts as an error
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Echo,
+    Search,
+    Chat,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Search => "search",
+            Mode::Chat => "chat",
+        }
+    }
+}
+
+/// A checked run: every flag consistent, every bound finite.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: Mode,
+    pub target: Target,
+    pub connections: usize,
+    pub size: usize,
+    pub depth: usize,
+    pub reconnect: bool,
+    pub warmup: Duration,
+    /// The measured window's longest length (the run ends earlier if `requests` are done).
+    pub duration: Duration,
+    pub requests: Option<u64>,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+    pub senders: usize,
+    pub timeout: Duration,
+}
+
+impl Args {
+    /// Checks the flags together; the message says which flag to change.
+    pub fn plan(&self) -> Result<Plan, String> {
+        let target: Target = self.target.parse()?;
+        let warmup = seconds("--warmup", self.warmup, false)?;
+        let duration = match (self.duration, self.requests) {
+            (Some(d), _) => seconds("--duration", d, true)?,
+            (None, Some(_)) => MAX_RUN - self.warmup,
+            (None, None) => DEFAULT_DURATION,
+        };
+        if self.warmup + duration > MAX_RUN {
+            return Err(format!(
+                "--warmup + --duration is {}s: a run is at most {MAX_RUN}s",
+                self.warmup + duration
+            ));
+        }
+        let timeout = seconds("--timeout", self.timeout, true)?;
+        within("-c/--connections", self.connections, 1, MAX_CONNECTIONS)?;
+        within("--depth", self.depth, 1, MAX_DEPTH)?;
+        within("--size", self.size, 1, MAX_SIZE)?;
+        within("--senders", self.senders, 1, MAX_SENDERS)?;
+        if self.requests == Some(0) {
+            return Err("--requests must be at least 1".into());
+        }
+        self.check_mode(&target)?;
+        Ok(Plan {
+            mode: self.mode,
+            target,
+            connections: self.connections,
+            size: self.size,
+            depth: self.depth,
+            reconnect: self.reconnect,
+            warmup: Duration::from_secs_f64(warmup),
+            duration: Duration::from_secs_f64(duration),
+            requests: self.requests,
+            server_pid: self.server_pid,
+            json: self.json,
+            senders: self.senders,
+            timeout: Duration::from_secs_f64(timeout),
+        })
+    }
+
+    /// The combinations a mode cannot run.
+    fn check_mode(&self, target: &Target) -> Result<(), String> {
+        match (self.mode, target) {
+            (Mode::Search | Mode::Chat, Target::Udp(_)) => {
+                return Err(format!(
+                    "{} runs over streams (tcp:// or unix://)",
+                    self.mode.name()
+                ))
+            }
+            (Mode::Echo, Target::Udp(_)) if self.depth > 1 => {
+                return Err("--depth > 1 needs a stream: UDP echo is one datagram at a time".into())
+            }
+            (Mode::Echo, Target::Udp(_)) if self.size > MAX_UDP_SIZE => {
+                return Err(format!("--size over UDP is at most {MAX_UDP_SIZE} bytes"))
+            }
+            (Mode::Chat, _) if self.reconnect => {
+                return Err("--reconnect does not apply to chat".into())
+            }
+            _ => {}
+        }
+        if self.reconnect && self.depth > 1 {
+            return Err("--reconnect sends one request per connection: use --depth 1".into());
+        }
+        if self.reconnect && matches!(target, Target::Udp(_)) {
+            return Err("--reconnect needs a stream (tcp:// or unix://)".into());
+        }
+        Ok(())
+    }
+}
+
+/// A finite number of seconds up to [`MAX_RUN`]; more than zero if `positive`.
+fn seconds(flag: &str, value: f64, positive: bool) -> Result<f64, String> {
+    let low_ok = if positive { value > 0.0 } else { value >= 0.0 };
+    if value.is_finite() && low_ok && value <= MAX_RUN {
+        Ok(value)
+    } else {
+        let low = if positive { "above 0" } else { "from 0" };
+        Err(format!(
+            "{flag} {value}: expected seconds {low} up to {MAX_RUN}"
+        ))
+    }
+}
+
+fn within(flag: &str, value: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{flag} {value}: expected {min} to {max}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let argv = std::iter::once("loadgen").chain(args.iter().copied());
+        Args::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .plan()
+    }
+
+    #[test]
+    fn defaults_are_bounded() {
+        let p = plan(&["echo", "tcp://127.0.0.1:1"]).unwrap();
+        assert_eq!(p.duration, Duration::from_secs(5));
+        assert_eq!((p.connections, p.size, p.depth), (1, 64, 1));
+        let p = plan(&[
+            "echo",
+            "tcp://127.0.0.1:1",
+            "--requests",
+            "10",
+            "--warmup",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(p.duration, Duration::from_secs(59));
+    }
+
+    #[test]
+    fn refuses_unbounded_or_inconsistent_runs() {
+        for args in [
+            &["echo", "tcp://127.0.0.1:1", "--duration", "61"][..],
+            &[
+                "echo",
+                "tcp://127.0.0.1:1",
+                "--duration",
+                "50",
+                "--warmup",
+                "11",
+            ],
+            &["echo", "tcp://127.0.0.1:1", "--duration", "inf"],
+            &["echo", "tcp://127.0.0.1:1", "--requests", "0"],
+            &["echo", "tcp://127.0.0.1:1", "-c", "0"],
+            &["echo", "udp://127.0.0.1:1", "--depth", "2"],
+            &["echo", "tcp://127.0.0.1:1", "--reconnect", "--depth", "2"],
+            &["search", "udp://127.0.0.1:1"],
+            &["chat", "tcp://127.0.0.1:1", "--reconnect"],
+        ] {
+            assert!(plan(args).is_err(), "{args:?}");
+        }
+    }
+}
