@@ -119,9 +119,9 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ),
         (
             "unknown strategy",
-            with("strategy = \"pool\"\n"),
+            with("strategy = \"pools\"\n"),
             "5:12",
-            "server \"s\": unknown strategy \"pool\": expected sync, threading or forking",
+            "server \"s\": unknown strategy \"pools\": expected sync, threading, forking, pool or reactor",
         ),
         (
             "bad endpoint",
@@ -196,7 +196,7 @@ fn every_problem_of_a_config_is_reported() {
     let dir = temp_dir();
     // Two problems in one server, and one in another.
     let text = config(&[
-        ("a", "tcp://127.0.0.1:0", "ehco", "pool", ""),
+        ("a", "tcp://127.0.0.1:0", "ehco", "pools", ""),
         (
             "b",
             "udp://127.0.0.1:0",

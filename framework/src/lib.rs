@@ -40,7 +40,7 @@ pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryErro
 pub use server::Server;
 pub use settings::{
     ServerSettings, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
-    DEFAULT_MAX_PACKET_SIZE, DEFAULT_REQUEST_QUEUE_SIZE,
+    DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE, DEFAULT_POOL_WORKERS, DEFAULT_REQUEST_QUEUE_SIZE,
 };
 pub use shutdown::Shutdown;
 pub use strategy::is_single_threaded;

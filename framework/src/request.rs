@@ -19,7 +19,7 @@ use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown};
 
 /// The read buffer of a stream request's `rfile`.
-const RFILE_CAPACITY: usize = 64 * 1024;
+const RFILE_CAPACITY: usize = 16 * 1024;
 
 /// What every request of one server shares.
 pub(crate) struct Shared {

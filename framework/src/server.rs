@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sockserv_plugin::{Address, HandlerFactory};
 
-use crate::request::Shared;
+use crate::request::{serve_datagram, Shared};
 use crate::strategy::{dispatcher, Dispatcher};
 use crate::transport::{bind, to_address, Bound, Datagram};
-use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
+use crate::{
+    DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown, Strategy,
+};
 
 /// How long the loop pauses after accept fails for lack of descriptors, so that a full fd table does
 /// not turn the loop into a busy spin while connections wait in the backlog.
@@ -273,11 +275,28 @@ impl Server {
             );
             return Ok(());
         }
+        if self.datagrams_inline() {
+            serve_datagram(&self.shared, socket, &self.recv_buf[..len], &from);
+            return Ok(());
+        }
         let packet = self.recv_buf[..len].to_vec();
         let shared = Arc::clone(&self.shared);
         self.dispatcher_mut()?
             .datagram(&shared, socket, packet, from);
         Ok(())
+    }
+
+    /// Whether datagrams are answered in this thread rather than handed to the strategy: always
+    /// under sync and the reactor, and under threading and forking unless `spawn_per_datagram` asks
+    /// for socketserver's thread or process per datagram. The pool hands them to its workers.
+    fn datagrams_inline(&self) -> bool {
+        match self.settings.strategy {
+            Strategy::Sync | Strategy::Reactor { .. } => true,
+            Strategy::Threading { .. } | Strategy::Forking { .. } => {
+                !self.settings.spawn_per_datagram
+            }
+            Strategy::Pool { .. } => false,
+        }
     }
 
     /// accept/recv failed: "nothing there after all" and per-connection errors are not fatal; a full

@@ -49,19 +49,36 @@ impl Default for SocketOptions {
     }
 }
 
+/// The pool strategy's default worker count.
+pub const DEFAULT_POOL_WORKERS: usize = 16;
+/// The pool strategy's default queue: connections waiting for a worker beyond this are refused.
+pub const DEFAULT_POOL_QUEUE: usize = 128;
+
 /// The strategy kinds, as named in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrategyKind {
     Sync,
     Threading,
     Forking,
+    Pool,
+    Reactor,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 3] = [
+    pub const ALL: [StrategyKind; 5] = [
         StrategyKind::Sync,
         StrategyKind::Threading,
         StrategyKind::Forking,
+        StrategyKind::Pool,
+        StrategyKind::Reactor,
+    ];
+
+    /// Every strategy that runs blocking request handlers (all but the reactor).
+    pub const BLOCKING: [StrategyKind; 4] = [
+        StrategyKind::Sync,
+        StrategyKind::Threading,
+        StrategyKind::Forking,
+        StrategyKind::Pool,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +86,8 @@ impl StrategyKind {
             StrategyKind::Sync => "sync",
             StrategyKind::Threading => "threading",
             StrategyKind::Forking => "forking",
+            StrategyKind::Pool => "pool",
+            StrategyKind::Reactor => "reactor",
         }
     }
 
@@ -94,6 +113,12 @@ pub enum Strategy {
     /// A process per request, at most `max_children` at once; the serving process must be
     /// single-threaded (it refuses to fork otherwise).
     Forking { max_children: usize },
+    /// `workers` threads made once; up to `queue` connections wait for a free one, and a connection
+    /// beyond that is refused (closed at once, and logged).
+    Pool { workers: usize, queue: usize },
+    /// `loops` event-loop threads (one per core by default), each driving many connections through
+    /// the handler's event-driven session: no thread per connection.
+    Reactor { loops: usize },
 }
 
 impl Strategy {
@@ -102,6 +127,8 @@ impl Strategy {
             Strategy::Sync => StrategyKind::Sync,
             Strategy::Threading { .. } => StrategyKind::Threading,
             Strategy::Forking { .. } => StrategyKind::Forking,
+            Strategy::Pool { .. } => StrategyKind::Pool,
+            Strategy::Reactor { .. } => StrategyKind::Reactor,
         }
     }
 }
@@ -119,6 +146,10 @@ pub struct ServerSettings {
     /// socketserver's `timeout`: how long `handle_request` waits, and how often `serve_forever` calls
     /// `handle_timeout` while idle. `None`: wait for ever.
     pub timeout: Option<Duration>,
+    /// Datagram servers under threading or forking: a thread or process per datagram, as
+    /// socketserver's mixins do. Off by default: datagrams are handled in the serving thread, which
+    /// is many times faster for the short handlers datagram protocols have.
+    pub spawn_per_datagram: bool,
 }
 
 impl ServerSettings {
@@ -131,6 +162,7 @@ impl ServerSettings {
             socket: SocketOptions::default(),
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             timeout: None,
+            spawn_per_datagram: false,
         }
     }
 }

@@ -8,15 +8,40 @@
 use std::sync::Arc;
 
 use sockserv_framework::HandlerOptions;
-use sockserv_plugin::{HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind};
+use sockserv_plugin::{
+    HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind, Session, SessionContext,
+    SessionInfo,
+};
 
 use crate::{input, options};
 
 /// Builds the echo factory; echo takes no options.
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
     options::reject_unknown(opts.table, "echo", &[])?;
-    let factory = || Box::new(Echo) as Box<dyn RequestHandler>;
-    Ok(Arc::new(factory))
+    Ok(Arc::new(EchoFactory))
+}
+
+/// Makes a blocking `Echo` per request, or an `EchoSession` per connection under the reactor.
+struct EchoFactory;
+
+impl HandlerFactory for EchoFactory {
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        Box::new(Echo)
+    }
+
+    fn new_session(&self, _info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        Some(Box::new(EchoSession))
+    }
+}
+
+/// Echo, event-driven: what arrives is queued back as it is.
+#[derive(Debug, Default)]
+pub struct EchoSession;
+
+impl Session for EchoSession {
+    fn on_data(&mut self, data: &[u8], ctx: &mut SessionContext<'_>) {
+        ctx.write(data);
+    }
 }
 
 /// Sends back what it reads until the peer closes (or the datagram ends).

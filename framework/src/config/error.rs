@@ -276,12 +276,12 @@ mod tests {
             }),
             server: Some("web".into()),
             kind: ConfigErrorKind::UnknownStrategy {
-                name: "pool".into(),
+                name: "pools".into(),
             },
         };
         assert_eq!(
             error.to_string(),
-            "x.toml:3:7: server \"web\": unknown strategy \"pool\": expected sync, threading or forking"
+            "x.toml:3:7: server \"web\": unknown strategy \"pools\": expected sync, threading, forking, pool or reactor"
         );
     }
 }

@@ -37,6 +37,10 @@ pub(super) struct RawServer {
     pub strategy: Option<Spanned<String>>,
     pub max_threads: Option<Spanned<i64>>,
     pub max_children: Option<Spanned<i64>>,
+    pub workers: Option<Spanned<i64>>,
+    pub queue: Option<Spanned<i64>>,
+    pub loops: Option<Spanned<i64>>,
+    pub datagrams: Option<Spanned<String>>,
     pub max_packet_size: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<Seconds>>,
     #[serde(default)]

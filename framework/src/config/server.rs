@@ -15,10 +15,16 @@ use super::raw::{RawServer, Seconds};
 use super::socket::DATAGRAM_ONLY;
 use super::validate::Checker;
 use super::ServerConfig;
+use crate::StrategyKind::{Forking, Pool, Reactor, Sync, Threading};
 use crate::{
     Endpoint, HandlerEntry, HandlerOptions, ServerSettings, Strategy, StrategyKind,
-    DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE,
+    DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE, DEFAULT_POOL_WORKERS,
 };
+
+/// The reactor's default number of event loops: one per core.
+fn default_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 
 /// The checks of one server, reporting into the file's [`Checker`].
 pub(super) struct ServerCheck<'c, 'a> {
@@ -48,6 +54,8 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         let socket = self.socket_options();
         let max_packet_size = self.max_packet_size();
         let timeout = self.timeout();
+        let stream = self.endpoint.as_ref().is_some_and(|e| e.kind().is_stream());
+        let spawn_per_datagram = self.spawn_per_datagram(strategy_kind, stream);
         let factory = self.factory(strategy_kind);
         let settings = ServerSettings {
             name: self.raw.name.get_ref().clone(),
@@ -56,6 +64,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             socket,
             max_packet_size,
             timeout,
+            spawn_per_datagram,
         };
         let handler = self.raw.handler.get_ref().clone();
         Some(ServerConfig {
@@ -83,22 +92,52 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         kind
     }
 
-    /// The strategy with its settings; `max_threads` and `max_children` only under their own.
+    /// The strategy with its settings; each strategy's keys only under that strategy.
     fn strategy(&mut self, kind: Option<StrategyKind>) -> Strategy {
         let raw = self.raw;
-        let max_threads = raw.max_threads.as_ref();
-        let max_threads =
-            self.only_under(max_threads, "max_threads", StrategyKind::Threading, kind);
-        let max_children = raw.max_children.as_ref();
+        let max_threads = self.only_under(raw.max_threads.as_ref(), "max_threads", Threading, kind);
         let max_children =
-            self.only_under(max_children, "max_children", StrategyKind::Forking, kind);
+            self.only_under(raw.max_children.as_ref(), "max_children", Forking, kind);
+        let workers = self.only_under(raw.workers.as_ref(), "workers", Pool, kind);
+        let queue = self.only_under(raw.queue.as_ref(), "queue", Pool, kind);
+        let loops = self.only_under(raw.loops.as_ref(), "loops", Reactor, kind);
         match kind {
-            Some(StrategyKind::Threading) => Strategy::Threading { max_threads },
-            Some(StrategyKind::Forking) => Strategy::Forking {
+            Some(Threading) => Strategy::Threading { max_threads },
+            Some(Forking) => Strategy::Forking {
                 max_children: max_children.unwrap_or(DEFAULT_MAX_CHILDREN),
             },
-            Some(StrategyKind::Sync) | None => Strategy::Sync,
+            Some(Pool) => Strategy::Pool {
+                workers: workers.unwrap_or(DEFAULT_POOL_WORKERS),
+                queue: queue.unwrap_or(DEFAULT_POOL_QUEUE),
+            },
+            Some(Reactor) => Strategy::Reactor {
+                loops: loops.unwrap_or_else(default_loops),
+            },
+            Some(Sync) | None => Strategy::Sync,
         }
+    }
+
+    /// `datagrams = "inline" | "spawn"`: whether threading and forking start a thread or process per
+    /// datagram. Only for datagram endpoints under those two strategies.
+    fn spawn_per_datagram(&mut self, kind: Option<StrategyKind>, stream: bool) -> bool {
+        let Some(written) = &self.raw.datagrams else {
+            return false;
+        };
+        let message = match (written.get_ref().as_str(), kind, stream) {
+            (_, _, true) => "only datagram endpoints have datagrams to dispatch".to_string(),
+            (_, Some(Sync | Pool | Reactor), _) => {
+                "only threading and forking can spawn per datagram".to_string()
+            }
+            ("inline", ..) => return false,
+            ("spawn", ..) => return true,
+            (other, ..) => format!("{other:?}: expected \"inline\" or \"spawn\""),
+        };
+        let kind = ConfigErrorKind::BadValue {
+            key: "datagrams",
+            message,
+        };
+        self.report(written.span(), kind);
+        false
     }
 
     /// A positive count that only means something under the `needs` strategy.

@@ -4,6 +4,8 @@
 //! flight when the server closes.
 
 mod forking;
+mod pool;
+mod reactor;
 mod sync;
 mod threading;
 
@@ -60,6 +62,10 @@ pub(crate) fn dispatcher(
             max_threads,
             shared.shutdown.clone(),
         )),
+        Strategy::Pool { workers, queue } => {
+            Box::new(pool::PoolDispatcher::new(&shared.name, workers, queue))
+        }
+        Strategy::Reactor { loops } => Box::new(reactor::ReactorDispatcher::new(shared, loops)?),
         Strategy::Forking { max_children } => {
             Box::new(forking::ForkingDispatcher::new(max_children, &shared.name)?)
         }

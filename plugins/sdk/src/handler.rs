@@ -153,6 +153,12 @@ pub trait RequestHandler: Send {
 pub trait HandlerFactory: Send + Sync {
     /// A fresh handler for one request.
     fn new_handler(&self) -> Box<dyn RequestHandler>;
+
+    /// An event-driven session for one connection, for strategies that serve many connections per
+    /// thread (see [`Session`](crate::Session)). Default: `None`, this handler only blocks.
+    fn new_session(&self, _info: &crate::SessionInfo<'_>) -> Option<Box<dyn crate::Session>> {
+        None
+    }
 }
 
 impl<F> HandlerFactory for F

@@ -28,6 +28,7 @@ pub mod abi;
 mod address;
 mod handler;
 mod plugin;
+mod session;
 
 pub use address::Address;
 pub use handler::{
@@ -37,3 +38,4 @@ pub use handler::{
 #[cfg(feature = "serde")]
 pub use plugin::from_json;
 pub use plugin::PluginHandler;
+pub use session::{Session, SessionContext, SessionInfo, SessionWaker};

@@ -108,7 +108,7 @@ fn bad_endpoints_point_at_listen() {
 
 #[test]
 fn unknown_strategies_and_handlers_are_named() {
-    let text = server("tcp://127.0.0.1:1", "ehco", "strategy = \"pool\"\n");
+    let text = server("tcp://127.0.0.1:1", "ehco", "strategy = \"pools\"\n");
     let errors = errors(&text);
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert!(
@@ -116,7 +116,9 @@ fn unknown_strategies_and_handlers_are_named() {
         if name == "ehco" && known == &["echo", "timestamp", "chat"])
     );
     assert_eq!(line_col(&errors[0]), (4, 11));
-    assert!(matches!(&errors[1].kind, ConfigErrorKind::UnknownStrategy { name } if name == "pool"));
+    assert!(
+        matches!(&errors[1].kind, ConfigErrorKind::UnknownStrategy { name } if name == "pools")
+    );
     assert_eq!(line_col(&errors[1]), (5, 12));
     assert!(errors[0]
         .to_string()

@@ -164,8 +164,95 @@ v6only = true
         },
         max_packet_size: crate::DEFAULT_MAX_PACKET_SIZE,
         timeout: Some(Duration::from_millis(2500)),
+        spawn_per_datagram: false,
     };
     assert_eq!(server.settings, expected);
+}
+
+#[test]
+fn pool_and_reactor_take_their_own_keys_and_defaults() {
+    let strategy = |extra: &str| {
+        load(&server("tcp://127.0.0.1:1", "echo", extra))
+            .unwrap()
+            .servers[0]
+            .settings
+            .strategy
+    };
+    assert_eq!(
+        strategy("strategy = \"pool\""),
+        Strategy::Pool {
+            workers: crate::DEFAULT_POOL_WORKERS,
+            queue: crate::DEFAULT_POOL_QUEUE
+        }
+    );
+    assert_eq!(
+        strategy("strategy = \"pool\"\nworkers = 4\nqueue = 8"),
+        Strategy::Pool {
+            workers: 4,
+            queue: 8
+        }
+    );
+    assert_eq!(
+        strategy("strategy = \"reactor\"\nloops = 3"),
+        Strategy::Reactor { loops: 3 }
+    );
+    let error = one_error(&server("tcp://127.0.0.1:1", "echo", "workers = 4"));
+    assert!(
+        matches!(
+            error.kind,
+            ConfigErrorKind::WrongStrategy { key: "workers", .. }
+        ),
+        "{error}"
+    );
+    let error = one_error(&server(
+        "tcp://127.0.0.1:1",
+        "echo",
+        "strategy = \"pool\"\nloops = 2",
+    ));
+    assert!(
+        matches!(
+            error.kind,
+            ConfigErrorKind::WrongStrategy { key: "loops", .. }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn datagrams_spawn_only_for_datagram_endpoints_under_threading_or_forking() {
+    let udp = |extra: &str| load(&server("udp://127.0.0.1:1", "echo", extra));
+    assert!(!udp("").unwrap().servers[0].settings.spawn_per_datagram);
+    assert!(
+        udp("datagrams = \"spawn\"").unwrap().servers[0]
+            .settings
+            .spawn_per_datagram
+    );
+    assert!(
+        !udp("datagrams = \"inline\"").unwrap().servers[0]
+            .settings
+            .spawn_per_datagram
+    );
+    for refused in [
+        server("tcp://127.0.0.1:1", "echo", "datagrams = \"spawn\""),
+        server(
+            "udp://127.0.0.1:1",
+            "echo",
+            "strategy = \"pool\"\ndatagrams = \"spawn\"",
+        ),
+        server("udp://127.0.0.1:1", "echo", "datagrams = \"sometimes\""),
+    ] {
+        let error = one_error(&refused);
+        assert!(
+            matches!(
+                error.kind,
+                ConfigErrorKind::BadValue {
+                    key: "datagrams",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
 }
 
 #[test]
