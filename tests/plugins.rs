@@ -190,8 +190,8 @@ fn plugins_command_lists_versions_abi_and_handlers() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("kv-example 0.1.0 (ABI 1.0)"), "{stdout}");
-    assert!(stdout.contains("shout-example 0.1.0 (ABI 1.0)"), "{stdout}");
+    assert!(stdout.contains("kv-example 0.1.0 (ABI 1.1)"), "{stdout}");
+    assert!(stdout.contains("shout-example 0.1.0 (ABI 1.1)"), "{stdout}");
     assert!(
         stdout.contains("  kv: line-based key-value store"),
         "{stdout}"
@@ -394,6 +394,100 @@ fn the_example_plugin_config_checks_once_its_plugins_are_built() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.ends_with("ok, 3 server(s)\n"), "{stdout}");
+}
+
+#[test]
+fn a_plugin_built_for_abi_1_0_loads_with_its_tables_read_at_their_own_size() {
+    let plugins = built();
+    let dir = temp_dir();
+    let text =
+        plugin_table(&plugins.bad, "") + &config(&[("s", "tcp://127.0.0.1:0", "echo", "", "")]);
+    let path = write_config(dir.path(), "old.toml", &text);
+    let output = sockserv_with_fault(&[Path::new("plugins"), &path], "v1_0");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("old-plugin 1.0.0 (ABI 1.0)"), "{stdout}");
+    // The second handler is found at 1.0's stride, and no 1.0 handler runs under the reactor.
+    assert!(
+        stdout
+            .contains("  old-two: an ABI 1.0 handler [tcp, unix; sync, threading, forking, pool]"),
+        "{stdout}"
+    );
+    let reactor = plugin_table(&plugins.bad, "")
+        + &config(&[("old", "tcp://127.0.0.1:0", "old-one", "reactor", "")]);
+    let path = write_config(dir.path(), "old-reactor.toml", &reactor);
+    let output = sockserv_with_fault(&[Path::new("check"), &path], "v1_0");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot run under the reactor strategy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shout_serves_under_the_reactor_and_a_panic_closes_only_its_connection() {
+    let plugins = built();
+    let options = "[server.options]\npanic_on = \"boom\"";
+    let text = plugin_table(&plugins.shout, "")
+        + &config(&[
+            ("loop", "tcp://127.0.0.1:0", "shout", "reactor", options),
+            (
+                "loop-unix",
+                "unix://{dir}/shout.sock",
+                "shout",
+                "reactor",
+                "",
+            ),
+        ]);
+    let serve = ServeProcess::start(&text);
+    for name in ["loop", "loop-unix"] {
+        let mut client = Client::connect(serve.endpoint(name)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                client.echo(b"event driven\n").unwrap(),
+                b"EVENT DRIVEN\n",
+                "{name}"
+            );
+        }
+    }
+    let endpoint = serve.endpoint("loop").clone();
+    let mut healthy = Client::connect(&endpoint).unwrap();
+    assert_eq!(healthy.echo(b"before\n").unwrap(), b"BEFORE\n");
+    let mut doomed = Client::connect(&endpoint).unwrap();
+    assert_eq!(send_and_read_all(&mut doomed, b"boom\n"), b"");
+    assert_eq!(healthy.echo(b"after\n").unwrap(), b"AFTER\n");
+    let logged = eventually(Duration::from_secs(5), || {
+        serve
+            .stderr()
+            .contains("session panicked: asked to panic on \"boom\"")
+    });
+    assert!(logged, "{}", serve.stderr());
+}
+
+#[test]
+fn a_blocking_only_plugin_is_refused_under_the_reactor() {
+    let plugins = built();
+    let dir = temp_dir();
+    let text = plugin_table(&plugins.kv, "")
+        + &config(&[("kv", "tcp://127.0.0.1:0", "kv", "reactor", "")]);
+    let path = write_config(dir.path(), "kv-reactor.toml", &text);
+    let output = Command::new(SOCKSERV)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server \"kv\""), "{stderr}");
+    assert!(
+        stderr.contains("cannot run under the reactor strategy"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sockserv_plugin::abi::{Bytes, HandlerTable, HostIo, STATUS_OK, STATUS_PANIC};
 use sockserv_plugin::{
     HandlerError, HandlerFactory, HandlerResult, LogLevel, Request, RequestControl, RequestHandler,
-    RequestKind, ServerContext,
+    RequestKind, ServerContext, Session, SessionInfo,
 };
 
 use super::PanicPolicy;
@@ -33,12 +33,26 @@ pub(super) struct PluginFactory {
     inner: Arc<Instance>,
 }
 
-struct Instance {
-    table: &'static HandlerTable,
-    handler: String,
-    pointer: *mut c_void,
+pub(super) struct Instance {
+    pub table: &'static HandlerTable,
+    pub handler: String,
+    pub pointer: *mut c_void,
     policy: PanicPolicy,
     panics: AtomicUsize,
+}
+
+impl Instance {
+    /// Count a panic; true once the policy says the handler is disabled.
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the handler is refusing requests, if the panic policy disabled it.
+    pub fn disabled(&self) -> Option<String> {
+        let limit = self.policy.disable_after?;
+        (self.panics.load(Ordering::Relaxed) >= limit)
+            .then(|| format!("handler {} disabled after {limit} panics", self.handler))
+    }
 }
 
 // SAFETY: the ABI requires a plugin instance to be usable from any thread and by concurrent requests
@@ -99,6 +113,10 @@ impl HandlerFactory for PluginFactory {
             instance: Arc::clone(&self.inner),
         })
     }
+
+    fn new_session(&self, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        super::session::open(&self.inner, info)
+    }
 }
 
 struct PluginRequest {
@@ -108,17 +126,14 @@ struct PluginRequest {
 impl RequestHandler for PluginRequest {
     fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
         let instance = &self.instance;
-        if let Some(limit) = instance.policy.disable_after {
-            if instance.panics.load(Ordering::Relaxed) >= limit {
-                let message = format!("handler {} disabled after {limit} panics", instance.handler);
-                return Err(HandlerError::Protocol(message));
-            }
+        if let Some(message) = instance.disabled() {
+            return Err(HandlerError::Protocol(message));
         }
         let (status, failure) = call(instance.table, instance.pointer, req);
         match status {
             STATUS_OK => Ok(()),
             STATUS_PANIC => {
-                instance.panics.fetch_add(1, Ordering::Relaxed);
+                instance.panicked();
                 resume_unwind(Box::new(
                     failure.unwrap_or_else(|| "plugin panicked".into()),
                 ))
@@ -262,7 +277,7 @@ unsafe extern "C" fn host_shutdown_connection(ctx: *const c_void, how: u32) -> i
 }
 
 /// Text a plugin passed for the duration of a call.
-fn text(message: Bytes) -> String {
+pub(super) fn text(message: Bytes) -> String {
     if message.len == 0 || message.ptr.is_null() {
         return String::new();
     }

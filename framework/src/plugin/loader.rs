@@ -6,7 +6,7 @@ use std::path::Path;
 use libloading::Library;
 use sockserv_plugin::abi::{
     Bytes, EntryFn, HandlerTable, PluginTable, ABI_MAGIC, ABI_MAJOR, ENTRY_SYMBOL, KIND_DATAGRAM,
-    KIND_STREAM, STRATEGY_FORKING, STRATEGY_SYNC, STRATEGY_THREADING,
+    KIND_STREAM, STRATEGY_FORKING, STRATEGY_REACTOR, STRATEGY_SYNC, STRATEGY_THREADING,
 };
 
 use super::{LoadedPlugin, PluginError, PluginHandlerInfo};
@@ -15,7 +15,9 @@ use crate::{SocketKind, StrategyKind};
 /// The size of the first version of each table: a plugin's table may be larger (a newer minor
 /// version appended fields), never smaller.
 const PLUGIN_TABLE_V1: usize = std::mem::size_of::<PluginTable>();
-const HANDLER_TABLE_V1: usize = std::mem::size_of::<HandlerTable>();
+const HANDLER_TABLE_V1: usize = std::mem::offset_of!(HandlerTable, session_open);
+/// A handler table this large has ABI 1.1's session entries.
+pub(super) const HANDLER_TABLE_V1_1: usize = std::mem::size_of::<HandlerTable>();
 
 /// Load the plugin at `path`, check its magic, ABI version and tables, and keep it loaded for the
 /// rest of the process.
@@ -39,7 +41,8 @@ pub fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
         return Err(refused("plugin table smaller than ABI 1.0's"));
     }
     let handlers = handler_tables(table)
-        .iter()
+        .ok_or_else(|| refused("handler tables smaller than ABI 1.0's"))?
+        .into_iter()
         .map(|handler| {
             describe(handler).ok_or_else(|| refused("a handler table is too small or not UTF-8"))
         })
@@ -74,12 +77,33 @@ fn entry_table(path: &Path) -> Result<&'static PluginTable, PluginError> {
     unsafe { table.as_ref() }.ok_or(PluginError::WrongMagic { path: path.into() })
 }
 
-fn handler_tables(table: &'static PluginTable) -> &'static [HandlerTable] {
+/// The plugin's handler tables, each copied into this ABI version's layout: a table built for an
+/// older minor version is shorter (its array's stride is its own `size`), and the fields it lacks
+/// are optional ones, which read as `None` from zeroed memory. Copies live for the process, like
+/// the library.
+fn handler_tables(table: &'static PluginTable) -> Option<Vec<&'static HandlerTable>> {
     if table.handler_count == 0 || table.handlers.is_null() {
-        return &[];
+        return Some(Vec::new());
     }
-    // SAFETY: a checked table of this major version points at `handler_count` static handler tables.
-    unsafe { std::slice::from_raw_parts(table.handlers, table.handler_count) }
+    let base = table.handlers.cast::<u8>();
+    // SAFETY: every handler table starts with its size; the first one is there (count > 0).
+    let stride = unsafe { base.cast::<usize>().read_unaligned() };
+    if stride < HANDLER_TABLE_V1 {
+        return None;
+    }
+    let copy = std::mem::size_of::<HandlerTable>().min(stride);
+    let tables = (0..table.handler_count).map(|index| {
+        let mut own = std::mem::MaybeUninit::<HandlerTable>::zeroed();
+        // SAFETY: handler `index` spans `stride` bytes at `base + index * stride` (the plugin's
+        // array); we copy at most our own size of it into zeroed memory of our layout, so fields a
+        // shorter table lacks stay zero, which is `None` for the optional fields that follow 1.0.
+        let own = unsafe {
+            std::ptr::copy_nonoverlapping(base.add(index * stride), own.as_mut_ptr().cast(), copy);
+            own.assume_init()
+        };
+        &*Box::leak(Box::new(own))
+    });
+    Some(tables.collect())
 }
 
 fn describe(table: &'static HandlerTable) -> Option<PluginHandlerInfo> {
@@ -90,7 +114,7 @@ fn describe(table: &'static HandlerTable) -> Option<PluginHandlerInfo> {
         name: utf8(table.name)?,
         summary: utf8(table.summary)?,
         socket_kinds: socket_kinds(table.socket_kinds),
-        strategies: strategies(table.strategies),
+        strategies: strategies(table.strategies, has_sessions(table)),
         table: super::host::TableRef(table),
     })
 }
@@ -106,16 +130,31 @@ fn socket_kinds(flags: u32) -> Vec<SocketKind> {
     kinds
 }
 
-fn strategies(flags: u32) -> Vec<StrategyKind> {
+/// The strategies a handler's flags allow. The pool runs blocking handlers as threading does; the
+/// reactor needs the flag and ABI 1.1's session entries.
+fn strategies(flags: u32, sessions: bool) -> Vec<StrategyKind> {
     [
         (STRATEGY_SYNC, StrategyKind::Sync),
         (STRATEGY_THREADING, StrategyKind::Threading),
         (STRATEGY_FORKING, StrategyKind::Forking),
+        (STRATEGY_THREADING, StrategyKind::Pool),
+        (
+            if sessions { STRATEGY_REACTOR } else { 0 },
+            StrategyKind::Reactor,
+        ),
     ]
     .into_iter()
     .filter(|(flag, _)| flags & flag != 0)
     .map(|(_, kind)| kind)
     .collect()
+}
+
+/// Whether a handler table is recent enough to have sessions, and has them.
+pub(super) fn has_sessions(table: &HandlerTable) -> bool {
+    table.size >= HANDLER_TABLE_V1_1
+        && table.session_open.is_some()
+        && table.session_event.is_some()
+        && table.session_close.is_some()
 }
 
 /// Static text from a plugin table.

@@ -11,6 +11,7 @@
 
 mod host;
 mod loader;
+mod session;
 
 use std::fmt;
 use std::path::PathBuf;

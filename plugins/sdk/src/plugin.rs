@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::abi::{KIND_DATAGRAM, KIND_STREAM, STRATEGY_FORKING, STRATEGY_SYNC, STRATEGY_THREADING};
-use crate::RequestHandler;
+use crate::{RequestHandler, Session, SessionInfo};
 
 /// A handler a plugin exports: the same [`RequestHandler`] the built-ins implement, plus a name, an
 /// options type and a constructor. One handler is made per request, from options parsed once.
@@ -39,6 +39,15 @@ pub trait PluginHandler: RequestHandler + Sized + 'static {
 
     /// A handler for one request.
     fn new(options: &Arc<Self::Options>) -> Self;
+
+    /// An event-driven session for one connection, for the reactor strategy. Implement it and add
+    /// `abi::STRATEGY_REACTOR` to `STRATEGIES`. Default: none.
+    fn new_session(
+        _options: &Arc<Self::Options>,
+        _info: &SessionInfo<'_>,
+    ) -> Option<Box<dyn Session>> {
+        None
+    }
 }
 
 /// Deserialize options with serde (feature `serde`): unknown or mistyped keys give serde's message.

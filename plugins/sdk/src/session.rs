@@ -56,6 +56,8 @@ pub struct SessionContext<'a> {
     close: bool,
     /// Output already queued before this event (not counting what this event writes).
     pending_before: usize,
+    /// Output queued outside `output` (by the host, across the plugin ABI).
+    pending_elsewhere: usize,
     pub peer: &'a Address,
     pub local: &'a Address,
     pub server: &'a dyn ServerContext,
@@ -74,10 +76,24 @@ impl<'a> SessionContext<'a> {
             output,
             close: false,
             pending_before,
+            pending_elsewhere: 0,
             peer,
             local,
             server,
         }
+    }
+
+    /// For the plugin glue: a context whose own buffer starts empty while the host holds `pending`.
+    pub(crate) fn over_host(
+        output: &'a mut Vec<u8>,
+        pending: usize,
+        peer: &'a Address,
+        local: &'a Address,
+        server: &'a dyn ServerContext,
+    ) -> Self {
+        let mut ctx = SessionContext::new(output, peer, local, server);
+        ctx.pending_elsewhere = pending;
+        ctx
     }
 
     /// Queue bytes for the peer.
@@ -98,7 +114,7 @@ impl<'a> SessionContext<'a> {
     /// Bytes queued and not yet written to the socket, this event's included: a session that
     /// produces output on its own (a chat room) checks it to apply its overflow policy.
     pub fn pending(&self) -> usize {
-        self.output.len()
+        self.output.len() + self.pending_elsewhere
     }
 
     /// Bytes this event has queued so far.

@@ -9,7 +9,11 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sockserv_plugin::{export_plugin, HandlerResult, PluginHandler, Request, RequestHandler};
+use sockserv_plugin::abi::{STRATEGY_FORKING, STRATEGY_REACTOR, STRATEGY_SYNC, STRATEGY_THREADING};
+use sockserv_plugin::{
+    export_plugin, HandlerResult, PluginHandler, Request, RequestHandler, Session, SessionContext,
+    SessionInfo,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +46,9 @@ impl PluginHandler for Shout {
     const NAME: &'static str = "shout";
     const SUMMARY: &'static str =
         "echo, in capitals unless uppercase = false; streams and datagrams";
+    /// Every strategy: it has an event-driven session for the reactor too.
+    const STRATEGIES: u32 =
+        STRATEGY_SYNC | STRATEGY_THREADING | STRATEGY_FORKING | STRATEGY_REACTOR;
 
     fn options(json: &str) -> Result<Options, String> {
         sockserv_plugin::from_json(json)
@@ -50,6 +57,35 @@ impl PluginHandler for Shout {
     fn new(options: &Arc<Options>) -> Self {
         Shout {
             options: Arc::clone(options),
+        }
+    }
+
+    /// Under the reactor: the same transformation, event by event.
+    fn new_session(options: &Arc<Options>, _info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        Some(Box::new(Shout::new(options)))
+    }
+}
+
+impl Shout {
+    /// Panic or abort when the chunk holds the configured trigger.
+    fn trip(&self, chunk: &[u8]) {
+        if contains(chunk, &self.options.panic_on) {
+            let trigger = self.options.panic_on.as_deref().unwrap_or_default();
+            panic!("asked to panic on {trigger:?}");
+        }
+        if contains(chunk, &self.options.abort_on) {
+            std::process::abort();
+        }
+    }
+}
+
+impl Session for Shout {
+    fn on_data(&mut self, data: &[u8], ctx: &mut SessionContext<'_>) {
+        self.trip(data);
+        if self.options.uppercase {
+            ctx.write(&data.to_ascii_uppercase());
+        } else {
+            ctx.write(data);
         }
     }
 }
@@ -61,13 +97,7 @@ impl RequestHandler for Shout {
             if chunk.is_empty() {
                 return Ok(());
             }
-            if contains(chunk, &self.options.panic_on) {
-                let trigger = self.options.panic_on.as_deref().unwrap_or_default();
-                panic!("asked to panic on {trigger:?}");
-            }
-            if contains(chunk, &self.options.abort_on) {
-                std::process::abort();
-            }
+            self.trip(chunk);
             let len = chunk.len();
             if self.options.uppercase {
                 req.wfile.write_all(&chunk.to_ascii_uppercase())?;

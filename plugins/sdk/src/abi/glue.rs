@@ -13,7 +13,7 @@ use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Bytes, HandlerTable, HostIo, PluginTable, ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
+use super::{Bytes, HandlerTable, HostIo, PluginTable, SessionIo, ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
 use super::{STATUS_ERROR, STATUS_OK, STATUS_PANIC};
 use crate::{
     Address, HandlerResult, LogLevel, PluginHandler, Request, RequestControl, RequestKind,
@@ -61,11 +61,14 @@ pub const fn handler_table<H: PluginHandler>() -> HandlerTable {
         handle_stream: handle_stream::<H>,
         handle_datagram: handle_datagram::<H>,
         destroy: destroy::<H>,
+        session_open: Some(super::session_glue::session_open::<H>),
+        session_event: Some(super::session_glue::session_event),
+        session_close: Some(super::session_glue::session_close),
     }
 }
 
 /// The instance behind the host's pointer: the handler's parsed options, shared by its requests.
-type Instance<H> = Arc<<H as PluginHandler>::Options>;
+pub(super) type Instance<H> = Arc<<H as PluginHandler>::Options>;
 
 /// # Safety
 /// `options` points at `len` readable bytes; `error` may be called with `error_ctx`.
@@ -195,7 +198,7 @@ fn fail(io: &HostIo, status: i32, message: &str) -> i32 {
 }
 
 /// The text of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     match (
         payload.downcast_ref::<&str>(),
         payload.downcast_ref::<String>(),
@@ -208,7 +211,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// # Safety
 /// `bytes` points at `len` readable bytes for the lifetime the caller picks.
-unsafe fn bytes<'a>(bytes: Bytes) -> &'a [u8] {
+pub(super) unsafe fn bytes<'a>(bytes: Bytes) -> &'a [u8] {
     if bytes.len == 0 {
         return &[];
     }
@@ -217,13 +220,13 @@ unsafe fn bytes<'a>(bytes: Bytes) -> &'a [u8] {
 }
 
 /// The text of host-provided bytes (replacing invalid UTF-8, which a correct host never sends).
-fn text(value: Bytes) -> String {
+pub(super) fn text(value: Bytes) -> String {
     // SAFETY: HostIo's address and name fields are valid during the call.
     String::from_utf8_lossy(unsafe { bytes(value) }).into_owned()
 }
 
 /// An address as the host printed it: `ip:port`, a Unix path, or `unix:unnamed`.
-fn parse_address(text: &str) -> Address {
+pub(super) fn parse_address(text: &str) -> Address {
     match text.parse() {
         Ok(inet) => Address::Inet(inet),
         Err(_) if text == "unix:unnamed" || text.is_empty() => Address::UnixUnnamed,
@@ -323,6 +326,46 @@ impl RequestControl for HostContext<'_> {
         } else {
             Err(errno_error(result as isize))
         }
+    }
+}
+
+/// The server context of a session event: the host's thread-safe `server` callbacks.
+pub(super) struct HostServer {
+    server: *const c_void,
+    name: String,
+    log: unsafe extern "C" fn(*const c_void, u32, Bytes),
+    shutdown: unsafe extern "C" fn(*const c_void),
+}
+
+impl HostServer {
+    pub(super) fn for_session(io: &SessionIo) -> Self {
+        HostServer {
+            server: io.server,
+            name: text(io.server_name),
+            log: io.log,
+            shutdown: io.shutdown_server,
+        }
+    }
+}
+
+// SAFETY: the `server` callbacks are thread-safe by the ABI's contract.
+unsafe impl Send for HostServer {}
+// SAFETY: as above.
+unsafe impl Sync for HostServer {}
+
+impl ServerContext for HostServer {
+    fn server_name(&self) -> &str {
+        &self.name
+    }
+
+    fn shutdown(&self) {
+        // SAFETY: the server pointer is valid while the host's server lives, which outlasts sessions.
+        unsafe { (self.shutdown)(self.server) }
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        // SAFETY: as above; the message is valid for the call.
+        unsafe { (self.log)(self.server, level as u32, Bytes::of(message.as_bytes())) }
     }
 }
 

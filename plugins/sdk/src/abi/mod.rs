@@ -20,6 +20,7 @@
 //! the table and the glue from a [`RequestHandler`](crate::RequestHandler) implementation.
 
 mod glue;
+mod session_glue;
 
 pub use glue::{handler_table, plugin_table, StaticTable};
 
@@ -30,7 +31,8 @@ pub const ABI_MAGIC: [u8; 8] = *b"SOCKSERV";
 /// Changes when the ABI changes incompatibly; the host refuses another major.
 pub const ABI_MAJOR: u32 = 1;
 /// Changes when fields or flags are appended; a host accepts any minor of its major.
-pub const ABI_MINOR: u32 = 0;
+/// 1.1 appended the event-driven session entries to [`HandlerTable`] and [`STRATEGY_REACTOR`].
+pub const ABI_MINOR: u32 = 1;
 /// The symbol the host looks up, with its terminating NUL.
 pub const ENTRY_SYMBOL: &[u8] = b"sockserv_plugin_entry\0";
 
@@ -40,10 +42,19 @@ pub type EntryFn = unsafe extern "C" fn() -> *const PluginTable;
 /// Socket-kind flags of [`HandlerTable::socket_kinds`].
 pub const KIND_STREAM: u32 = 1;
 pub const KIND_DATAGRAM: u32 = 2;
-/// Strategy flags of [`HandlerTable::strategies`].
+/// Strategy flags of [`HandlerTable::strategies`]. The pool runs blocking handlers as threading
+/// does, so `STRATEGY_THREADING` covers it.
 pub const STRATEGY_SYNC: u32 = 1;
 pub const STRATEGY_THREADING: u32 = 2;
 pub const STRATEGY_FORKING: u32 = 4;
+/// Since 1.1: the handler has event-driven sessions (`session_*` in [`HandlerTable`]).
+pub const STRATEGY_REACTOR: u32 = 8;
+
+/// Session events of [`HandlerTable::session_event`] (ABI 1.1).
+pub const EVENT_OPEN: u32 = 0;
+pub const EVENT_DATA: u32 = 1;
+pub const EVENT_EOF: u32 = 2;
+pub const EVENT_WAKE: u32 = 3;
 
 /// What a handle function returns.
 pub const STATUS_OK: i32 = 0;
@@ -121,6 +132,52 @@ pub struct HandlerTable {
     pub handle_datagram: unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32,
     /// Release an instance. The host calls it once, when no request uses the instance any more.
     pub destroy: unsafe extern "C" fn(instance: *mut c_void),
+
+    // --- ABI 1.1: event-driven sessions, for the reactor strategy. A host reads these only from a
+    // table whose `size` covers them.
+    /// Open a session for one connection; null when the handler has none. The waker in `io` belongs
+    /// to the plugin from this call on, whatever it returns: it must release it exactly once.
+    pub session_open:
+        Option<unsafe extern "C" fn(instance: *const c_void, io: *const SessionIo) -> *mut c_void>,
+    /// Deliver one `EVENT_*` (with its bytes for `EVENT_DATA`); returns a `STATUS_*`.
+    pub session_event: Option<
+        unsafe extern "C" fn(
+            session: *mut c_void,
+            event: u32,
+            data: Bytes,
+            io: *const SessionIo,
+        ) -> i32,
+    >,
+    /// Release a session: its connection is gone.
+    pub session_close: Option<unsafe extern "C" fn(session: *mut c_void)>,
+}
+
+/// The host's side of one session event (ABI 1.1). `ctx` and `server` are valid during the call
+/// only, on the event loop's thread; the waker may be used from any thread until released.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SessionIo {
+    /// `size_of::<SessionIo>()` as the host was built.
+    pub size: usize,
+    pub peer: Bytes,
+    pub local: Bytes,
+    pub server_name: Bytes,
+    pub ctx: *mut c_void,
+    /// Queue bytes for the peer.
+    pub write: unsafe extern "C" fn(ctx: *mut c_void, data: Bytes),
+    /// Close the connection once its output is written.
+    pub close: unsafe extern "C" fn(ctx: *mut c_void),
+    /// Bytes queued and not yet on the wire.
+    pub pending: unsafe extern "C" fn(ctx: *mut c_void) -> usize,
+    /// Say why an event failed, before returning `STATUS_ERROR` or `STATUS_PANIC`.
+    pub fail: unsafe extern "C" fn(ctx: *mut c_void, message: Bytes),
+    pub server: *const c_void,
+    pub log: unsafe extern "C" fn(server: *const c_void, level: u32, message: Bytes),
+    pub shutdown_server: unsafe extern "C" fn(server: *const c_void),
+    /// At `session_open` only (null otherwise): the session's waker.
+    pub waker: *const c_void,
+    pub wake: unsafe extern "C" fn(waker: *const c_void),
+    pub release_waker: unsafe extern "C" fn(waker: *const c_void),
 }
 
 /// The host's side of one request. Each of `reader`, `writer` and `ctx` may be used from one thread
