@@ -19,8 +19,9 @@ use sockserv_framework::Registry;
     about = "Socket servers from a TOML config, like Python's socketserver"
 )]
 struct Cli {
+    /// What to do; without a command, `serve` the embedded default config.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,7 +58,8 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(cli.command) {
+    let command = cli.command.unwrap_or(Command::Serve { config: None });
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(errors)) => {
             eprintln!("{errors}");
@@ -106,4 +108,21 @@ fn load(path: Option<&Path>) -> Result<Config, Failure> {
         None => config::load_default(&mut registry),
     };
     loaded.map_err(Failure::Config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_command_means_serving_the_embedded_config() {
+        // `cargo run --release` in the README relies on this.
+        let cli = Cli::try_parse_from(["sockserv"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["sockserv", "serve", "x.toml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Serve { config: Some(_) })
+        ));
+    }
 }

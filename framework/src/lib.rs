@@ -8,7 +8,9 @@
 //!   handle (immediate, callable from any thread, a handler's included) and `server_close`.
 //! - [`Hooks`] are the overridable methods of BaseServer: `verify_request`, `handle_error`,
 //!   `handle_timeout`, `service_actions`. The defaults accept everyone and log errors.
-//! - The strategy (sync, threading, forking) decides where each request runs; handlers never know.
+//! - The strategy (sync, threading, forking, pool, reactor) decides where each request runs; a
+//!   blocking handler never knows which. The reactor drives handlers that also offer an event-driven
+//!   `Session` (see `sockserv_plugin::Session`), many connections per thread.
 //! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!
