@@ -15,10 +15,12 @@
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!
 //! [`ServerProcess`] runs a forking server in a process of its own, forked while this one still has
-//! a single thread, so forking and threading servers can run side by side (DESIGN.md decision 3).
+//! a single thread, so forking and threading servers can run side by side.
 //!
-//! `unsafe` is confined to the fork code (`strategy::forking`, `process`), each block with a SAFETY
-//! note.
+//! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
+//!
+//! `unsafe` is confined to the fork code (`strategy::forking`, `process`) and the plugin host
+//! (`plugin`), each block with a SAFETY note; everything else is safe Rust.
 
 pub mod config;
 mod endpoint;
