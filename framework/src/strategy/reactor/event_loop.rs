@@ -85,6 +85,8 @@ pub(super) fn spawn_loop(name: &str, index: usize) -> io::Result<(LoopHandle, Jo
 struct Slot {
     generation: u64,
     connection: Option<Connection>,
+    /// The interest registered with the poll, so an unchanged one costs no system call.
+    interest: Option<Interest>,
     /// Set while a wake is queued for this slot, so wakes coalesce.
     wake_pending: Arc<AtomicBool>,
 }
@@ -181,6 +183,7 @@ impl EventLoop {
             self.slots.push(Slot {
                 generation: 0,
                 connection: None,
+                interest: None,
                 wake_pending: Arc::default(),
             });
             self.slots.len() - 1
@@ -221,6 +224,7 @@ impl EventLoop {
         }
         let next = connection.on_open();
         self.slots[slot].connection = Some(connection);
+        self.slots[slot].interest = Some(Interest::READABLE);
         self.apply(slot, next);
     }
 
@@ -243,12 +247,12 @@ impl EventLoop {
         }
     }
 
-    /// Re-register the connection's interest, or close it.
+    /// Re-register the connection's interest when it changed, or close it.
     fn apply(&mut self, slot: usize, next: Next) {
-        let Some(connection) = self.slots[slot].connection.as_mut() else {
+        let entry = &mut self.slots[slot];
+        let Some(connection) = entry.connection.as_mut() else {
             return;
         };
-        let fd = connection.socket.as_raw_fd();
         let interest = match next {
             Next::Close => None,
             Next::Watch {
@@ -262,18 +266,26 @@ impl EventLoop {
             // Nothing to do until a wake (half-closed, output done): readable still reports errors.
             Next::Watch { .. } => Some(Interest::READABLE),
         };
-        let kept = interest.is_some_and(|interest| {
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&fd), Token(slot + 1), interest)
-                .is_ok()
-        });
-        if !kept {
+        let Some(interest) = interest else {
+            return self.remove(slot);
+        };
+        if entry.interest == Some(interest) {
+            return;
+        }
+        let fd = connection.socket.as_raw_fd();
+        let registry = self.poll.registry();
+        if registry
+            .reregister(&mut SourceFd(&fd), Token(slot + 1), interest)
+            .is_ok()
+        {
+            entry.interest = Some(interest);
+        } else {
             self.remove(slot);
         }
     }
 
     fn remove(&mut self, slot: usize) {
+        self.slots[slot].interest = None;
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
