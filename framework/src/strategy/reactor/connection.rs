@@ -62,9 +62,15 @@ impl Connection {
 
     /// Run one session callback with a context over this connection's output.
     fn event(&mut self, call: impl FnOnce(&mut dyn Session, &mut SessionContext<'_>)) {
-        let shared = Arc::clone(&self.shared);
-        let mut ctx = SessionContext::new(&mut self.output, &self.peer, &shared.local, &*shared);
-        call(&mut *self.session, &mut ctx);
+        let Connection {
+            session,
+            shared,
+            peer,
+            output,
+            ..
+        } = self;
+        let mut ctx = SessionContext::new(output, peer, &shared.local, &**shared);
+        call(&mut **session, &mut ctx);
         self.closing |= ctx.closing();
     }
 
@@ -90,6 +96,11 @@ impl Connection {
                     self.bytes_in += n as u64;
                     let data = &buffer[..n];
                     self.event(|session, ctx| session.on_data(data, ctx));
+                    if n < buffer.len() {
+                        // A short read drained the socket: data arriving later raises a new edge,
+                        // so the read that would only say "would block" can be skipped.
+                        break;
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
