@@ -28,8 +28,9 @@ pub struct StaticTable<T>(pub T);
 // SAFETY: only used for plugin tables, whose pointers all point at immutable `'static` data.
 unsafe impl<T> Sync for StaticTable<T> {}
 
-/// The read buffer a plugin's `rfile` gets.
-const RFILE_CAPACITY: usize = 64 * 1024;
+/// The read buffer a plugin's `rfile` gets: the host's size, so a connection holds no more for being a
+/// plugin's (std zero-fills it on first use).
+const RFILE_CAPACITY: usize = 16 * 1024;
 
 /// The table for one plugin, from its name, version and handler tables.
 pub const fn plugin_table(
