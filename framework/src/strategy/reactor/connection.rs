@@ -85,7 +85,9 @@ impl Connection {
     }
 
     /// Read until the socket would block (or output backs up), handing each chunk to the session.
-    pub fn on_readable(&mut self, buffer: &mut [u8]) -> Next {
+    /// `peer_closed`: the event said the peer closed its side, so a short read has not drained the
+    /// socket — the end of stream is still to be read, and no new edge will announce it.
+    pub fn on_readable(&mut self, buffer: &mut [u8], peer_closed: bool) -> Next {
         while !self.eof && !self.closing && self.pending() < MAX_PENDING_OUTPUT {
             match (&self.socket).read(buffer) {
                 Ok(0) => {
@@ -96,7 +98,7 @@ impl Connection {
                     self.bytes_in += n as u64;
                     let data = &buffer[..n];
                     self.event(|session, ctx| session.on_data(data, ctx));
-                    if n < buffer.len() {
+                    if n < buffer.len() && !peer_closed {
                         // A short read drained the socket: data arriving later raises a new edge,
                         // so the read that would only say "would block" can be skipped.
                         break;

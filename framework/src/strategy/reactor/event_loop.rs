@@ -131,11 +131,9 @@ impl EventLoop {
                 match event.token() {
                     WAKER => {}
                     Token(token) => {
-                        let (read, write) = (
-                            event.is_readable() || event.is_read_closed() || event.is_error(),
-                            event.is_writable(),
-                        );
-                        self.on_ready(token - 1, read, write, &mut buffer);
+                        let closed = event.is_read_closed() || event.is_error();
+                        let (read, write) = (event.is_readable() || closed, event.is_writable());
+                        self.on_ready(token - 1, (read, closed), write, &mut buffer);
                     }
                 }
             }
@@ -148,7 +146,9 @@ impl EventLoop {
         self.close_all();
     }
 
-    fn on_ready(&mut self, slot: usize, read: bool, write: bool, buffer: &mut [u8]) {
+    /// `read`: (readable, the peer closed its side).
+    fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool, buffer: &mut [u8]) {
+        let (read, peer_closed) = read;
         let Some(connection) = self.slots.get_mut(slot).and_then(|s| s.connection.as_mut()) else {
             return;
         };
@@ -161,7 +161,7 @@ impl EventLoop {
             }
         };
         if read && next != Next::Close {
-            next = connection.on_readable(buffer);
+            next = connection.on_readable(buffer, peer_closed);
         }
         self.apply(slot, next);
     }
