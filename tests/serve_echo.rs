@@ -17,15 +17,23 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("tcp-sync",        "tcp://127.0.0.1:0",                       "sync"),
     ("tcp-threading",   "tcp://127.0.0.1:0",                       "threading"),
     ("tcp-forking",     "tcp://127.0.0.1:0",                       "forking"),
+    ("tcp-pool",        "tcp://127.0.0.1:0",                       "pool"),
+    ("tcp-reactor",     "tcp://127.0.0.1:0",                       "reactor"),
     ("udp-sync",        "udp://127.0.0.1:0",                       "sync"),
     ("udp-threading",   "udp://127.0.0.1:0",                       "threading"),
     ("udp-forking",     "udp://127.0.0.1:0",                       "forking"),
+    ("udp-pool",        "udp://127.0.0.1:0",                       "pool"),
+    ("udp-reactor",     "udp://127.0.0.1:0",                       "reactor"),
     ("unix-sync",       "unix://{dir}/unix-sync.sock",             "sync"),
     ("unix-threading",  "unix://{dir}/unix-threading.sock",        "threading"),
     ("unix-forking",    "unix://{dir}/unix-forking.sock",          "forking"),
+    ("unix-pool",       "unix://{dir}/unix-pool.sock",             "pool"),
+    ("unix-reactor",    "unix://{dir}/unix-reactor.sock",          "reactor"),
     ("dgram-sync",      "unix-dgram://{dir}/dgram-sync.sock",      "sync"),
     ("dgram-threading", "unix-dgram://{dir}/dgram-threading.sock", "threading"),
     ("dgram-forking",   "unix-dgram://{dir}/dgram-forking.sock",   "forking"),
+    ("dgram-pool",      "unix-dgram://{dir}/dgram-pool.sock",      "pool"),
+    ("dgram-reactor",   "unix-dgram://{dir}/dgram-reactor.sock",   "reactor"),
 ];
 
 /// A config with one echo server per `(name, listen, strategy)`.
@@ -126,7 +134,7 @@ fn sigterm_stops_every_server_and_removes_the_unix_socket_files() {
         .iter()
         .filter_map(|(name, _, _)| serve.endpoint(name).path().map(|path| path.to_path_buf()))
         .collect();
-    assert_eq!(files.len(), 6);
+    assert_eq!(files.len(), 10);
     for file in &files {
         assert!(file.exists(), "{} missing while serving", file.display());
     }
@@ -140,7 +148,7 @@ fn sigterm_stops_every_server_and_removes_the_unix_socket_files() {
             (client.is_stream() && strategy != "sync").then_some(client)
         })
         .collect();
-    assert_eq!(idle.len(), 3);
+    assert_eq!(idle.len(), 5);
 
     let started = Instant::now();
     let status = serve.terminate();

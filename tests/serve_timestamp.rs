@@ -1,37 +1,72 @@
 //! `sockserv serve` with the timestamp handler, from the outside: the seed clients' habits (bare text,
 //! several rounds on one connection, `text\r\n` on a new connection each time), UDP and Unix datagram
-//! replies, and the `line` framing option. Replies are checked with a hand-written matcher for
-//! `[YYYY-mm-dd HH:MM:SS] <data>`.
+//! replies, and the `line` framing option, each under every strategy. Replies are checked with a
+//! hand-written matcher for `[YYYY-mm-dd HH:MM:SS] <data>`.
 
 mod common;
 
 use chrono::{Local, NaiveDateTime};
 use common::{config, strip_stamp, Client, ServeProcess, STAMP_LEN};
 
-/// One timestamp server per socket kind, the default options, a mix of strategies; plus a
-/// line-framed TCP and Unix server.
-fn timestamp_config() -> String {
-    let line = "[server.options]\nframing = \"line\"";
-    config(&[
-        ("tcp", "tcp://127.0.0.1:0", "timestamp", "threading", ""),
-        ("unix", "unix://{dir}/ts.sock", "timestamp", "forking", ""),
-        ("udp", "udp://127.0.0.1:0", "timestamp", "sync", ""),
-        (
-            "dgram",
-            "unix-dgram://{dir}/ts-dgram.sock",
-            "timestamp",
-            "threading",
-            "",
-        ),
-        ("tcp-lines", "tcp://127.0.0.1:0", "timestamp", "sync", line),
-        (
-            "unix-lines",
-            "unix://{dir}/ts-lines.sock",
-            "timestamp",
-            "threading",
-            line,
-        ),
-    ])
+/// Every case's servers: (name, listen, strategy, framing). The stream cases run under every
+/// strategy, the datagram cases too (each datagram answered whole), and line framing on both stream
+/// kinds under every strategy.
+#[rustfmt::skip]
+const MATRIX: &[(&str, &str, &str, &str)] = &[
+    ("tcp-sync",             "tcp://127.0.0.1:0",                   "sync",      "chunk"),
+    ("tcp-threading",        "tcp://127.0.0.1:0",                   "threading", "chunk"),
+    ("tcp-forking",          "tcp://127.0.0.1:0",                   "forking",   "chunk"),
+    ("tcp-pool",             "tcp://127.0.0.1:0",                   "pool",      "chunk"),
+    ("tcp-reactor",          "tcp://127.0.0.1:0",                   "reactor",   "chunk"),
+    ("unix-sync",            "unix://{dir}/ts-sync.sock",           "sync",      "chunk"),
+    ("unix-threading",       "unix://{dir}/ts-threading.sock",      "threading", "chunk"),
+    ("unix-forking",         "unix://{dir}/ts-forking.sock",        "forking",   "chunk"),
+    ("unix-pool",            "unix://{dir}/ts-pool.sock",           "pool",      "chunk"),
+    ("unix-reactor",         "unix://{dir}/ts-reactor.sock",        "reactor",   "chunk"),
+    ("udp-sync",             "udp://127.0.0.1:0",                   "sync",      "chunk"),
+    ("udp-threading",        "udp://127.0.0.1:0",                   "threading", "chunk"),
+    ("udp-forking",          "udp://127.0.0.1:0",                   "forking",   "chunk"),
+    ("udp-pool",             "udp://127.0.0.1:0",                   "pool",      "chunk"),
+    ("udp-reactor",          "udp://127.0.0.1:0",                   "reactor",   "chunk"),
+    ("dgram-sync",           "unix-dgram://{dir}/dg-sync.sock",     "sync",      "chunk"),
+    ("dgram-threading",      "unix-dgram://{dir}/dg-threading.sock","threading", "chunk"),
+    ("dgram-forking",        "unix-dgram://{dir}/dg-forking.sock",  "forking",   "chunk"),
+    ("dgram-pool",           "unix-dgram://{dir}/dg-pool.sock",     "pool",      "chunk"),
+    ("dgram-reactor",        "unix-dgram://{dir}/dg-reactor.sock",  "reactor",   "chunk"),
+    ("tcp-lines-sync",       "tcp://127.0.0.1:0",                   "sync",      "line"),
+    ("tcp-lines-threading",  "tcp://127.0.0.1:0",                   "threading", "line"),
+    ("tcp-lines-forking",    "tcp://127.0.0.1:0",                   "forking",   "line"),
+    ("tcp-lines-pool",       "tcp://127.0.0.1:0",                   "pool",      "line"),
+    ("tcp-lines-reactor",    "tcp://127.0.0.1:0",                   "reactor",   "line"),
+    ("unix-lines-sync",      "unix://{dir}/tl-sync.sock",           "sync",      "line"),
+    ("unix-lines-threading", "unix://{dir}/tl-threading.sock",      "threading", "line"),
+    ("unix-lines-forking",   "unix://{dir}/tl-forking.sock",        "forking",   "line"),
+    ("unix-lines-pool",      "unix://{dir}/tl-pool.sock",           "pool",      "line"),
+    ("unix-lines-reactor",   "unix://{dir}/tl-reactor.sock",        "reactor",   "line"),
+];
+
+/// One timestamp server per row of [`MATRIX`].
+fn serve_matrix() -> ServeProcess {
+    let extras: Vec<String> = MATRIX
+        .iter()
+        .map(|(_, _, _, framing)| format!("[server.options]\nframing = \"{framing}\""))
+        .collect();
+    let rows: Vec<_> = MATRIX
+        .iter()
+        .zip(&extras)
+        .map(|(&(name, listen, strategy, _), extra)| {
+            (name, listen, "timestamp", strategy, extra.as_str())
+        })
+        .collect();
+    ServeProcess::start(&config(&rows))
+}
+
+/// The names of the rows listening on `scheme` (`tcp`, `unix`, `udp`, `unix-dgram`) with `framing`.
+fn servers(scheme: &'static str, framing: &'static str) -> impl Iterator<Item = &'static str> {
+    MATRIX
+        .iter()
+        .filter(move |row| row.1.starts_with(&format!("{scheme}://")) && row.3 == framing)
+        .map(|row| row.0)
 }
 
 /// How far a stamp may be from this process's clock: the server reads the same clock (and the same
@@ -80,8 +115,8 @@ fn the_matcher_knows_a_stamp_from_a_lookalike() {
 
 #[test]
 fn bare_text_gets_one_reply_per_round_on_one_connection() {
-    let serve = ServeProcess::start(&timestamp_config());
-    for name in ["tcp", "unix"] {
+    let serve = serve_matrix();
+    for name in servers("tcp", "chunk").chain(servers("unix", "chunk")) {
         let mut client = Client::connect(serve.endpoint(name)).unwrap();
         for round in ["hello", "again", "and a third time"] {
             let reply = stamped_round(&mut client, round.as_bytes());
@@ -98,8 +133,8 @@ fn bare_text_gets_one_reply_per_round_on_one_connection() {
 
 #[test]
 fn text_with_crlf_on_a_new_connection_each_time_keeps_its_crlf() {
-    let serve = ServeProcess::start(&timestamp_config());
-    for name in ["tcp", "unix"] {
+    let serve = serve_matrix();
+    for name in servers("tcp", "chunk").chain(servers("unix", "chunk")) {
         for round in 0..3 {
             let data = format!("message {round}\r\n").into_bytes();
             let mut client = Client::connect(serve.endpoint(name)).unwrap();
@@ -117,8 +152,8 @@ fn text_with_crlf_on_a_new_connection_each_time_keeps_its_crlf() {
 
 #[test]
 fn every_datagram_gets_exactly_one_stamped_reply() {
-    let serve = ServeProcess::start(&timestamp_config());
-    for name in ["udp", "dgram"] {
+    let serve = serve_matrix();
+    for name in servers("udp", "chunk").chain(servers("unix-dgram", "chunk")) {
         let mut client = Client::connect(serve.endpoint(name)).unwrap();
         // Three datagrams out before any reply is read: three replies, each answering its own.
         let data: [&[u8]; 3] = [b"one", b"two\r\n", b"three\nlines\n"];
@@ -132,7 +167,7 @@ fn every_datagram_gets_exactly_one_stamped_reply() {
                 .unwrap_or_else(|| panic!("{name}: not stamped: {shown:?}"))
                 .to_vec();
         }
-        // The sync UDP server answers in order; the threading one may not.
+        // Servers that answer in the serving thread answer in order; a pool's workers may not.
         replies.sort();
         let mut expected: Vec<Vec<u8>> = data.iter().map(|d| d.to_vec()).collect();
         expected.sort();
@@ -142,8 +177,8 @@ fn every_datagram_gets_exactly_one_stamped_reply() {
 
 #[test]
 fn line_framing_answers_two_lines_in_one_write_with_two_stamped_lines() {
-    let serve = ServeProcess::start(&timestamp_config());
-    for name in ["tcp-lines", "unix-lines"] {
+    let serve = serve_matrix();
+    for name in servers("tcp", "line").chain(servers("unix", "line")) {
         let mut client = Client::connect(serve.endpoint(name)).unwrap();
         client.send(b"first line\nsecond line\r\n").unwrap();
         let reply = client

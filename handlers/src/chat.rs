@@ -19,9 +19,13 @@
 //!   messages for it and later says how many (`overflow = "drop"`). Either way nobody else waits.
 //! - **Threads** ([`hub`], [`handler`]): the [`Hub`] — the core and every mailbox behind one lock — is
 //!   built once per server with its options and shared by all its connections through the factory.
-//!   Each connection runs a reader, a writer and a supervisor thread.
-//! - **Strategies**: threading only. Members of different processes (forking) share no memory, and
-//!   sync serves one connection at a time, so both are refused at config time with a note.
+//!   Under threading each connection runs a reader, a writer and a supervisor thread.
+//! - **Events** ([`session`]): under the reactor a member is a [`ChatSession`] instead — its input goes
+//!   to the same hub from the event loop, and its mailbox wakes it through its `SessionWaker` when
+//!   mail arrives. There its queue bound counts the output the reactor has not written yet too.
+//! - **Strategies**: threading and reactor. Members of different processes (forking) share no
+//!   memory, sync serves one connection at a time, and a pool would let its worker count cap the
+//!   room, so those are refused at config time with a note.
 //!
 //! What a member sees: `0102 03:04:05 From 127.0.0.1:5000. msg=hello` for a message (the prefix is
 //! the `prefix` option; a nick replaces `ip:port`), `* alice waves` for `/me waves`, and notices and
@@ -37,11 +41,12 @@ pub mod lines;
 pub mod mailbox;
 pub mod options;
 pub mod outbox;
+pub mod session;
 
 use std::sync::Arc;
 
 use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
-use sockserv_plugin::{HandlerFactory, RequestHandler};
+use sockserv_plugin::{HandlerFactory, RequestHandler, Session, SessionInfo};
 
 use crate::Builtin;
 
@@ -50,11 +55,13 @@ pub use handler::ChatHandler;
 pub use hub::Hub;
 pub use options::ChatOptions;
 pub use outbox::Overflow;
+pub use session::ChatSession;
 
-/// Why chat runs under threading alone, for the config check's refusal.
+/// Why chat runs under threading and reactor alone, for the config check's refusal.
 pub const STRATEGY_NOTE: &str = "chat keeps its members and rooms in the memory of one process \
      and serves them all at once: under forking each member would get a process of its own that \
-     shares nothing with the others, and sync would serve one member at a time";
+     shares nothing with the others, sync would serve one member at a time, and a pool would keep \
+     a worker busy for each member's whole stay, so that members beyond its workers wait unserved";
 
 /// The registry row of `chat`.
 pub const BUILTIN: Builtin = Builtin {
@@ -62,7 +69,7 @@ pub const BUILTIN: Builtin = Builtin {
     summary: "rooms where every message reaches the other members (commands /nick /join /rooms \
               /who /me /help /quit; options: prefix, room, echo, queue_messages, overflow, ...)",
     socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
-    strategies: &[StrategyKind::Threading],
+    strategies: &[StrategyKind::Threading, StrategyKind::Reactor],
     strategy_note: Some(STRATEGY_NOTE),
     build,
 };
@@ -71,8 +78,23 @@ pub const BUILTIN: Builtin = Builtin {
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
     let options = Arc::new(ChatOptions::from_table(opts.table)?);
     let hub = Arc::new(Hub::new(opts.server, options));
-    let factory = move || Box::new(ChatHandler::new(Arc::clone(&hub))) as Box<dyn RequestHandler>;
-    Ok(Arc::new(factory))
+    Ok(Arc::new(ChatFactory { hub }))
+}
+
+/// Makes a [`ChatHandler`] per connection under threading, a [`ChatSession`] under the reactor;
+/// either way a member of the server's one hub.
+struct ChatFactory {
+    hub: Arc<Hub>,
+}
+
+impl HandlerFactory for ChatFactory {
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        Box::new(ChatHandler::new(Arc::clone(&self.hub)))
+    }
+
+    fn new_session(&self, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        Some(Box::new(ChatSession::new(Arc::clone(&self.hub), info)))
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //! Each protocol is a sans-IO core (pure functions over bytes, time passed in) wrapped by a thin
 //! handler that reads `rfile` until end of input and writes replies to `wfile`. Written that way, one
 //! handler serves all four socket kinds: on a datagram socket `rfile` holds one datagram, and what the
-//! handler writes goes back as one datagram.
+//! handler writes goes back as one datagram. Under the `reactor` strategy the factory makes an
+//! event-driven `Session` per connection instead, over the same core (`echo.rs`, and a `session.rs`
+//! in each other handler's folder); datagrams still go to the blocking handler there.
 
 #![forbid(unsafe_code)]
 

@@ -16,7 +16,8 @@
 //! - [`index`]: the entries and the four match modes; [`config`]: the options.
 //! - [`client`]: the other side — the request the tutorial's client sends, what a reply says.
 //! - [`fuzz`]: the fuzz target's checks, replayed over the committed corpus by `cargo test`.
-//! - This file: [`Search`], the thin handler that reads, answers and writes.
+//! - This file: [`Search`], the thin blocking handler that reads, answers and writes;
+//!   [`session`]: [`SearchSession`], the same over the `reactor` strategy's events.
 //!
 //! A connection stays open for further requests until the client closes it; pipelined requests are
 //! answered in order, all the replies to one read in one write. Bad input is logged (a warning with
@@ -36,6 +37,7 @@ pub mod fuzz;
 pub mod index;
 mod json;
 pub mod respond;
+pub mod session;
 #[cfg(test)]
 mod tutorial;
 
@@ -44,7 +46,8 @@ use std::sync::Arc;
 
 use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
 use sockserv_plugin::{
-    HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
+    Address, HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
+    Session, SessionInfo,
 };
 
 use crate::{input, Builtin};
@@ -52,6 +55,7 @@ use config::SearchOptions;
 use frame::{Decoder, FrameError};
 use index::Index;
 use respond::{answer, Reply};
+pub use session::SearchSession;
 
 /// The most bytes read and thrown away after a fatal error, waiting for the client to close.
 pub const DRAIN_LIMIT: usize = 4 << 20;
@@ -70,9 +74,32 @@ pub const BUILTIN: Builtin = Builtin {
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
     let options = SearchOptions::from_table(opts.table, opts.base_dir)?;
     let index = Arc::new(options.load_index()?);
-    let max = options.max_content_length;
-    let factory = move || Box::new(Search::new(Arc::clone(&index), max)) as Box<dyn RequestHandler>;
-    Ok(Arc::new(factory))
+    let max_content_length = options.max_content_length;
+    Ok(Arc::new(SearchFactory {
+        index,
+        max_content_length,
+    }))
+}
+
+/// Makes a blocking [`Search`] per connection, or a [`SearchSession`] under the reactor; both share
+/// the one index.
+struct SearchFactory {
+    index: Arc<Index>,
+    max_content_length: usize,
+}
+
+impl HandlerFactory for SearchFactory {
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        Box::new(Search::new(
+            Arc::clone(&self.index),
+            self.max_content_length,
+        ))
+    }
+
+    fn new_session(&self, _info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        let (index, max) = (Arc::clone(&self.index), self.max_content_length);
+        Some(Box::new(SearchSession::new(index, max)))
+    }
 }
 
 /// Serves one connection: frames in, replies out, until the client closes.
@@ -130,11 +157,22 @@ impl Search {
         if !answered.replies.is_empty() {
             req.wfile.write_all(&answered.replies)?;
         }
+        let server = req.server.server_name();
         for err in &answered.skipped {
-            warn(req, err, "answered with an error; the connection goes on");
+            warn(
+                server,
+                req.peer,
+                err,
+                "answered with an error; the connection goes on",
+            );
         }
         if let Some(err) = answered.fatal {
-            warn(req, &err, "answered with an error; closing the connection");
+            warn(
+                server,
+                req.peer,
+                &err,
+                "answered with an error; closing the connection",
+            );
             return Ok(false);
         }
         pending.drain(..answered.consumed);
@@ -148,18 +186,19 @@ fn end_of_input(req: &mut Request<'_>, decoder: &Decoder, pending: &[u8]) {
         return;
     }
     let err = decoder.truncated(pending.len());
-    warn(req, &err, "the connection is closed");
+    warn(
+        req.server.server_name(),
+        req.peer,
+        &err,
+        "the connection is closed",
+    );
     // The peer may have closed both ways: the reply is a courtesy, and its failure no news.
     let _ = req.wfile.write_all(&Reply::frame_error(&err).encode());
 }
 
 /// One warning per bad frame, with the server and the peer, like the server's own error lines.
-fn warn(req: &Request<'_>, err: &FrameError, outcome: &str) {
-    log::warn!(
-        "{}: search request from {}: {err} ({outcome})",
-        req.server.server_name(),
-        req.peer
-    );
+fn warn(server: &str, peer: &Address, err: &FrameError, outcome: &str) {
+    log::warn!("{server}: search request from {peer}: {err} ({outcome})");
 }
 
 /// After the last reply: send FIN, then read (and drop) until the client closes, at most

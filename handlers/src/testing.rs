@@ -1,6 +1,7 @@
 //! Test support: runs a handler over an in-memory request, the way the server drives it, so handler
 //! tests need no sockets. A stream arrives in the chunks a test chooses (each one `recv`); a datagram
-//! arrives whole, and the writes the handler makes are recorded one by one.
+//! arrives whole, and the writes the handler makes are recorded one by one. Sessions get their events
+//! one at a time over an output buffer, as the reactor calls them ([`SessionOutput`]).
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read, Write};
@@ -8,10 +9,13 @@ use std::sync::Arc;
 
 use sockserv_framework::HandlerOptions;
 use sockserv_plugin::{
-    Address, HandlerFactory, Request, RequestHandler, RequestKind, ServerContext,
+    Address, HandlerFactory, Request, RequestHandler, RequestKind, ServerContext, SessionContext,
 };
 
-struct Context;
+pub(crate) struct Context;
+
+/// The server context sessions and requests see in tests.
+pub(crate) static TEST_CONTEXT: Context = Context;
 
 impl ServerContext for Context {
     fn server_name(&self) -> &str {
@@ -131,4 +135,38 @@ fn run(
     handler.handle(&mut req).expect("handle");
     handler.finish(&mut req).expect("finish");
     wfile
+}
+
+/// A session's connection as the reactor keeps it: the output queued and not yet "written to the
+/// socket", and whether the session asked to close.
+#[derive(Default)]
+pub(crate) struct SessionOutput {
+    pub(crate) pending: Vec<u8>,
+    pub(crate) closing: bool,
+}
+
+impl SessionOutput {
+    /// Runs one event; returns what it wrote.
+    pub(crate) fn event(&mut self, event: impl FnOnce(&mut SessionContext<'_>)) -> Vec<u8> {
+        let peer = Address::Inet("127.0.0.1:40000".parse().unwrap());
+        let local = Address::Inet("127.0.0.1:20000".parse().unwrap());
+        let before = self.pending.len();
+        let mut ctx = SessionContext::new(&mut self.pending, &peer, &local, &Context);
+        event(&mut ctx);
+        self.closing |= ctx.closing();
+        self.pending[before..].to_vec()
+    }
+
+    /// The peer read `n` bytes (all, at most): they leave the pending output.
+    pub(crate) fn flush(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.pending.len());
+        self.pending.drain(..n).collect()
+    }
+}
+
+/// Runs one event over an empty output; returns what it wrote and whether it asked to close.
+pub(crate) fn session_event(event: impl FnOnce(&mut SessionContext<'_>)) -> (Vec<u8>, bool) {
+    let mut output = SessionOutput::default();
+    let written = output.event(event);
+    (written, output.closing)
 }

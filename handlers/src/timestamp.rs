@@ -2,8 +2,9 @@
 //!
 //! The protocol core is pure (habit 1 and 2 of STYLE.md): [`stamp`], [`split_line`], [`LineSplitter`]
 //! and [`datagram_reply`] turn bytes and an already-read clock into reply bytes, so tests pin the time
-//! and a future event-loop strategy can drive the same core. [`Timestamp`] is the thin handler around
-//! it; it alone reads the clock (`Local::now()`, or `Utc::now()` with `utc = true`).
+//! and the event loop drives the same core. [`Timestamp`] is the thin blocking handler around it, and
+//! [`TimestampSession`] (in `session.rs`) the event-driven one the `reactor` strategy runs; they
+//! alone read the clock (`Local::now()`, or `Utc::now()` with `utc = true`).
 //!
 //! Framing decides what one reply answers:
 //!
@@ -24,9 +25,14 @@ use std::sync::Arc;
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, TimeZone, Utc};
 use sockserv_framework::HandlerOptions;
-use sockserv_plugin::{HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind};
+use sockserv_plugin::{
+    HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind, Session, SessionInfo,
+};
 
 use crate::{input, options};
+
+mod session;
+pub use session::TimestampSession;
 
 /// The seed's time format: `[2024-01-02 03:04:05]`.
 pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -310,8 +316,32 @@ impl TimestampOptions {
 /// Builds the timestamp factory from the server's options.
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
     let options = Arc::new(TimestampOptions::from_table(opts.table)?);
-    let factory = move || Box::new(Timestamp::new(Arc::clone(&options))) as Box<dyn RequestHandler>;
-    Ok(Arc::new(factory))
+    Ok(Arc::new(TimestampFactory { options }))
+}
+
+/// Makes a blocking [`Timestamp`] per request, or a [`TimestampSession`] per connection under the
+/// reactor, all with the server's options.
+struct TimestampFactory {
+    options: Arc<TimestampOptions>,
+}
+
+impl HandlerFactory for TimestampFactory {
+    fn new_handler(&self) -> Box<dyn RequestHandler> {
+        Box::new(Timestamp::new(Arc::clone(&self.options)))
+    }
+
+    fn new_session(&self, _info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+        Some(Box::new(TimestampSession::new(Arc::clone(&self.options))))
+    }
+}
+
+/// The time now in the options' format and zone: the one place the handlers read the clock.
+fn now(options: &TimestampOptions) -> String {
+    if options.utc {
+        options.format.render(&Utc::now())
+    } else {
+        options.format.render(&Local::now())
+    }
 }
 
 /// Serves one connection or datagram with the shared options.
@@ -325,13 +355,8 @@ impl Timestamp {
         Timestamp { options }
     }
 
-    /// The time now, rendered; the only place the handler reads the clock.
     fn now(&self) -> String {
-        if self.options.utc {
-            self.options.format.render(&Utc::now())
-        } else {
-            self.options.format.render(&Local::now())
-        }
+        now(&self.options)
     }
 
     fn serve_datagram(&self, req: &mut Request<'_>) -> HandlerResult {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
-use sockserv_plugin::Address;
+use sockserv_plugin::{Address, SessionWaker};
 
 use super::core::{Chat, Delivery, MemberId};
 use super::mailbox::{Closing, Mailbox};
@@ -52,9 +52,26 @@ impl Hub {
     /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
     /// chat is full): its writer then writes the refusal and stops.
     pub fn join(&self, peer: &Address) -> (MemberId, Arc<Mailbox>) {
+        self.join_with(peer, Mailbox::new)
+    }
+
+    /// [`join`](Self::join) for a session: its mailbox wakes it through `waker`.
+    pub fn join_session(
+        &self,
+        peer: &Address,
+        waker: Arc<dyn SessionWaker>,
+    ) -> (MemberId, Arc<Mailbox>) {
+        self.join_with(peer, |outbox| Mailbox::with_waker(outbox, waker))
+    }
+
+    fn join_with(
+        &self,
+        peer: &Address,
+        mailbox: impl FnOnce(Outbox) -> Mailbox,
+    ) -> (MemberId, Arc<Mailbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Outbox::new(self.options.queue_messages, self.options.overflow);
-        let mailbox = Arc::new(Mailbox::new(outbox));
+        let mailbox = Arc::new(mailbox(outbox));
         let mut state = self.lock();
         state.mailboxes.insert(id, Arc::clone(&mailbox));
         let deliveries = state.chat.connect(id, peer, &self.now());
@@ -82,9 +99,32 @@ impl Hub {
         }
     }
 
+    /// `id` cannot keep up: it is dropped at once and its room told, as when a push overflows its
+    /// outbox. Nothing happens if it already left.
+    pub fn kick(&self, id: MemberId) {
+        let mut state = self.lock();
+        if state.chat.is_member(id) {
+            self.log_kick(id);
+            let kicked = state.chat.kick(id, &self.now());
+            self.deliver(&mut state, kicked);
+        }
+    }
+
     /// Members connected now.
     pub fn members(&self) -> usize {
         self.lock().chat.len()
+    }
+
+    /// The options the chat was built with.
+    pub fn options(&self) -> &ChatOptions {
+        &self.options
+    }
+
+    fn log_kick(&self, id: MemberId) {
+        log::info!(
+            "{}: chat member {id} cannot keep up with its room; disconnecting it",
+            self.server
+        );
     }
 
     /// The time the prefix shows: local, or UTC with the `utc` option.
@@ -123,10 +163,7 @@ impl Hub {
                 }
             }
             for id in overflowed.drain(..) {
-                log::info!(
-                    "{}: chat member {id} cannot keep up with its room; disconnecting it",
-                    self.server
-                );
+                self.log_kick(id);
                 let kicked = state.chat.kick(id, &self.now());
                 for delivery in kicked.into_iter().rev() {
                     work.push_front(delivery);

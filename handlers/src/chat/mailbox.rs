@@ -1,9 +1,16 @@
 //! A member's [`Outbox`] shared between threads: whoever delivers pushes without ever waiting on the
 //! member's socket, the member's writer thread sleeps until there is mail, and the member's
 //! supervising thread sleeps until the mailbox closes.
+//!
+//! Under the reactor there are no such threads: the mailbox holds the member's [`SessionWaker`],
+//! wakes it when mail arrives or the mailbox closes, and the session [`take`](Mailbox::take)s its
+//! mail without ever waiting.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use sockserv_plugin::SessionWaker;
 
 use super::format::Bytes;
 use super::outbox::{Outbox, Pushed};
@@ -25,6 +32,17 @@ struct Post {
     writer_done: bool,
 }
 
+/// What a session's [`Mailbox::take`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Lines handed to the session.
+    pub moved: usize,
+    /// Lines still queued: there was no room for them.
+    pub left: usize,
+    /// The mailbox is closed: after an `Abort` nothing was taken, after a `Drain` everything was.
+    pub closing: Option<Closing>,
+}
+
 /// One member's mailbox.
 #[derive(Debug)]
 pub struct Mailbox {
@@ -33,9 +51,21 @@ pub struct Mailbox {
     mail: Condvar,
     /// Wakes the supervisor: the mailbox closed, or the writer finished.
     closed: Condvar,
+    /// Wakes the member's session under the reactor, for the same reasons as `mail`.
+    waker: Option<Waker>,
+}
+
+/// A session's waker, which has no `Debug` of its own.
+struct Waker(Arc<dyn SessionWaker>);
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionWaker")
+    }
 }
 
 impl Mailbox {
+    /// A mailbox for a writer thread.
     pub fn new(outbox: Outbox) -> Mailbox {
         Mailbox {
             post: Mutex::new(Post {
@@ -45,6 +75,21 @@ impl Mailbox {
             }),
             mail: Condvar::new(),
             closed: Condvar::new(),
+            waker: None,
+        }
+    }
+
+    /// A mailbox for a session, which `waker` wakes.
+    pub fn with_waker(outbox: Outbox, waker: Arc<dyn SessionWaker>) -> Mailbox {
+        Mailbox {
+            waker: Some(Waker(waker)),
+            ..Mailbox::new(outbox)
+        }
+    }
+
+    fn wake_session(&self) {
+        if let Some(Waker(waker)) = &self.waker {
+            waker.wake();
         }
     }
 
@@ -58,8 +103,32 @@ impl Mailbox {
         drop(post);
         if pushed == Pushed::Queued {
             self.mail.notify_one();
+            self.wake_session();
         }
         pushed
+    }
+
+    /// The session's turn, which never waits: hands `write` up to `room` lines (every line, when
+    /// the mailbox is draining), and says what is left.
+    pub fn take(&self, room: usize, write: impl FnMut(&[u8])) -> Taken {
+        let mut post = self.lock();
+        let room = match post.closing {
+            Some(Closing::Abort) => 0,
+            Some(Closing::Drain) => usize::MAX,
+            None => room,
+        };
+        let moved = post.outbox.pop_up_to(room, write);
+        Taken {
+            moved,
+            left: post.outbox.len(),
+            closing: post.closing,
+        }
+    }
+
+    /// Under the drop policy, a session with no room misses what is queued (see
+    /// [`Outbox::miss_queued`]).
+    pub fn miss_queued(&self) {
+        self.lock().outbox.miss_queued();
     }
 
     /// Closes the mailbox; an `Abort` overrides a `Drain` but not the other way round.
@@ -75,6 +144,7 @@ impl Mailbox {
         drop(post);
         self.mail.notify_all();
         self.closed.notify_all();
+        self.wake_session();
     }
 
     /// The writer's wait: fills `batch` with up to about `max` bytes once there is mail, and returns

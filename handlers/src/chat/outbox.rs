@@ -10,6 +10,10 @@
 //! - [`Overflow::Drop`]: the message is dropped and counted. As soon as the member catches up — there
 //!   is room again, or the queue ran dry — it gets one notice saying how many it missed, placed where
 //!   the gap is. The outbox then holds at most `capacity` messages plus that notice.
+//!
+//! An event loop that counts the member's unwritten output as part of its queue (see the chat
+//! session) applies the same policy when it finds no room: [`Outbox::pop_up_to`] takes what fits, and
+//! what is left either overflows or is missed ([`Outbox::miss_queued`]).
 
 use std::collections::VecDeque;
 
@@ -46,10 +50,18 @@ pub enum Pushed {
     Overflow,
 }
 
+/// One place in the queue: a line, or the notice of messages missed there (written when popped, so
+/// that missing the queue again adds its count rather than a notice's one).
+#[derive(Debug, Clone)]
+enum Entry {
+    Line(Bytes),
+    Missed(u64),
+}
+
 /// A bounded queue of lines for one member.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Entry>,
     capacity: usize,
     policy: Overflow,
     /// Messages dropped since the member last caught up.
@@ -79,7 +91,7 @@ impl Outbox {
             };
         }
         self.tell_missed();
-        self.queue.push_back(bytes.clone());
+        self.queue.push_back(Entry::Line(bytes.clone()));
         Pushed::Queued
     }
 
@@ -88,7 +100,32 @@ impl Outbox {
         if self.queue.is_empty() {
             self.tell_missed();
         }
-        self.queue.pop_front()
+        self.queue.pop_front().map(|entry| match entry {
+            Entry::Line(bytes) => bytes,
+            Entry::Missed(count) => format::missed(count),
+        })
+    }
+
+    /// Hands `write` at most `room` lines, in order; returns how many.
+    pub fn pop_up_to(&mut self, room: usize, mut write: impl FnMut(&[u8])) -> usize {
+        let mut moved = 0;
+        while moved < room {
+            let Some(line) = self.pop() else { break };
+            write(&line);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// Everything queued is missed (the drop policy, when the member has no room for it): counted,
+    /// and told as one notice once the member catches up.
+    pub fn miss_queued(&mut self) {
+        for entry in self.queue.drain(..) {
+            self.missed += match entry {
+                Entry::Line(_) => 1,
+                Entry::Missed(count) => count,
+            };
+        }
     }
 
     /// Moves lines into `batch` until it holds at least `max` bytes or the outbox is empty, so a
@@ -120,7 +157,7 @@ impl Outbox {
     /// Queues the missed-messages notice, if messages were missed.
     fn tell_missed(&mut self) {
         if self.missed > 0 {
-            self.queue.push_back(format::missed(self.missed));
+            self.queue.push_back(Entry::Missed(self.missed));
             self.missed = 0;
         }
     }
@@ -185,6 +222,30 @@ mod tests {
         assert!(outbox.pop_into(&mut batch, 5));
         assert_eq!(batch, b"ccc\n");
         assert!(!outbox.pop_into(&mut batch, 5));
+    }
+
+    #[test]
+    fn pop_up_to_stops_at_the_room_and_missing_the_rest_keeps_the_count() {
+        let mut outbox = Outbox::new(8, Overflow::Drop);
+        for text in ["a", "b", "c"] {
+            outbox.push(&line(text));
+        }
+        let mut written = Vec::new();
+        assert_eq!(
+            outbox.pop_up_to(1, |bytes| written.extend_from_slice(bytes)),
+            1
+        );
+        assert_eq!(written, b"a\n");
+        outbox.miss_queued();
+        assert_eq!(outbox.len(), 0);
+        // A notice already queued counts for what it told: 2 + 2 missed, one notice.
+        outbox.push(&line("d"));
+        outbox.push(&line("e"));
+        outbox.miss_queued();
+        assert_eq!(
+            drain(&mut outbox),
+            ["*** you missed 4 messages: your connection did not keep up\n"]
+        );
     }
 
     #[test]

@@ -57,12 +57,16 @@ fn bad_options_are_refused_by_name() {
 }
 
 #[test]
-fn the_registry_row_refuses_forking_and_sync_with_a_note() {
+fn the_registry_row_refuses_forking_sync_and_pool_with_a_note() {
+    use sockserv_framework::StrategyKind;
     let row = crate::BUILTINS.iter().find(|b| b.name == "chat").unwrap();
     assert_eq!(
         row.strategies,
-        [sockserv_framework::StrategyKind::Threading]
+        [StrategyKind::Threading, StrategyKind::Reactor]
     );
+    for refused in ["forking", "sync", "pool"] {
+        assert!(STRATEGY_NOTE.contains(refused), "{refused}");
+    }
     assert_eq!(row.strategy_note, Some(STRATEGY_NOTE));
     assert!(row.socket_kinds.iter().all(|kind| kind.is_stream()));
 }
