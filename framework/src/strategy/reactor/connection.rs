@@ -17,9 +17,16 @@ use crate::request::Shared;
 pub(super) enum Next {
     /// Keep it, reading if `read` and watching for writability if `write`.
     Watch { read: bool, write: bool },
+    /// Its output is out and its sending side shut: read and drop what the peer still sends until
+    /// it closes (or [`LINGER_LIMIT`] bytes, or the loop's linger time), then close. Closing with
+    /// input unread would make the kernel reset the connection, and a reset can destroy the reply.
+    Linger,
     /// Close it now.
     Close,
 }
+
+/// The most a lingering connection reads and drops before closing anyway.
+pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 
 pub(super) struct Connection {
     pub socket: Socket,
@@ -33,6 +40,8 @@ pub(super) struct Connection {
     closing: bool,
     /// The peer closed its side: nothing more to read.
     eof: bool,
+    /// Closing, waiting for the peer's end of stream (see [`Next::Linger`]); bytes dropped so far.
+    lingering: Option<usize>,
     started: Instant,
     bytes_in: u64,
     bytes_out: u64,
@@ -54,6 +63,7 @@ impl Connection {
             written: 0,
             closing: false,
             eof: false,
+            lingering: None,
             started: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -80,6 +90,9 @@ impl Connection {
     }
 
     pub fn on_wake(&mut self) -> Next {
+        if self.lingering.is_some() {
+            return Next::Linger;
+        }
         self.event(|session, ctx| session.on_wake(ctx));
         self.flush()
     }
@@ -88,6 +101,9 @@ impl Connection {
     /// `peer_closed`: the event said the peer closed its side, so a short read has not drained the
     /// socket — the end of stream is still to be read, and no new edge will announce it.
     pub fn on_readable(&mut self, buffer: &mut [u8], peer_closed: bool) -> Next {
+        if let Some(dropped) = self.lingering {
+            return self.drop_input(buffer, dropped);
+        }
         while !self.eof && !self.closing && self.pending() < MAX_PENDING_OUTPUT {
             match (&self.socket).read(buffer) {
                 Ok(0) => {
@@ -114,6 +130,22 @@ impl Connection {
 
     pub fn on_writable(&mut self) -> Next {
         self.flush()
+    }
+
+    /// Lingering: read and drop until end of stream, an error, or the limit.
+    fn drop_input(&mut self, buffer: &mut [u8], mut dropped: usize) -> Next {
+        loop {
+            match (&self.socket).read(buffer) {
+                Ok(0) => return Next::Close,
+                Ok(n) if dropped + n >= LINGER_LIMIT => return Next::Close,
+                Ok(n) => dropped += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Next::Close,
+            }
+        }
+        self.lingering = Some(dropped);
+        Next::Linger
     }
 
     fn pending(&self) -> usize {
@@ -144,15 +176,28 @@ impl Connection {
         self.next()
     }
 
-    fn next(&self) -> Next {
+    fn next(&mut self) -> Next {
         let pending = self.pending() > 0;
         if self.closing && !pending {
-            return Next::Close;
+            return self.linger();
         }
         Next::Watch {
             read: !self.eof && !self.closing && self.pending() < MAX_PENDING_OUTPUT,
             write: pending,
         }
+    }
+
+    /// Output done and the session closing: close at once if the peer has closed too, else shut
+    /// the sending side (the peer sees end of stream) and linger.
+    fn linger(&mut self) -> Next {
+        if self.eof || self.lingering.is_some() {
+            return if self.eof { Next::Close } else { Next::Linger };
+        }
+        if self.socket.shutdown(Direction::Write).is_err() {
+            return Next::Close;
+        }
+        self.lingering = Some(0);
+        Next::Linger
     }
 
     fn failed(&mut self, err: &io::Error) -> Next {

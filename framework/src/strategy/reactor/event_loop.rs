@@ -1,11 +1,13 @@
 //! One event loop thread: a mio `Poll` over its connections, an inbox for new connections, and a
 //! queue of sessions to wake, both signalled through the loop's mio `Waker`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -22,6 +24,8 @@ const WAKER: Token = Token(0);
 const EVENTS: usize = 1024;
 /// The read buffer shared by a loop's connections.
 const READ_BUFFER: usize = 64 * 1024;
+/// How long a closing connection waits for its peer's end of stream (see `Next::Linger`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// What other threads share with a loop.
 struct Mailbox {
@@ -74,6 +78,7 @@ pub(super) fn spawn_loop(name: &str, index: usize) -> io::Result<(LoopHandle, Jo
         mailbox: Arc::clone(&mailbox),
         slots: Vec::new(),
         free: Vec::new(),
+        lingering: VecDeque::new(),
     };
     let thread = thread::Builder::new()
         .name(format!("{name}-loop-{index}"))
@@ -87,6 +92,8 @@ struct Slot {
     connection: Option<Connection>,
     /// The interest registered with the poll, so an unchanged one costs no system call.
     interest: Option<Interest>,
+    /// Lingering before close, with a deadline queued.
+    lingers: bool,
     /// Set while a wake is queued for this slot, so wakes coalesce.
     wake_pending: Arc<AtomicBool>,
 }
@@ -96,6 +103,9 @@ struct EventLoop {
     mailbox: Arc<Mailbox>,
     slots: Vec<Slot>,
     free: Vec<usize>,
+    /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
+    /// queue stays in deadline order): (deadline, slot, generation).
+    lingering: VecDeque<(Instant, usize, u64)>,
 }
 
 /// Wakes one session: queue its slot and wake its loop, unless a wake is already queued.
@@ -120,7 +130,8 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         let mut buffer = vec![0u8; READ_BUFFER];
         loop {
-            if let Err(err) = self.poll.poll(&mut events, None) {
+            let timeout = self.linger_timeout();
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -142,8 +153,29 @@ impl EventLoop {
             }
             self.adopt_new();
             self.run_wakes();
+            self.end_lingers();
         }
         self.close_all();
+    }
+
+    /// How long poll may sleep: until the oldest linger's deadline, or for ever.
+    fn linger_timeout(&self) -> Option<Duration> {
+        let (deadline, ..) = self.lingering.front()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Close the lingering connections whose time is up.
+    fn end_lingers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(deadline, slot, generation)) = self.lingering.front() {
+            if deadline > now {
+                break;
+            }
+            self.lingering.pop_front();
+            if self.slots[slot].generation == generation && self.slots[slot].lingers {
+                self.remove(slot);
+            }
+        }
     }
 
     /// `read`: (readable, the peer closed its side).
@@ -184,6 +216,7 @@ impl EventLoop {
                 generation: 0,
                 connection: None,
                 interest: None,
+                lingers: false,
                 wake_pending: Arc::default(),
             });
             self.slots.len() - 1
@@ -253,8 +286,14 @@ impl EventLoop {
         let Some(connection) = entry.connection.as_mut() else {
             return;
         };
+        if next == Next::Linger && !entry.lingers {
+            entry.lingers = true;
+            let deadline = Instant::now() + LINGER_TIME;
+            self.lingering.push_back((deadline, slot, entry.generation));
+        }
         let interest = match next {
             Next::Close => None,
+            Next::Linger => Some(Interest::READABLE),
             Next::Watch {
                 read: true,
                 write: true,
@@ -286,6 +325,7 @@ impl EventLoop {
 
     fn remove(&mut self, slot: usize) {
         self.slots[slot].interest = None;
+        self.slots[slot].lingers = false;
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
