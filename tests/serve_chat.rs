@@ -40,9 +40,8 @@ cases! {
     limits_reactor:               limits_cut_long_lines_and_refuse_a_member_too_many("reactor"),
     slow_reader_threading:        a_member_that_never_reads_is_dropped_and_nobody_waits_for_it("threading"),
     slow_reader_reactor:          a_member_that_never_reads_is_dropped_and_nobody_waits_for_it("reactor"),
-    // Threading only: under the reactor the notice of missed messages at the very end of a burst
-    // waits for the member's next message (chat/session.rs says why), and this case reads it first.
     drop_policy_threading:        under_the_drop_policy_a_slow_member_stays_and_learns_what_it_missed("threading"),
+    drop_policy_reactor:          under_the_drop_policy_a_slow_member_stays_and_learns_what_it_missed("reactor"),
     fifty_by_a_hundred_threading: fifty_members_send_a_hundred_messages_each_and_lose_none("threading"),
     fifty_by_a_hundred_reactor:   fifty_members_send_a_hundred_messages_each_and_lose_none("reactor"),
     client_threading:             the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room("threading"),

@@ -41,6 +41,8 @@ pub struct Taken {
     pub left: usize,
     /// The mailbox is closed: after an `Abort` nothing was taken, after a `Drain` everything was.
     pub closing: Option<Closing>,
+    /// A missed-messages notice is owed (there was no room for it).
+    pub owed: bool,
 }
 
 /// One member's mailbox.
@@ -122,6 +124,7 @@ impl Mailbox {
             moved,
             left: post.outbox.len(),
             closing: post.closing,
+            owed: post.outbox.owes_notice(),
         }
     }
 

@@ -139,6 +139,11 @@ impl Outbox {
         batch.len() > before
     }
 
+    /// Whether a missed-messages notice is owed and not queued yet.
+    pub fn owes_notice(&self) -> bool {
+        self.missed > 0
+    }
+
     /// Lines waiting, the missed-messages notice included.
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -16,11 +16,13 @@
 //! it would under threading. The reactor's output for a member thus stays below `queue_messages`
 //! messages of at most `max_line` bytes each.
 //!
-//! Two things the reactor cannot do yet, and how they show: it does not tell a session that its
-//! output drained, so under `drop` the notice of a tail of missed messages waits for the member's
-//! next message; and its close always writes what is pending first, so a kicked member that never
-//! reads keeps its connection (and at most its bounded output) until it goes away, where the
-//! threaded member is shut down at once.
+//! When messages were missed and there was no room for the notice, the session asks to be woken
+//! once its output is written (`SessionContext::wake_when_written`), so the notice follows the tail
+//! of a burst without waiting for the next message.
+//!
+//! One thing the reactor cannot do yet, and how it shows: its close always writes what is pending
+//! first, so a kicked member that never reads keeps its connection (and at most its bounded output)
+//! until it goes away or the write fails, where the threaded member is shut down at once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -73,6 +75,8 @@ impl ChatSession {
             ctx.close();
         } else if taken.left > 0 {
             self.overflow(ctx);
+        } else if taken.owed {
+            ctx.wake_when_written();
         }
     }
 
@@ -90,7 +94,11 @@ impl ChatSession {
                 self.hub.kick(self.id);
                 ctx.close();
             }
-            Overflow::Drop => self.mailbox.miss_queued(),
+            Overflow::Drop => {
+                self.mailbox.miss_queued();
+                // The notice of what was missed goes out once the member has read what it has.
+                ctx.wake_when_written();
+            }
         }
     }
 }

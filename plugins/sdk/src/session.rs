@@ -58,6 +58,8 @@ pub struct SessionContext<'a> {
     pending_before: usize,
     /// Output queued outside `output` (by the host, across the plugin ABI).
     pending_elsewhere: usize,
+    /// The session asked for `on_wake` once its output is written.
+    wake_when_written: bool,
     pub peer: &'a Address,
     pub local: &'a Address,
     pub server: &'a dyn ServerContext,
@@ -77,6 +79,7 @@ impl<'a> SessionContext<'a> {
             close: false,
             pending_before,
             pending_elsewhere: 0,
+            wake_when_written: false,
             peer,
             local,
             server,
@@ -104,6 +107,17 @@ impl<'a> SessionContext<'a> {
     /// Close the connection once everything queued is written.
     pub fn close(&mut self) {
         self.close = true;
+    }
+
+    /// Call `on_wake` once everything queued so far is written to the socket (at once if nothing is
+    /// pending): for a session that holds output back until its peer catches up.
+    pub fn wake_when_written(&mut self) {
+        self.wake_when_written = true;
+    }
+
+    /// Whether `wake_when_written` was called during this event.
+    pub fn wants_wake_when_written(&self) -> bool {
+        self.wake_when_written
     }
 
     /// Whether `close` was called during this event.

@@ -40,6 +40,8 @@ pub(super) struct Connection {
     closing: bool,
     /// The peer closed its side: nothing more to read.
     eof: bool,
+    /// The session wants `on_wake` once its output is written.
+    wake_when_written: bool,
     /// Closing, waiting for the peer's end of stream (see [`Next::Linger`]); bytes dropped so far.
     lingering: Option<usize>,
     started: Instant,
@@ -64,6 +66,7 @@ impl Connection {
             closing: false,
             eof: false,
             lingering: None,
+            wake_when_written: false,
             started: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -82,6 +85,7 @@ impl Connection {
         let mut ctx = SessionContext::new(output, peer, &shared.local, &**shared);
         call(&mut **session, &mut ctx);
         self.closing |= ctx.closing();
+        self.wake_when_written |= ctx.wants_wake_when_written();
     }
 
     pub fn on_open(&mut self) -> Next {
@@ -152,8 +156,24 @@ impl Connection {
         self.output.len() - self.written
     }
 
-    /// Write what is pending until done or the socket would block; say what to watch next.
+    /// Write what is pending until done or the socket would block, waking a session that asked to
+    /// hear when its output is out; say what to watch next.
     fn flush(&mut self) -> Next {
+        if !self.write_pending() {
+            return Next::Close;
+        }
+        while self.pending() == 0 && self.wake_when_written && !self.closing {
+            self.wake_when_written = false;
+            self.event(|session, ctx| session.on_wake(ctx));
+            if !self.write_pending() {
+                return Next::Close;
+            }
+        }
+        self.next()
+    }
+
+    /// Write until done or the socket would block; false when the connection failed.
+    fn write_pending(&mut self) -> bool {
         while self.pending() > 0 {
             match (&self.socket).write(&self.output[self.written..]) {
                 Ok(n) => {
@@ -162,7 +182,10 @@ impl Connection {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return self.failed(&err),
+                Err(err) => {
+                    self.failed(&err);
+                    return false;
+                }
             }
         }
         if self.pending() == 0 {
@@ -173,7 +196,7 @@ impl Connection {
             self.output.drain(..self.written);
             self.written = 0;
         }
-        self.next()
+        true
     }
 
     fn next(&mut self) -> Next {
