@@ -84,10 +84,22 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
-pub(crate) fn serve_datagram(shared: &Shared, socket: &Datagram, packet: &[u8], from: &ReplyTo) {
+/// `reply` is a buffer to build the reply in (cleared first), so a caller answering many datagrams
+/// reuses one allocation.
+pub(crate) fn serve_datagram(
+    shared: &Shared,
+    socket: &Datagram,
+    packet: &[u8],
+    from: &ReplyTo,
+    reply: &mut Vec<u8>,
+) {
     let peer = from.address();
     let mut rfile = packet;
-    let mut wfile = Reply::default();
+    reply.clear();
+    let mut wfile = Reply {
+        bytes: reply,
+        written: false,
+    };
     let mut req = Request {
         kind: RequestKind::Datagram,
         rfile: &mut rfile,
@@ -100,7 +112,7 @@ pub(crate) fn serve_datagram(shared: &Shared, socket: &Datagram, packet: &[u8], 
     };
     run_handler(shared, &mut req);
     if wfile.written {
-        if let Err(err) = socket.send_to(&wfile.bytes, from) {
+        if let Err(err) = socket.send_to(wfile.bytes, from) {
             shared
                 .hooks
                 .handle_error(&shared.name, &peer, &RequestFailure::Reply(err));
@@ -201,13 +213,12 @@ impl Write for Counted<'_> {
 
 /// A datagram's reply, sent as one datagram if the handler wrote at all (even zero bytes, so an echo
 /// of an empty datagram is answered).
-#[derive(Default)]
-struct Reply {
-    bytes: Vec<u8>,
+struct Reply<'a> {
+    bytes: &'a mut Vec<u8>,
     written: bool,
 }
 
-impl Write for Reply {
+impl Write for Reply<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.written = true;
         self.bytes.extend_from_slice(buf);

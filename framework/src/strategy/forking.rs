@@ -147,7 +147,7 @@ impl Dispatcher for ForkingDispatcher {
         from: ReplyTo,
     ) {
         self.spawn(shared, &from.address(), None, || {
-            serve_datagram(shared, socket, &packet, &from)
+            serve_datagram(shared, socket, &packet, &from, &mut Vec::new())
         });
     }
 

@@ -123,7 +123,7 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState) {
                 state.live().remove(&key);
             }
             Job::Datagram(shared, socket, packet, from) => {
-                serve_datagram(&shared, &socket, &packet, &from)
+                serve_datagram(&shared, &socket, &packet, &from, &mut Vec::new())
             }
         }
     }

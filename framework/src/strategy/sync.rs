@@ -30,7 +30,7 @@ impl Dispatcher for SyncDispatcher {
         packet: Vec<u8>,
         from: ReplyTo,
     ) {
-        serve_datagram(shared, socket, &packet, &from);
+        serve_datagram(shared, socket, &packet, &from, &mut Vec::new());
     }
 
     fn close(&mut self) {}

@@ -129,7 +129,7 @@ impl Dispatcher for ThreadingDispatcher {
         let task_shared = Arc::clone(shared);
         let socket = Arc::clone(socket);
         self.spawn(shared, &from.address(), None, move || {
-            serve_datagram(&task_shared, &socket, &packet, &from)
+            serve_datagram(&task_shared, &socket, &packet, &from, &mut Vec::new())
         });
     }
 

@@ -64,7 +64,7 @@ impl Dispatcher for ReactorDispatcher {
         packet: Vec<u8>,
         from: ReplyTo,
     ) {
-        serve_datagram(shared, socket, &packet, &from);
+        serve_datagram(shared, socket, &packet, &from, &mut Vec::new());
     }
 
     fn close(&mut self) {
