@@ -23,9 +23,10 @@
 //! - **Events** ([`session`]): under the reactor a member is a [`ChatSession`] instead — its input goes
 //!   to the same hub from the event loop, and its mailbox wakes it through its `SessionWaker` when
 //!   mail arrives. There its queue bound counts the output the reactor has not written yet too.
-//! - **Strategies**: threading and reactor. Members of different processes (forking) share no
-//!   memory, sync serves one connection at a time, and a pool would let its worker count cap the
-//!   room, so those are refused at config time with a note.
+//! - **Strategies**: threading, pool and reactor. Under a pool each member holds a worker for its
+//!   whole stay, so `workers` should be at least the members expected (beyond it, members wait in
+//!   the pool's queue until someone leaves). Members of different processes (forking) share no
+//!   memory and sync serves one connection at a time, so those two are refused at config time.
 //!
 //! What a member sees: `0102 03:04:05 From 127.0.0.1:5000. msg=hello` for a message (the prefix is
 //! the `prefix` option; a nick replaces `ip:port`), `* alice waves` for `/me waves`, and notices and
@@ -57,11 +58,10 @@ pub use options::ChatOptions;
 pub use outbox::Overflow;
 pub use session::ChatSession;
 
-/// Why chat runs under threading and reactor alone, for the config check's refusal.
+/// Why chat refuses forking and sync, for the config check's refusal.
 pub const STRATEGY_NOTE: &str = "chat keeps its members and rooms in the memory of one process \
      and serves them all at once: under forking each member would get a process of its own that \
-     shares nothing with the others, sync would serve one member at a time, and a pool would keep \
-     a worker busy for each member's whole stay, so that members beyond its workers wait unserved";
+     shares nothing with the others, and sync would serve one member at a time";
 
 /// The registry row of `chat`.
 pub const BUILTIN: Builtin = Builtin {
@@ -69,7 +69,11 @@ pub const BUILTIN: Builtin = Builtin {
     summary: "rooms where every message reaches the other members (commands /nick /join /rooms \
               /who /me /help /quit; options: prefix, room, echo, queue_messages, overflow, ...)",
     socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
-    strategies: &[StrategyKind::Threading, StrategyKind::Reactor],
+    strategies: &[
+        StrategyKind::Threading,
+        StrategyKind::Pool,
+        StrategyKind::Reactor,
+    ],
     strategy_note: Some(STRATEGY_NOTE),
     build,
 };

@@ -57,14 +57,14 @@ fn bad_options_are_refused_by_name() {
 }
 
 #[test]
-fn the_registry_row_refuses_forking_sync_and_pool_with_a_note() {
+fn the_registry_row_refuses_forking_and_sync_with_a_note() {
     use sockserv_framework::StrategyKind;
     let row = crate::BUILTINS.iter().find(|b| b.name == "chat").unwrap();
     assert_eq!(
         row.strategies,
-        [StrategyKind::Threading, StrategyKind::Reactor]
+        [StrategyKind::Threading, StrategyKind::Pool, StrategyKind::Reactor]
     );
-    for refused in ["forking", "sync", "pool"] {
+    for refused in ["forking", "sync"] {
         assert!(STRATEGY_NOTE.contains(refused), "{refused}");
     }
     assert_eq!(row.strategy_note, Some(STRATEGY_NOTE));
