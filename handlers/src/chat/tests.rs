@@ -62,7 +62,11 @@ fn the_registry_row_refuses_forking_and_sync_with_a_note() {
     let row = crate::BUILTINS.iter().find(|b| b.name == "chat").unwrap();
     assert_eq!(
         row.strategies,
-        [StrategyKind::Threading, StrategyKind::Pool, StrategyKind::Reactor]
+        [
+            StrategyKind::Threading,
+            StrategyKind::Pool,
+            StrategyKind::Reactor
+        ]
     );
     for refused in ["forking", "sync"] {
         assert!(STRATEGY_NOTE.contains(refused), "{refused}");
