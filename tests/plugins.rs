@@ -82,7 +82,8 @@ fn plugin_table(path: &Path, extra: &str) -> String {
     format!("[[plugin]]\npath = \"{}\"\n{extra}\n", path.display())
 }
 
-/// `sockserv ARGS` with `SOCKSERV_BAD_PLUGIN` set to `fault`; check is quick and needs no bound.
+/// `sockserv ARGS` with `SOCKSERV_BAD_PLUGIN` set to `fault` (empty: no fault); `check` and
+/// `plugins` are quick and need no bound.
 fn sockserv_with_fault(args: &[&Path], fault: &str) -> Output {
     Command::new(SOCKSERV)
         .args(args)
@@ -179,11 +180,7 @@ fn plugins_command_lists_versions_abi_and_handlers() {
         + &plugin_table(&plugins.shout, "")
         + &config(&[("kv", "tcp://127.0.0.1:0", "kv", "", "")]);
     let path = write_config(dir.path(), "plugins.toml", &text);
-    let output = Command::new(SOCKSERV)
-        .arg("plugins")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = sockserv_with_fault(&[Path::new("plugins"), &path], "");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -382,11 +379,7 @@ fn the_example_plugin_config_checks_once_its_plugins_are_built() {
         );
     let dir = temp_dir();
     let path = write_config(dir.path(), "plugins.toml", &text);
-    let output = Command::new(SOCKSERV)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = sockserv_with_fault(&[Path::new("check"), &path], "");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -476,11 +469,7 @@ fn a_blocking_only_plugin_is_refused_under_the_reactor() {
     let text = plugin_table(&plugins.kv, "")
         + &config(&[("kv", "tcp://127.0.0.1:0", "kv", "reactor", "")]);
     let path = write_config(dir.path(), "kv-reactor.toml", &text);
-    let output = Command::new(SOCKSERV)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = sockserv_with_fault(&[Path::new("check"), &path], "");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("server \"kv\""), "{stderr}");
@@ -496,11 +485,7 @@ fn bad_plugin_tables_in_the_config_are_reported_with_their_place() {
     let text = "[[plugin]]\npath = \"missing.so\"\ndisable_after_panics = 0\n\n".to_string()
         + &config(&[("s", "tcp://127.0.0.1:0", "echo", "", "")]);
     let path = write_config(dir.path(), "bad.toml", &text);
-    let output = Command::new(SOCKSERV)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = sockserv_with_fault(&[Path::new("check"), &path], "");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.toml:3:24"), "{stderr}");
