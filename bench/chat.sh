@@ -32,31 +32,9 @@ size=${SIZE:-64}
 log_level=${RUST_LOG:-warn}
 loads=("1 sender, depth 1|--senders 1 --depth 1" "4 senders, depth 16|--senders 4 --depth 16")
 
-cargo build --release -p sockserv -p sockserv-bench >&2
-tmp=$(mktemp -d /tmp/sockserv-chat-bench.XXXXXX)
-# Copies, so that a rebuild in the tree during the run cannot change what is measured.
-cp target/release/sockserv target/release/loadgen "$tmp"/
-sockserv=$tmp/sockserv
-loadgen=$tmp/loadgen
-
-server_pid=
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
-cleanup() {
-  stop_server
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_setup chat-bench
 
 field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 touch "$tmp/results.tsv"

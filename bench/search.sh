@@ -31,31 +31,9 @@ pool_workers=${POOL_WORKERS:-64}
 log_level=${RUST_LOG:-info}
 loads=("keep-alive C=1|-c 1" "keep-alive C=50|-c 50" "reconnect C=4|-c 4 --reconnect")
 
-cargo build --release -p sockserv -p sockserv-bench >&2
-tmp=$(mktemp -d /tmp/sockserv-search-bench.XXXXXX)
-# Copies, so that a rebuild in the tree during the run cannot change what is measured.
-cp target/release/sockserv target/release/loadgen "$tmp"/
-sockserv=$tmp/sockserv
-loadgen=$tmp/loadgen
-
-server_pid=
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
-cleanup() {
-  stop_server
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_setup search-bench
 
 config() {
   local strategy=$1 handler
