@@ -12,14 +12,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -43,58 +41,18 @@ pub const DIR: &str = "{dir}";
 // ---------------------------------------------------------------------------------------------------
 // Endpoints, as the `listening:` lines print them.
 
-/// Where a server listens: the four schemes of an endpoint string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Tcp(SocketAddr),
-    Udp(SocketAddr),
-    Unix(PathBuf),
-    UnixDgram(PathBuf),
+/// Where a server listens: the framework's own endpoint type, parsed from the `listening:` lines.
+pub use sockserv_framework::{Endpoint, EndpointError};
+
+/// What the tests ask of an endpoint beyond the framework's methods.
+pub trait EndpointExt {
+    /// TCP or Unix stream.
+    fn is_stream(&self) -> bool;
 }
 
-impl Endpoint {
-    pub fn is_stream(&self) -> bool {
-        matches!(self, Endpoint::Tcp(_) | Endpoint::Unix(_))
-    }
-
-    /// The socket file of a Unix endpoint.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Endpoint::Unix(path) | Endpoint::UnixDgram(path) => Some(path),
-            _ => None,
-        }
-    }
-}
-
-impl FromStr for Endpoint {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Endpoint, String> {
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| format!("no scheme in {text:?}"))?;
-        let addr = || {
-            rest.parse::<SocketAddr>()
-                .map_err(|err| format!("{text:?}: {err}"))
-        };
-        match scheme {
-            "tcp" => Ok(Endpoint::Tcp(addr()?)),
-            "udp" => Ok(Endpoint::Udp(addr()?)),
-            "unix" => Ok(Endpoint::Unix(PathBuf::from(rest))),
-            "unix-dgram" => Ok(Endpoint::UnixDgram(PathBuf::from(rest))),
-            _ => Err(format!("unknown scheme in {text:?}")),
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
-            Endpoint::Udp(addr) => write!(f, "udp://{addr}"),
-            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
-            Endpoint::UnixDgram(path) => write!(f, "unix-dgram://{}", path.display()),
-        }
+impl EndpointExt for Endpoint {
+    fn is_stream(&self) -> bool {
+        self.kind().is_stream()
     }
 }
 
@@ -224,7 +182,10 @@ impl ServeProcess {
             let (Some(name), Some(endpoint)) = (words.next(), words.next()) else {
                 return Err(format!("malformed line {line:?}"));
             };
-            self.endpoints.insert(name.to_string(), endpoint.parse()?);
+            let endpoint = endpoint
+                .parse()
+                .map_err(|err: EndpointError| err.to_string())?;
+            self.endpoints.insert(name.to_string(), endpoint);
         }
         Ok(())
     }
@@ -443,7 +404,7 @@ impl Client {
                 socket.connect(addr)?;
                 Client::Udp(socket)
             }
-            Endpoint::UnixDgram(path) => {
+            Endpoint::UnixDatagram(path) => {
                 let dir = temp_dir();
                 let n = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
                 let socket = UnixDatagram::bind(dir.path().join(format!("client-{n}.sock")))?;
