@@ -2,6 +2,8 @@
 //! with the built-in handlers registered, and hands over to the framework; errors become a message and
 //! an exit code (0 ok, 1 runtime failure, 2 bad usage or config).
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod serve;
 

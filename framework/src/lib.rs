@@ -20,13 +20,17 @@
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
 //! `unsafe` is confined to the fork code (`strategy::forking`, `process`) and the plugin host
-//! (`plugin`), each block with a SAFETY note; everything else is safe Rust.
+//! (`plugin`), each block with a SAFETY note; the crate denies it everywhere else.
+
+#![deny(unsafe_code)]
 
 pub mod config;
 mod endpoint;
 mod error;
 mod hooks;
+#[allow(unsafe_code)]
 pub mod plugin;
+#[allow(unsafe_code)]
 mod process;
 mod registry;
 mod request;

@@ -3,6 +3,7 @@
 //! it has no room for more, may give the loop one more descriptor to wait on, and drains what is in
 //! flight when the server closes.
 
+#[allow(unsafe_code)]
 mod forking;
 mod pool;
 mod reactor;
