@@ -22,6 +22,16 @@ pub enum ServerError {
     NotASocket { path: PathBuf },
     /// The forking strategy found other threads in this process: fork() is only safe without them.
     ForkWithThreads { threads: usize },
+    /// Forking was refused because this process's thread count could not be read: fork() is only
+    /// done when a single thread is proven.
+    ThreadsUnknown { reason: String },
+    /// The strategy could not set itself up or keep going (`step` says what it was doing: "block
+    /// SIGCHLD", "start an event loop"), or stopped serving (`source` says why).
+    Strategy {
+        server: String,
+        step: &'static str,
+        source: io::Error,
+    },
     /// Waiting for or accepting requests failed in a way that stops the server.
     Serve { server: String, source: io::Error },
 }
@@ -49,6 +59,15 @@ impl fmt::Display for ServerError {
                 "the forking strategy needs a single-threaded process, this one has {threads} threads \
                  (run forking servers in their own process, as `sockserv serve` does)"
             ),
+            ServerError::ThreadsUnknown { reason } => write!(
+                f,
+                "refusing to fork: cannot tell whether this process is single-threaded ({reason})"
+            ),
+            ServerError::Strategy {
+                server,
+                step,
+                source,
+            } => write!(f, "server {server:?}: cannot {step}: {source}"),
             ServerError::Serve { server, source } => write!(f, "server {server:?}: {source}"),
         }
     }
@@ -57,7 +76,9 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServerError::Bind { source, .. } | ServerError::Serve { source, .. } => Some(source),
+            ServerError::Bind { source, .. }
+            | ServerError::Serve { source, .. }
+            | ServerError::Strategy { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@
 
 #![deny(unsafe_code)]
 
+mod close;
 pub mod config;
 mod endpoint;
 mod error;
@@ -40,15 +41,17 @@ mod shutdown;
 mod strategy;
 mod transport;
 
+pub use close::FORCED_CLOSE_WAIT;
 pub use endpoint::{Endpoint, EndpointError, SocketKind};
 pub use error::ServerError;
 pub use hooks::{DefaultHooks, Hooks, RequestFailure};
-pub use process::{termination_signals, ServerProcess};
+pub use process::{termination_signals, ProcessExit, ServerProcess};
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
 pub use server::Server;
 pub use settings::{
-    ServerSettings, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
-    DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE, DEFAULT_POOL_WORKERS, DEFAULT_REQUEST_QUEUE_SIZE,
+    ServerSettings, SocketOptions, Strategy, StrategyKind, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE, DEFAULT_POOL_WORKERS,
+    DEFAULT_REQUEST_QUEUE_SIZE,
 };
 pub use shutdown::Shutdown;
 pub use strategy::is_single_threaded;

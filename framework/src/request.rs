@@ -1,6 +1,10 @@
 //! One request's life, the same under every strategy: make a handler, run `setup`, `handle`, `finish`
-//! with panics caught at this boundary, report failures through `handle_error`, close the request, and
-//! log one line with the peer, the duration and the bytes in and out.
+//! with panics caught at this boundary, report failures through `handle_error`, close the request
+//! gracefully (see `close`), and log one line with the peer, the duration and the bytes in and out.
+//!
+//! Every call into code that is not the framework's — handler hooks, the server's [`Hooks`] — goes
+//! through [`guarded`] or a [`Shared`] method that catches its panic: a panic closes one request
+//! and is reported, it never ends a serving loop or a worker.
 
 use std::any::Any;
 use std::io::{self, BufReader, Read, Write};
@@ -15,6 +19,7 @@ use sockserv_plugin::{
     ServerContext,
 };
 
+use crate::close::close_gracefully;
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown};
 
@@ -52,8 +57,47 @@ impl ServerContext for Shared {
     }
 }
 
-/// Serve one connection to its end, then close it.
-pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
+impl Shared {
+    /// `handle_error`, with a panic of the hook itself caught and logged beside the failure.
+    pub fn report(&self, peer: &Address, failure: &RequestFailure) {
+        let reported = catch_unwind(AssertUnwindSafe(|| {
+            self.hooks.handle_error(&self.name, peer, failure)
+        }));
+        if let Err(payload) = reported {
+            log::error!(
+                "{}: request from {peer}: {failure} (and handle_error panicked: {})",
+                self.name,
+                panic_message(payload.as_ref())
+            );
+        }
+    }
+
+    /// `verify_request`; a panic refuses the peer and is reported.
+    pub fn verify(&self, peer: &Address) -> bool {
+        match catch_unwind(AssertUnwindSafe(|| self.hooks.verify_request(peer))) {
+            Ok(verdict) => verdict,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                let hook = "verify_request";
+                self.report(peer, &RequestFailure::Panic { hook, message });
+                false
+            }
+        }
+    }
+
+    /// A hook of the serving loop's own (`handle_timeout`, `service_actions`); a panic is logged and
+    /// the loop goes on.
+    pub fn run_hook(&self, hook: &'static str, run: impl FnOnce(&dyn Hooks)) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run(&*self.hooks))) {
+            let message = panic_message(payload.as_ref());
+            log::error!("{}: {hook} panicked: {message}", self.name);
+        }
+    }
+}
+
+/// Serve one connection to its end, then close it gracefully. Returns whether the handler ran
+/// without failing (a forked child's exit status says so).
+pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> bool {
     let started = Instant::now();
     if let Some(nodelay) = shared.nodelay {
         if peer.inet().is_some() {
@@ -72,8 +116,8 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
         server: shared,
         control: &Control(conn),
     };
-    run_handler(shared, &mut req);
-    let _ = conn.shutdown(Direction::Both);
+    let clean = run_handler(shared, &mut req);
+    close_gracefully(conn, rfile.get_ref().eof);
     log::info!(
         "{}: {peer} served in {:.1} ms, {} bytes in, {} bytes out",
         shared.name,
@@ -81,6 +125,7 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) {
         rfile.get_ref().bytes,
         wfile.bytes
     );
+    clean
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
@@ -92,7 +137,7 @@ pub(crate) fn serve_datagram(
     packet: &[u8],
     from: &ReplyTo,
     reply: &mut Vec<u8>,
-) {
+) -> bool {
     let peer = from.address();
     let mut rfile = packet;
     reply.clear();
@@ -110,12 +155,11 @@ pub(crate) fn serve_datagram(
         server: shared,
         control: &NoControl,
     };
-    run_handler(shared, &mut req);
+    let mut clean = run_handler(shared, &mut req);
     if wfile.written {
         if let Err(err) = socket.send_to(wfile.bytes, from) {
-            shared
-                .hooks
-                .handle_error(&shared.name, &peer, &RequestFailure::Reply(err));
+            shared.report(&peer, &RequestFailure::Reply(err));
+            clean = false;
         }
     }
     log::debug!(
@@ -124,29 +168,34 @@ pub(crate) fn serve_datagram(
         packet.len(),
         wfile.bytes.len()
     );
+    clean
 }
 
 /// `setup`, then `handle` and `finish` (finish even when handle failed or panicked), as socketserver's
-/// BaseRequestHandler does.
-fn run_handler(shared: &Shared, req: &mut Request<'_>) {
+/// BaseRequestHandler does. Returns whether every step succeeded.
+fn run_handler(shared: &Shared, req: &mut Request<'_>) -> bool {
     let peer = req.peer.clone();
-    let report = |failure: RequestFailure| shared.hooks.handle_error(&shared.name, &peer, &failure);
-    let mut handler = match guarded("new_handler", || Ok(shared.factory.new_handler())) {
-        Ok(handler) => handler,
-        Err(failure) => return report(failure),
-    };
-    if let Err(failure) = guarded("setup", || handler.setup(req)) {
-        return report(failure);
+    let mut failures = Vec::new();
+    match guarded("new_handler", || Ok(shared.factory.new_handler())) {
+        Err(failure) => failures.push(failure),
+        Ok(mut handler) => match guarded("setup", || handler.setup(req)) {
+            Err(failure) => failures.push(failure),
+            Ok(()) => {
+                let handled = guarded("handle", || handler.handle(req));
+                let finished = guarded("finish", || handler.finish(req));
+                failures.extend([handled.err(), finished.err()].into_iter().flatten());
+            }
+        },
     }
-    let handled = guarded("handle", || handler.handle(req));
-    let finished = guarded("finish", || handler.finish(req));
-    for failure in [handled.err(), finished.err()].into_iter().flatten() {
-        report(failure);
+    for failure in &failures {
+        shared.report(&peer, failure);
     }
+    failures.is_empty()
 }
 
-/// Run one hook with its panic caught, turning both kinds of failure into a `RequestFailure`.
-fn guarded<T>(
+/// Run one handler hook with its panic caught, turning both kinds of failure into a
+/// `RequestFailure`.
+pub(crate) fn guarded<T>(
     hook: &'static str,
     run: impl FnOnce() -> Result<T, sockserv_plugin::HandlerError>,
 ) -> Result<T, RequestFailure> {
@@ -160,7 +209,8 @@ fn guarded<T>(
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The text of a caught panic's payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = payload.downcast_ref::<String>() {
@@ -183,11 +233,17 @@ impl RequestControl for Control<'_> {
 struct Counted<'a> {
     conn: &'a Socket,
     bytes: u64,
+    /// A read returned end of stream: the peer has closed its sending side.
+    eof: bool,
 }
 
 impl<'a> Counted<'a> {
     fn new(conn: &'a Socket) -> Self {
-        Counted { conn, bytes: 0 }
+        Counted {
+            conn,
+            bytes: 0,
+            eof: false,
+        }
     }
 }
 
@@ -195,6 +251,7 @@ impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (&mut &*self.conn).read(buf)?;
         self.bytes += n as u64;
+        self.eof |= n == 0 && !buf.is_empty();
         Ok(n)
     }
 }

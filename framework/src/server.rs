@@ -7,21 +7,26 @@
 //!
 //! The loop waits in poll(2) on the listening socket, the shutdown handle's wake-up descriptor and the
 //! strategy's own descriptor (forking's SIGCHLD), so shutdown is immediate and nothing polls on a timer.
+//! Every hook it calls is guarded: a panicking `verify_request` refuses that peer, a panicking
+//! `handle_timeout` or `service_actions` is logged, and the loop goes on.
+//!
+//! Closing is bounded: the listener closes first (new clients are refused rather than left in the
+//! backlog), then the strategy drains what is in flight within the settings' `drain_timeout` and
+//! closes the rest under it (see `strategy::Dispatcher::close`).
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory};
 
-use crate::request::{serve_datagram, Shared};
+use crate::request::Shared;
 use crate::strategy::{dispatcher, Dispatcher};
-use crate::transport::{bind, to_address, Bound, Datagram};
-use crate::{
-    DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown, Strategy,
-};
+use crate::transport::{bind, to_address, Datagram, UnixFile};
+use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
 
 /// How many datagrams one wake-up of `serve_forever` receives (until the socket would block) before
 /// the loop looks at shutdown and its other descriptors again: a poll per datagram was a third of
@@ -35,13 +40,17 @@ const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(10);
 /// A bound server. Dropping it closes it (see [`Server::server_close`]).
 pub struct Server {
     settings: ServerSettings,
-    bound: Bound,
+    /// The bound socket; `None` once closed. For datagram servers, `datagram` is the one requests use.
+    listener: Option<Socket>,
+    /// The address actually bound (the real port when the settings said 0), as an endpoint.
+    endpoint: Endpoint,
+    /// The Unix socket file this server made, removed at close.
+    unix_file: Option<UnixFile>,
     datagram: Option<Arc<Datagram>>,
     shared: Arc<Shared>,
+    /// The strategy's dispatcher, made when serving first starts (forking checks threads then).
     dispatcher: Option<Box<dyn Dispatcher>>,
     recv_buf: Vec<u8>,
-    /// The reply of a datagram answered in this thread, reused from one datagram to the next.
-    reply_buf: Vec<u8>,
     closed: bool,
 }
 
@@ -52,8 +61,24 @@ enum Turn {
     Woken,
 }
 
+/// Which of the descriptors the loop waits on are ready after one poll(2).
+struct Readiness {
+    /// The shutdown handle's wake-up descriptor: a shutdown request or a plain wake-up.
+    woken: bool,
+    /// The strategy's own descriptor (forking's SIGCHLD): it has housekeeping to do.
+    strategy: bool,
+    /// The listening socket: a connection to accept or a datagram to receive.
+    requests: bool,
+}
+
 impl Server {
     /// Bind (and for streams, listen on) the settings' endpoint, serving requests with `factory`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Bind`] when the socket cannot be made, configured or bound (address in use,
+    /// permission); [`ServerError::UnixSocketInUse`] / [`ServerError::NotASocket`] for a Unix path
+    /// that is taken; [`ServerError::Serve`] when the shutdown handle cannot be made.
     pub fn bind(
         settings: ServerSettings,
         factory: Arc<dyn HandlerFactory>,
@@ -73,6 +98,7 @@ impl Server {
             server: settings.name.clone(),
             source,
         })?;
+        shutdown.set_drain_timeout(settings.drain_timeout);
         let shared = Arc::new(Shared {
             name: settings.name.clone(),
             factory,
@@ -83,9 +109,10 @@ impl Server {
         });
         Ok(Server {
             recv_buf: Vec::new(),
-            reply_buf: Vec::new(),
             settings,
-            bound,
+            listener: Some(bound.socket),
+            endpoint: bound.endpoint,
+            unix_file: bound.unix_file,
             datagram,
             shared,
             dispatcher: None,
@@ -116,12 +143,12 @@ impl Server {
 
     /// The endpoint as bound: with the real port when the settings asked for port 0.
     pub fn local_endpoint(&self) -> &Endpoint {
-        &self.bound.endpoint
+        &self.endpoint
     }
 
     /// The bound address, as handlers see it.
     pub fn local_address(&self) -> &Address {
-        &self.bound.local
+        &self.shared.local
     }
 
     /// A handle that stops `serve_forever` from any thread.
@@ -131,6 +158,11 @@ impl Server {
 
     /// Serve until shut down. Requests in flight are left to the strategy and drained by
     /// `server_close`. With a `timeout` in the settings, `handle_timeout` runs after each idle period.
+    ///
+    /// # Errors
+    ///
+    /// The strategy could not start ([`ServerError::ForkWithThreads`], [`ServerError::Strategy`])
+    /// or stopped working (an event loop died), or poll(2) failed: the server cannot go on.
     pub fn serve_forever(&mut self) -> Result<(), ServerError> {
         let result = self.serve_until_shutdown();
         self.shared.shutdown.clear();
@@ -140,15 +172,21 @@ impl Server {
     fn serve_until_shutdown(&mut self) -> Result<(), ServerError> {
         while !self.shared.shutdown.is_requested() {
             if let Turn::TimedOut = self.turn(self.settings.timeout, DATAGRAM_BATCH)? {
-                self.shared.hooks.handle_timeout();
+                self.shared
+                    .run_hook("handle_timeout", |hooks| hooks.handle_timeout());
             }
-            self.shared.hooks.service_actions();
+            self.shared
+                .run_hook("service_actions", |hooks| hooks.service_actions());
         }
         Ok(())
     }
 
     /// Serve exactly one request, waiting at most the settings' `timeout` for it. Returns whether one
     /// was served; on time-out `handle_timeout` runs first. A shutdown request also ends the wait.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Server::serve_forever`].
     pub fn handle_request(&mut self) -> Result<bool, ServerError> {
         let deadline = self.settings.timeout.map(|t| Instant::now() + t);
         loop {
@@ -159,7 +197,8 @@ impl Server {
             match self.turn(left, 1)? {
                 Turn::Served => return Ok(true),
                 Turn::TimedOut => {
-                    self.shared.hooks.handle_timeout();
+                    self.shared
+                        .run_hook("handle_timeout", |hooks| hooks.handle_timeout());
                     return Ok(false);
                 }
                 Turn::Woken => {}
@@ -169,39 +208,60 @@ impl Server {
 
     /// Wait for one event and act on it (on up to `batch` datagrams).
     fn turn(&mut self, timeout: Option<Duration>, batch: usize) -> Result<Turn, ServerError> {
-        let (woken, ready, readable) = self.wait(timeout)?;
-        if woken {
+        self.start()?;
+        let ready = self.wait(timeout)?;
+        if ready.woken {
             self.shared.shutdown.drain();
         }
-        if ready {
-            self.dispatcher_mut()?.on_ready();
+        let dispatcher = self.dispatcher.as_mut().expect("started above");
+        if ready.strategy {
+            dispatcher.on_ready();
         }
-        if readable {
-            self.take_request(batch)?;
+        if let Some(reason) = dispatcher.failure() {
+            let source = io::Error::other(reason);
+            return Err(self.serve_error(source));
+        }
+        if ready.requests {
+            self.take_requests(batch)?;
             return Ok(Turn::Served);
         }
-        Ok(if woken || ready {
+        Ok(if ready.woken || ready.strategy {
             Turn::Woken
         } else {
             Turn::TimedOut
         })
     }
 
+    /// Make the strategy's dispatcher, once, when serving first starts (forking checks threads then).
+    fn start(&mut self) -> Result<(), ServerError> {
+        if self.dispatcher.is_none() {
+            let listener = match (&self.listener, &self.datagram) {
+                (Some(listener), None) => Some(listener.as_raw_fd()),
+                _ => None,
+            };
+            self.dispatcher = Some(dispatcher(&self.settings, &self.shared, listener)?);
+        }
+        Ok(())
+    }
+
     /// poll(2) on the wake-up descriptor, the strategy's descriptor, and the socket while the strategy
-    /// has room. Returns which of the three are readable.
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(bool, bool, bool), ServerError> {
-        self.dispatcher_mut()?;
-        let dispatcher = self.dispatcher.as_deref().expect("dispatcher made above");
-        let listen = dispatcher.has_capacity();
+    /// has room.
+    fn wait(&self, timeout: Option<Duration>) -> Result<Readiness, ServerError> {
+        let dispatcher = self.dispatcher.as_deref().expect("started before waiting");
         let mut fds = vec![PollFd::new(
             self.shared.shutdown.wake_fd(),
             PollFlags::POLLIN,
         )];
-        let ready_fd = dispatcher.ready_fd();
-        fds.extend(ready_fd.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-        if listen {
-            fds.push(PollFd::new(self.bound.socket.as_fd(), PollFlags::POLLIN));
-        }
+        let strategy_fd = dispatcher.ready_fd();
+        let strategy_index = strategy_fd.map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let listener = self.listener.as_ref().filter(|_| dispatcher.has_capacity());
+        let listener_index = listener.map(|socket| {
+            fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let timeout = timeout.map_or(PollTimeout::NONE, |t| {
             PollTimeout::try_from(t.as_millis().max(1)).unwrap_or(PollTimeout::MAX)
         });
@@ -209,30 +269,24 @@ impl Server {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(errno) => return Err(self.serve_error(errno.into())),
         }
-        let hit = |fd: Option<&PollFd>| {
-            fd.and_then(PollFd::revents).is_some_and(|r| {
-                r.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP)
-            })
+        let hit = |index: Option<usize>| {
+            index
+                .and_then(|i| fds.get(i))
+                .and_then(PollFd::revents)
+                .is_some_and(|r| {
+                    r.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP)
+                })
         };
-        let ready_index = ready_fd.map(|_| 1);
-        let listen_index = listen.then(|| fds.len() - 1);
-        Ok((
-            hit(fds.first()),
-            hit(ready_index.and_then(|i| fds.get(i))),
-            hit(listen_index.and_then(|i| fds.get(i))),
-        ))
+        Ok(Readiness {
+            woken: hit(Some(0)),
+            strategy: hit(strategy_index),
+            requests: hit(listener_index),
+        })
     }
 
-    /// The strategy's dispatcher, made when serving first starts (forking checks threads then).
-    fn dispatcher_mut(&mut self) -> Result<&mut Box<dyn Dispatcher>, ServerError> {
-        if self.dispatcher.is_none() {
-            self.dispatcher = Some(dispatcher(self.settings.strategy, &self.shared)?);
-        }
-        Ok(self.dispatcher.as_mut().expect("dispatcher set above"))
-    }
-
-    /// Accept a connection or receive a datagram, verify it, and hand it to the strategy.
-    fn take_request(&mut self, batch: usize) -> Result<(), ServerError> {
+    /// Accept a connection or receive a batch of datagrams, verify each, and hand it to the
+    /// strategy.
+    fn take_requests(&mut self, batch: usize) -> Result<(), ServerError> {
         let Some(socket) = self.datagram.clone() else {
             return self.take_connection();
         };
@@ -245,12 +299,15 @@ impl Server {
     }
 
     fn take_connection(&mut self) -> Result<(), ServerError> {
-        let (conn, addr) = match self.bound.socket.accept() {
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let (conn, addr) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(err) => return self.accept_failed(err),
         };
         let peer = to_address(&addr);
-        if !self.shared.hooks.verify_request(&peer) {
+        if !self.shared.verify(&peer) {
             log::info!("{}: refused {peer} (verify_request)", self.settings.name);
             return Ok(());
         }
@@ -261,12 +318,12 @@ impl Server {
             );
             return Ok(());
         }
-        let shared = Arc::clone(&self.shared);
-        self.dispatcher_mut()?.stream(&shared, conn, peer);
+        let dispatcher = self.dispatcher.as_mut().expect("started before taking");
+        dispatcher.stream(&self.shared, conn, peer);
         Ok(())
     }
 
-    /// Receive and serve one datagram; false when there was none to receive.
+    /// Receive one datagram and hand it to the strategy; false when there was none to receive.
     fn take_datagram(&mut self, socket: &Arc<Datagram>) -> Result<bool, ServerError> {
         let limit = self.settings.max_packet_size;
         self.recv_buf.resize(limit + 1, 0);
@@ -276,42 +333,20 @@ impl Server {
         };
         let peer = from.address();
         if len > limit {
-            let failure = RequestFailure::Oversized { limit };
             self.shared
-                .hooks
-                .handle_error(&self.settings.name, &peer, &failure);
+                .report(&peer, &RequestFailure::Oversized { limit });
             return Ok(true);
         }
-        if !self.shared.hooks.verify_request(&peer) {
+        if !self.shared.verify(&peer) {
             log::info!(
                 "{}: refused a datagram from {peer} (verify_request)",
                 self.settings.name
             );
             return Ok(true);
         }
-        if self.datagrams_inline() {
-            let packet = &self.recv_buf[..len];
-            serve_datagram(&self.shared, socket, packet, &from, &mut self.reply_buf);
-            return Ok(true);
-        }
-        let packet = self.recv_buf[..len].to_vec();
-        let shared = Arc::clone(&self.shared);
-        self.dispatcher_mut()?
-            .datagram(&shared, socket, packet, from);
+        let dispatcher = self.dispatcher.as_mut().expect("started before taking");
+        dispatcher.datagram(&self.shared, socket, &self.recv_buf[..len], from);
         Ok(true)
-    }
-
-    /// Whether datagrams are answered in this thread rather than handed to the strategy: always
-    /// under sync and the reactor, and under threading and forking unless `spawn_per_datagram` asks
-    /// for socketserver's thread or process per datagram. The pool hands them to its workers.
-    fn datagrams_inline(&self) -> bool {
-        match self.settings.strategy {
-            Strategy::Sync | Strategy::Reactor { .. } => true,
-            Strategy::Threading { .. } | Strategy::Forking { .. } => {
-                !self.settings.spawn_per_datagram
-            }
-            Strategy::Pool { .. } => false,
-        }
     }
 
     /// accept/recv failed: "nothing there after all" and per-connection errors are not fatal; a full
@@ -335,8 +370,9 @@ impl Server {
         }
     }
 
-    /// socketserver's `server_close`: drain the requests in flight, close the socket and remove the
-    /// Unix socket file. Dropping the server does the same.
+    /// socketserver's `server_close`: close the listener, drain the requests in flight within the
+    /// settings' `drain_timeout` (then close them), and remove the Unix socket file. Dropping the
+    /// server does the same.
     pub fn server_close(mut self) {
         self.close();
     }
@@ -351,10 +387,14 @@ impl Server {
         if std::mem::replace(&mut self.closed, true) {
             return;
         }
-        if let Some(dispatcher) = self.dispatcher.as_mut() {
-            dispatcher.close();
+        if self.datagram.is_none() {
+            // New clients are refused from now on, not left waiting in the backlog.
+            self.listener = None;
         }
-        if let Some(file) = &self.bound.unix_file {
+        if let Some(dispatcher) = self.dispatcher.as_mut() {
+            dispatcher.close(self.settings.drain_timeout);
+        }
+        if let Some(file) = &self.unix_file {
             file.remove();
         }
     }

@@ -11,6 +11,9 @@ pub const DEFAULT_REQUEST_QUEUE_SIZE: i32 = 5;
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
 /// socketserver's ForkingMixIn `max_children`.
 pub const DEFAULT_MAX_CHILDREN: usize = 40;
+/// How long shutdown lets requests in flight finish before closing their connections: long enough
+/// for a reply in progress, short enough for a supervisor's stop timeout (systemd's is 90 s).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Socket options, each a config key. Options that do not apply to a socket kind are ignored for it
 /// (nodelay on UDP, v6only on IPv4), and the config check says so.
@@ -150,6 +153,9 @@ pub struct ServerSettings {
     /// socketserver's mixins do. Off by default: datagrams are handled in the serving thread, which
     /// is many times faster for the short handlers datagram protocols have.
     pub spawn_per_datagram: bool,
+    /// How long `server_close` lets requests in flight finish (their reads end at once) before it
+    /// closes their connections under them; see [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
 }
 
 impl ServerSettings {
@@ -163,6 +169,7 @@ impl ServerSettings {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             timeout: None,
             spawn_per_datagram: false,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }

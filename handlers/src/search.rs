@@ -23,9 +23,10 @@
 //! answered in order, all the replies to one read in one write. Bad input is logged (a warning with
 //! the peer) and answered with `{"error": CODE, "result": "Error: MESSAGE."}`. When the bad frame's end
 //! is still known (its `content-length` was usable) the connection goes on with the next frame;
-//! otherwise the error reply is the last thing sent: the server shuts its sending side, reads and
-//! discards what the client still sends (up to [`DRAIN_LIMIT`]) so the close does not reset the
-//! connection and lose the reply, and closes. At most one frame is buffered, and a frame is at most
+//! otherwise the error reply is the last thing sent and the handler returns: the framework's graceful
+//! close (under every strategy) shuts the sending side, reads and discards what the client still
+//! sends within a byte and time bound so the close does not reset the connection and lose the reply,
+//! and closes. At most one frame is buffered, and a frame is at most
 //! 2 + 65 535 + `max_content_length` bytes.
 //!
 //! Streams only: on datagram sockets `sockserv check` refuses the handler.
@@ -41,7 +42,6 @@ pub mod session;
 #[cfg(test)]
 mod tutorial;
 
-use std::net::Shutdown;
 use std::sync::Arc;
 
 use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
@@ -56,9 +56,6 @@ use frame::{Decoder, FrameError};
 use index::Index;
 use respond::{answer, Reply};
 pub use session::SearchSession;
-
-/// The most bytes read and thrown away after a fatal error, waiting for the client to close.
-pub const DRAIN_LIMIT: usize = 4 << 20;
 
 /// The row of [`BUILTINS`](crate::BUILTINS): streams only (a frame needs a connection), every strategy.
 pub const BUILTIN: Builtin = Builtin {
@@ -137,7 +134,7 @@ impl RequestHandler for Search {
             pending.extend_from_slice(chunk);
             req.rfile.consume(len);
             if !self.answer_pending(req, &mut decoder, &mut pending)? {
-                close_cleanly(req);
+                // The framework's graceful close keeps the reply from being lost to a reset.
                 return Ok(());
             }
         }
@@ -199,24 +196,6 @@ fn end_of_input(req: &mut Request<'_>, decoder: &Decoder, pending: &[u8]) {
 /// One warning per bad frame, with the server and the peer, like the server's own error lines.
 fn warn(server: &str, peer: &Address, err: &FrameError, outcome: &str) {
     log::warn!("{server}: search request from {peer}: {err} ({outcome})");
-}
-
-/// After the last reply: send FIN, then read (and drop) until the client closes, at most
-/// [`DRAIN_LIMIT`] bytes, so that closing with unread input does not reset the connection and
-/// destroy the reply before the client reads it.
-fn close_cleanly(req: &mut Request<'_>) {
-    let _ = req.control.shutdown(Shutdown::Write);
-    let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match input::fill_buf(req.rfile) {
-            Ok(chunk) if !chunk.is_empty() => {
-                let len = chunk.len();
-                req.rfile.consume(len);
-                drained += len;
-            }
-            _ => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub(super) struct RawServer {
     pub datagrams: Option<Spanned<String>>,
     pub max_packet_size: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<Seconds>>,
+    pub drain_timeout: Option<Spanned<Seconds>>,
     #[serde(default)]
     pub socket: RawSocket,
     pub options: Option<Spanned<toml::Table>>,

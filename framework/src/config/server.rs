@@ -18,7 +18,8 @@ use super::ServerConfig;
 use crate::StrategyKind::{Forking, Pool, Reactor, Sync, Threading};
 use crate::{
     Endpoint, HandlerEntry, HandlerOptions, ServerSettings, Strategy, StrategyKind,
-    DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE, DEFAULT_POOL_WORKERS,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CHILDREN, DEFAULT_MAX_PACKET_SIZE, DEFAULT_POOL_QUEUE,
+    DEFAULT_POOL_WORKERS,
 };
 
 /// The reactor's default number of event loops: one per core.
@@ -53,7 +54,10 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         let strategy = self.strategy(strategy_kind);
         let socket = self.socket_options();
         let max_packet_size = self.max_packet_size();
-        let timeout = self.timeout();
+        let timeout = self.seconds(self.raw.timeout.as_ref(), "timeout");
+        let drain_timeout = self
+            .seconds(self.raw.drain_timeout.as_ref(), "drain_timeout")
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         let stream = self.endpoint.as_ref().is_some_and(|e| e.kind().is_stream());
         let spawn_per_datagram = self.spawn_per_datagram(strategy_kind, stream);
         let factory = self.factory(strategy_kind);
@@ -65,6 +69,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             max_packet_size,
             timeout,
             spawn_per_datagram,
+            drain_timeout,
         };
         let handler = self.raw.handler.get_ref().clone();
         Some(ServerConfig {
@@ -195,19 +200,16 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         None
     }
 
-    /// `timeout`: a positive, finite number of seconds.
-    fn timeout(&mut self) -> Option<Duration> {
-        let value = self.raw.timeout.as_ref()?;
+    /// A duration key (`timeout`, `drain_timeout`): a positive, finite number of seconds.
+    fn seconds(&mut self, value: Option<&Spanned<Seconds>>, key: &'static str) -> Option<Duration> {
+        let value = value?;
         let Seconds(seconds) = *value.get_ref();
         let duration = Some(seconds)
             .filter(|seconds| *seconds > 0.0)
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
         if duration.is_none() {
             let message = format!("must be a positive number of seconds, got {seconds}");
-            let kind = ConfigErrorKind::BadValue {
-                key: "timeout",
-                message,
-            };
+            let kind = ConfigErrorKind::BadValue { key, message };
             self.report(value.span(), kind);
         }
         duration

@@ -2,68 +2,106 @@
 //! at once, every child reaped as soon as it exits.
 //!
 //! fork() in a multi-threaded process leaves the child with locks that other threads held (the
-//! allocator's, the logger's), so this strategy refuses to run unless the process has exactly one
-//! thread, checked when serving starts and again before every fork. `sockserv serve` runs each forking
-//! server in a process of its own, forked before any thread exists.
+//! allocator's, the logger's), so this strategy refuses to run unless the process provably has
+//! exactly one thread, checked when serving starts and again before every fork. `sockserv serve`
+//! runs each forking server in a process of its own, forked before any thread exists.
 //!
 //! Children are noticed through a signalfd for SIGCHLD, which the serving loop polls beside the
 //! listener: no zombie waits for the next connection to be reaped, and no timer polls.
+//!
+//! A child is a request's process, not a server: it resets the server's signal handlers and mask
+//! (as execve(2) would), closes the listener and the other requests' connections, dies with the
+//! server process (`PR_SET_PDEATHSIG`), and exits 1 when its handler failed or panicked, 0
+//! otherwise (socketserver's child exits 1 on an exception).
+//!
+//! Datagrams are answered in the serving process unless `spawn_per_datagram` asks for
+//! socketserver's process per datagram.
 
 use std::collections::HashMap;
 use std::net::Shutdown as Direction;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use super::{thread_count, Dispatcher};
+use super::{require_single_thread, Dispatcher, Inline};
+use crate::close::FORCED_CLOSE_WAIT;
+use crate::process::become_child_of;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError};
 
 struct Child {
+    /// The parent's copy of the child's connection, for `close` to shut it down.
     conn: Option<Socket>,
+    /// For the log line when the child dies of a signal.
     peer: Address,
 }
 
 pub(crate) struct ForkingDispatcher {
     max_children: usize,
-    /// Live children, each with the parent's copy of its connection (for `close` to shut it down)
-    /// and its peer (for the log line when a child dies of a signal).
+    /// A process per datagram (socketserver's mixin) rather than answering in this process.
+    spawn_per_datagram: bool,
+    inline: Inline,
     children: HashMap<Pid, Child>,
     /// The server's name, for log lines.
     server: String,
+    /// The stream listener, which children close: a request's process must not keep the port.
+    listener: Option<RawFd>,
     sigchld: SignalFd,
-    /// The signal mask before SIGCHLD was blocked, restored at close and in every child.
+    /// The signal mask before SIGCHLD was blocked, restored at close.
     old_mask: SigSet,
 }
 
 impl ForkingDispatcher {
-    pub fn new(max_children: usize, server: &str) -> Result<Self, ServerError> {
+    /// # Errors
+    ///
+    /// [`ServerError::ForkWithThreads`] / [`ServerError::ThreadsUnknown`] unless this process
+    /// provably has one thread; [`ServerError::Strategy`] when SIGCHLD cannot be blocked or its
+    /// signalfd made.
+    pub fn new(
+        max_children: usize,
+        spawn_per_datagram: bool,
+        server: &str,
+        listener: Option<RawFd>,
+    ) -> Result<Self, ServerError> {
         require_single_thread()?;
+        let failed = |step: &'static str| {
+            move |errno: nix::errno::Errno| ServerError::Strategy {
+                server: server.to_string(),
+                step,
+                source: errno.into(),
+            }
+        };
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         let old_mask = mask
             .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
-            .map_err(|errno| io_error("block SIGCHLD", errno))?;
+            .map_err(failed("block SIGCHLD"))?;
         let sigchld = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|errno| io_error("open a signalfd", errno))?;
+            .map_err(failed("open a signalfd for SIGCHLD"))?;
         Ok(ForkingDispatcher {
             max_children,
+            spawn_per_datagram,
+            inline: Inline::default(),
             children: HashMap::new(),
             server: server.to_string(),
+            listener,
             sigchld,
             old_mask,
         })
     }
 
     /// Reap every child that has exited, without blocking. A child killed by a signal (a crash in a
-    /// handler or plugin) is logged: its request is lost, the server is not.
+    /// handler or plugin) is logged: its request is lost, the server is not. A child that exited 1
+    /// has logged its own failure.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.sigchld.read_signal() {}
         let server = &self.server;
@@ -82,28 +120,32 @@ impl ForkingDispatcher {
         );
     }
 
-    /// Fork; the child runs `work` and exits without returning, the parent records the child.
+    /// Fork; the child runs `work` and exits without returning (1 when `work` says it failed), the
+    /// parent records the child.
     fn spawn(
         &mut self,
         shared: &Shared,
         peer: &Address,
         conn: Option<Socket>,
-        work: impl FnOnce(),
+        work: impl FnOnce() -> bool,
     ) {
         if let Err(err) = require_single_thread() {
             let failure = RequestFailure::Dispatch(err.to_string());
-            return shared.hooks.handle_error(&shared.name, peer, &failure);
+            return shared.report(peer, &failure);
         }
+        let server_pid = nix::unistd::getpid();
         // SAFETY: the process has exactly one thread (checked just above), so the child inherits no
         // lock held by another thread and may run ordinary code, allocation and logging included.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                let _ = self.old_mask.thread_set_mask();
+                become_child_of(server_pid, &SigSet::empty());
+                self.leave_server();
                 // A panic must never unwind out of the child into the parent's serving loop.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                let clean = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                let code = if clean.unwrap_or(false) { 0 } else { 1 };
                 // SAFETY: `_exit` ends the child at once, without running the parent's atexit
                 // handlers or destructors (which would, say, remove the server's Unix socket file).
-                unsafe { libc::_exit(0) }
+                unsafe { libc::_exit(code) }
             }
             Ok(ForkResult::Parent { child }) => {
                 let peer = peer.clone();
@@ -111,8 +153,48 @@ impl ForkingDispatcher {
             }
             Err(errno) => {
                 let failure = RequestFailure::Dispatch(format!("fork failed: {errno}"));
-                shared.hooks.handle_error(&shared.name, peer, &failure);
+                shared.report(peer, &failure);
             }
+        }
+    }
+
+    /// In a new child: give up the server's descriptors the request does not need — the listener
+    /// (so the port is free once the server process is gone) and the other requests' connections.
+    fn leave_server(&mut self) {
+        if let Some(listener) = self.listener {
+            // SAFETY: the listener's descriptor is the server's, open for the server's whole life; the
+            // child never uses it, and exits with `_exit` without dropping the parent's `Socket`.
+            unsafe { libc::close(listener) };
+        }
+        for child in self.children.values_mut() {
+            child.conn = None;
+        }
+    }
+
+    /// Wait until every child is reaped or `limit` has passed.
+    fn wait_children(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.reap();
+        while !self.children.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let timeout =
+                PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, timeout);
+            self.reap();
+        }
+    }
+
+    fn shut_connections(&self, how: Direction) {
+        for conn in self
+            .children
+            .values()
+            .filter_map(|child| child.conn.as_ref())
+        {
+            let _ = conn.shutdown(how);
         }
     }
 }
@@ -143,41 +225,43 @@ impl Dispatcher for ForkingDispatcher {
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     ) {
+        if !self.spawn_per_datagram {
+            return self.inline.serve(shared, socket, packet, &from);
+        }
         self.spawn(shared, &from.address(), None, || {
-            serve_datagram(shared, socket, &packet, &from, &mut Vec::new())
+            serve_datagram(shared, socket, packet, &from, &mut Vec::new())
         });
     }
 
-    fn close(&mut self) {
-        for conn in self
-            .children
-            .values()
-            .filter_map(|child| child.conn.as_ref())
-        {
-            let _ = conn.shutdown(Direction::Read);
+    /// Children's connections are shut for reading; after `drain_timeout` they are shut both ways,
+    /// and a child still running [`FORCED_CLOSE_WAIT`] later is killed (SIGKILL) and reaped.
+    fn close(&mut self, drain_timeout: Duration) {
+        self.shut_connections(Direction::Read);
+        self.wait_children(drain_timeout);
+        if !self.children.is_empty() {
+            log::warn!(
+                "{}: {} request(s) still running after drain_timeout ({drain_timeout:?}): \
+                 closing their connections",
+                self.server,
+                self.children.len()
+            );
+            self.shut_connections(Direction::Both);
+            self.wait_children(FORCED_CLOSE_WAIT);
+        }
+        for (&pid, child) in &self.children {
+            log::error!(
+                "{}: request from {}: child {pid} did not end; killing it",
+                self.server,
+                child.peer
+            );
+            let _ = kill(pid, Signal::SIGKILL);
         }
         for (pid, _) in self.children.drain() {
             let _ = waitpid(pid, None);
         }
         let _ = self.old_mask.thread_set_mask();
-    }
-}
-
-fn require_single_thread() -> Result<(), ServerError> {
-    match thread_count() {
-        Some(1) => Ok(()),
-        other => Err(ServerError::ForkWithThreads {
-            threads: other.unwrap_or(0),
-        }),
-    }
-}
-
-fn io_error(step: &str, errno: nix::errno::Errno) -> ServerError {
-    ServerError::Serve {
-        server: format!("forking strategy ({step})"),
-        source: std::io::Error::from(errno),
     }
 }

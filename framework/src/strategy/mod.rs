@@ -1,24 +1,28 @@
 //! Strategies decide where a request runs — socketserver's mixins, as a value the server holds. The
 //! serving loop accepts (or receives) and hands each request to its dispatcher; the dispatcher says when
-//! it has no room for more, may give the loop one more descriptor to wait on, and drains what is in
-//! flight when the server closes.
+//! it has no room for more, may give the loop one more descriptor to wait on, decides whether a
+//! datagram is answered in the serving thread or elsewhere, and drains what is in flight when the
+//! server closes — within the server's `drain_timeout`, then by closing the requests' sockets under
+//! them (see `close`), so no close waits for ever.
 
 #[allow(unsafe_code)]
 mod forking;
+mod live;
 mod pool;
 mod reactor;
 mod sync;
 mod threading;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use crate::request::Shared;
+use crate::request::{serve_datagram, Shared};
 use crate::transport::{Datagram, ReplyTo};
-use crate::{ServerError, Strategy};
+use crate::{ServerError, ServerSettings, Strategy};
 
 /// Where requests run. One per server, driven by the serving loop only.
 pub(crate) trait Dispatcher: Send {
@@ -35,55 +39,111 @@ pub(crate) trait Dispatcher: Send {
     /// Housekeeping after a wake-up (reaping children).
     fn on_ready(&mut self) {}
 
-    /// Run one connection; `listener` is passed so a child process can close its copy.
+    /// Why this strategy can no longer serve (an event loop died), if it cannot: the serving loop
+    /// checks after every wake-up and stops the server with this reason.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
+    /// Run one connection.
     fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address);
 
-    /// Run one datagram.
+    /// Run one datagram: in the serving thread, or handed on (a copy of `packet`) where the
+    /// strategy runs datagrams elsewhere.
     fn datagram(
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     );
 
     /// Stop new work and wait for what is in flight: connections are shut down for reading, so their
-    /// handlers see end-of-file and finish.
-    fn close(&mut self);
+    /// handlers see end-of-file and finish; after `drain_timeout` the connections still open are
+    /// shut down both ways (a blocked write fails), and after a last short wait the strategy gives
+    /// up on what still runs. Never waits longer than `drain_timeout` + `FORCED_CLOSE_WAIT`.
+    fn close(&mut self, drain_timeout: Duration);
 }
 
-/// The dispatcher for `strategy`. Forking refuses to start in a multi-threaded process.
+/// Datagrams answered in the serving thread, one reply buffer reused from one to the next.
+#[derive(Default)]
+pub(crate) struct Inline {
+    reply: Vec<u8>,
+}
+
+impl Inline {
+    pub fn serve(&mut self, shared: &Shared, socket: &Datagram, packet: &[u8], from: &ReplyTo) {
+        serve_datagram(shared, socket, packet, from, &mut self.reply);
+    }
+}
+
+/// The dispatcher for the settings' strategy. `listener` is the stream listener's descriptor, which
+/// forked children close. Forking refuses to start in a multi-threaded process.
+///
+/// # Errors
+///
+/// [`ServerError::ForkWithThreads`] or [`ServerError::ThreadsUnknown`] when forking cannot prove
+/// this process has one thread; [`ServerError::Strategy`] when a strategy's resources (a signalfd,
+/// an event loop) cannot be made.
 pub(crate) fn dispatcher(
-    strategy: Strategy,
+    settings: &ServerSettings,
     shared: &Arc<Shared>,
+    listener: Option<RawFd>,
 ) -> Result<Box<dyn Dispatcher>, ServerError> {
-    Ok(match strategy {
-        Strategy::Sync => Box::new(sync::SyncDispatcher),
+    let spawn = settings.spawn_per_datagram;
+    Ok(match settings.strategy {
+        Strategy::Sync => Box::new(sync::SyncDispatcher::default()),
         Strategy::Threading { max_threads } => Box::new(threading::ThreadingDispatcher::new(
+            &shared.name,
             max_threads,
+            spawn,
             shared.shutdown.clone(),
         )),
         Strategy::Pool { workers, queue } => {
             Box::new(pool::PoolDispatcher::new(&shared.name, workers, queue))
         }
         Strategy::Reactor { loops } => Box::new(reactor::ReactorDispatcher::new(shared, loops)?),
-        Strategy::Forking { max_children } => {
-            Box::new(forking::ForkingDispatcher::new(max_children, &shared.name)?)
-        }
+        Strategy::Forking { max_children } => Box::new(forking::ForkingDispatcher::new(
+            max_children,
+            spawn,
+            &shared.name,
+            listener,
+        )?),
     })
 }
 
-/// The number of threads in this process, from /proc (Linux); `None` where it cannot be read.
-pub(crate) fn thread_count() -> Option<usize> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// The number of threads in this process, from /proc (Linux).
+///
+/// # Errors
+///
+/// Why the count could not be read (no /proc, out of descriptors, an unexpected format).
+pub(crate) fn thread_count() -> Result<usize, String> {
+    const STAT: &str = "/proc/self/stat";
+    let stat = std::fs::read_to_string(STAT).map_err(|err| format!("cannot read {STAT}: {err}"))?;
     // Fields after the command name, which is in parentheses and may itself hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(17)?.parse().ok()
+    let rest = stat.rfind(')').and_then(|end| stat.get(end + 2..));
+    rest.and_then(|rest| rest.split_whitespace().nth(17))
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| format!("{STAT} has no thread count where expected"))
 }
 
-/// Whether this process has exactly one thread: the condition for fork() to be safe.
+/// Fine to fork: this process provably has exactly one thread.
+///
+/// # Errors
+///
+/// [`ServerError::ForkWithThreads`] with the count, or [`ServerError::ThreadsUnknown`] when it
+/// cannot be read: fork() is refused unless safety is proven.
+pub(crate) fn require_single_thread() -> Result<(), ServerError> {
+    match thread_count() {
+        Ok(1) => Ok(()),
+        Ok(threads) => Err(ServerError::ForkWithThreads { threads }),
+        Err(reason) => Err(ServerError::ThreadsUnknown { reason }),
+    }
+}
+
+/// Whether this process provably has exactly one thread: the condition for fork() to be safe.
 pub fn is_single_threaded() -> bool {
-    thread_count() == Some(1)
+    thread_count() == Ok(1)
 }
 
 #[cfg(test)]

@@ -2,19 +2,20 @@
 //! every worker is busy, connections wait in the queue; when the queue is full too, the new
 //! connection is refused — closed at once and logged — rather than left to wait without bound.
 //!
-//! Live connections are remembered, as under threading, so that `close` can shut them down for
-//! reading and the workers finish promptly; connections still queued at close are dropped unserved.
+//! Each worker is registered in `live` with the connection it is serving, so that `close` ends
+//! them within the drain bound as under threading; connections still queued at close are dropped
+//! unserved.
 
-use std::collections::HashMap;
-use std::net::Shutdown as Direction;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use super::live::{Live, TaskId};
 use super::Dispatcher;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
@@ -27,6 +28,8 @@ enum Job {
 }
 
 pub(crate) struct PoolDispatcher {
+    /// The server's name, for log lines.
+    server: String,
     queue: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     state: Arc<PoolState>,
@@ -34,17 +37,9 @@ pub(crate) struct PoolDispatcher {
 
 #[derive(Default)]
 struct PoolState {
-    /// Connections being served, by their descriptor number, for `close`.
-    live: Mutex<HashMap<usize, Arc<Socket>>>,
+    /// The workers, each with the connection it is serving.
+    live: Live,
     closing: AtomicBool,
-}
-
-impl PoolState {
-    fn live(&self) -> MutexGuard<'_, HashMap<usize, Arc<Socket>>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl PoolDispatcher {
@@ -56,6 +51,7 @@ impl PoolDispatcher {
             .filter_map(|index| spawn_worker(name, index, &receiver, &state))
             .collect();
         PoolDispatcher {
+            server: name.to_string(),
             queue: Some(sender),
             workers,
             state,
@@ -65,18 +61,12 @@ impl PoolDispatcher {
     /// Queue `job`, or refuse it when the queue is full.
     fn submit(&self, shared: &Shared, peer: &Address, job: Job) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let failure =
-                    RequestFailure::Dispatch("every worker is busy and the queue is full".into());
-                shared.hooks.handle_error(&shared.name, peer, &failure);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                let failure = RequestFailure::Dispatch("the pool has no workers".into());
-                shared.hooks.handle_error(&shared.name, peer, &failure);
-            }
-        }
+        let refused = match queue.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => "every worker is busy and the queue is full",
+            Err(TrySendError::Disconnected(_)) => "the pool has no workers",
+        };
+        shared.report(peer, &RequestFailure::Dispatch(refused.into()));
     }
 }
 
@@ -87,12 +77,20 @@ fn spawn_worker(
     state: &Arc<PoolState>,
 ) -> Option<JoinHandle<()>> {
     let (receiver, state) = (Arc::clone(receiver), Arc::clone(state));
+    let id = state.live.add(None);
     let spawned = thread::Builder::new()
         .name(format!("{name}-worker-{index}"))
-        .spawn(move || work(&receiver, &state));
+        .spawn({
+            let state = Arc::clone(&state);
+            move || {
+                work(&receiver, &state, id);
+                state.live.remove(id);
+            }
+        });
     match spawned {
         Ok(handle) => Some(handle),
         Err(err) => {
+            state.live.remove(id);
             log::error!("{name}: cannot start worker {index}: {err}");
             None
         }
@@ -100,7 +98,7 @@ fn spawn_worker(
 }
 
 /// A worker: take jobs until the queue closes; once closing, drop queued jobs unserved.
-fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState) {
+fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
     loop {
         let job = {
             let receiver = receiver
@@ -114,16 +112,12 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState) {
         }
         match job {
             Job::Stream(shared, conn, peer) => {
-                let key = Arc::as_ptr(&conn) as usize;
-                state.live().insert(key, Arc::clone(&conn));
-                if state.closing.load(Ordering::SeqCst) {
-                    let _ = conn.shutdown(Direction::Read);
-                }
+                state.live.set(id, Some(Arc::clone(&conn)));
                 serve_stream(&shared, &conn, peer);
-                state.live().remove(&key);
+                state.live.set(id, None);
             }
             Job::Datagram(shared, socket, packet, from) => {
-                serve_datagram(&shared, &socket, &packet, &from, &mut Vec::new())
+                serve_datagram(&shared, &socket, &packet, &from, &mut Vec::new());
             }
         }
     }
@@ -135,27 +129,35 @@ impl Dispatcher for PoolDispatcher {
         self.submit(shared, &peer, job);
     }
 
+    /// Datagrams go to the workers like connections: the pool bounds the threads either way.
     fn datagram(
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     ) {
         let peer = from.address();
-        let job = Job::Datagram(Arc::clone(shared), Arc::clone(socket), packet, from);
+        let job = Job::Datagram(
+            Arc::clone(shared),
+            Arc::clone(socket),
+            packet.to_vec(),
+            from,
+        );
         self.submit(shared, &peer, job);
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, drain_timeout: Duration) {
         self.state.closing.store(true, Ordering::SeqCst);
-        for conn in self.state.live().values() {
-            let _ = conn.shutdown(Direction::Read);
-        }
         // Closing the queue ends each worker once it is idle.
         self.queue = None;
+        self.state.live.close(&self.server, drain_timeout);
+        // The workers that ended are joined; one still stuck in its handler is left behind (it was
+        // logged), so close never waits for it.
         for worker in self.workers.drain(..) {
-            let _ = worker.join();
+            if worker.is_finished() {
+                let _ = worker.join();
+            }
         }
     }
 }

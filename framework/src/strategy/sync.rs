@@ -1,22 +1,26 @@
 //! The sync strategy: one request at a time, in the serving thread (socketserver's plain TCPServer).
 //! Unlike socketserver, a shutdown ends the reads of the request in progress, so it is prompt even
-//! while a client keeps its connection open.
+//! while a client keeps its connection open, and closes its connection after the server's
+//! `drain_timeout`, so a handler blocked writing to a peer that never reads returns too (see
+//! `Shutdown`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use super::Dispatcher;
-use crate::request::{serve_datagram, serve_stream, Shared};
+use super::{Dispatcher, Inline};
+use crate::request::{serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 
-pub(crate) struct SyncDispatcher;
+#[derive(Default)]
+pub(crate) struct SyncDispatcher {
+    inline: Inline,
+}
 
 impl Dispatcher for SyncDispatcher {
     fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        // Shutdown from another thread (a signal, say) ends this request's reads, so a client that
-        // never hangs up cannot hold the server open.
         let conn = Arc::new(conn);
         shared.shutdown.set_in_loop(Some(Arc::clone(&conn)));
         serve_stream(shared, &conn, peer);
@@ -27,11 +31,12 @@ impl Dispatcher for SyncDispatcher {
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     ) {
-        serve_datagram(shared, socket, &packet, &from, &mut Vec::new());
+        self.inline.serve(shared, socket, packet, &from);
     }
 
-    fn close(&mut self) {}
+    /// Nothing is in flight by the time the loop can close: requests run in the loop's own thread.
+    fn close(&mut self, _drain_timeout: Duration) {}
 }

@@ -1,75 +1,49 @@
 //! The threading strategy: a thread per request (socketserver's ThreadingMixIn), optionally bounded.
 //!
-//! Live connections are remembered (shared with their thread, not duplicated) so that `close` can shut them down for
-//! reading: their handlers see end-of-file, run `finish`, and the server waits for every thread to end
-//! — socketserver's `block_on_close`, without hanging on a client that never hangs up.
+//! Live connections are remembered (shared with their thread, not duplicated) so that `close` can
+//! end them within the drain bound (see `live`): socketserver's `block_on_close`, without hanging on
+//! a client that never hangs up or never reads.
+//!
+//! Datagrams are answered in the serving thread unless `spawn_per_datagram` asks for socketserver's
+//! thread per datagram.
 
-use std::collections::HashMap;
-use std::net::Shutdown as Direction;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use super::Dispatcher;
+use super::live::Live;
+use super::{Dispatcher, Inline};
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, Shutdown};
 
 pub(crate) struct ThreadingDispatcher {
+    /// The server's name, for log lines.
+    server: String,
     max_threads: Option<usize>,
+    /// A thread per datagram (socketserver's mixin) rather than answering in the serving thread.
+    spawn_per_datagram: bool,
+    inline: Inline,
     live: Arc<Live>,
     /// Wakes the serving loop when a thread ends while the bound is reached.
     waker: Shutdown,
 }
 
-/// The requests in flight: an id each, with the connection's duplicate (none for datagrams).
-#[derive(Default)]
-struct Live {
-    state: Mutex<LiveState>,
-    emptied: Condvar,
-}
-
-#[derive(Default)]
-struct LiveState {
-    next_id: u64,
-    requests: HashMap<u64, Option<Arc<Socket>>>,
-}
-
-impl Live {
-    fn lock(&self) -> MutexGuard<'_, LiveState> {
-        // A poisoned lock only means a thread panicked while holding it; the map is still sound.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn add(&self, conn: Option<Arc<Socket>>) -> u64 {
-        let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
-        state.requests.insert(id, conn);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        let mut state = self.lock();
-        state.requests.remove(&id);
-        if state.requests.is_empty() {
-            self.emptied.notify_all();
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.lock().requests.len()
-    }
-}
-
 impl ThreadingDispatcher {
-    pub fn new(max_threads: Option<usize>, waker: Shutdown) -> Self {
+    pub fn new(
+        server: &str,
+        max_threads: Option<usize>,
+        spawn_per_datagram: bool,
+        waker: Shutdown,
+    ) -> Self {
         ThreadingDispatcher {
+            server: server.to_string(),
             max_threads,
+            spawn_per_datagram,
+            inline: Inline::default(),
             live: Arc::default(),
             waker,
         }
@@ -98,7 +72,7 @@ impl ThreadingDispatcher {
         if let Err(err) = spawned {
             self.live.remove(id);
             let failure = RequestFailure::Dispatch(format!("cannot start a thread: {err}"));
-            shared.hooks.handle_error(&shared.name, peer, &failure);
+            shared.report(peer, &failure);
         }
     }
 }
@@ -115,7 +89,7 @@ impl Dispatcher for ThreadingDispatcher {
         let task_shared = Arc::clone(shared);
         let task_peer = peer.clone();
         self.spawn(shared, &peer, Some(conn), move || {
-            serve_stream(&task_shared, &task_conn, task_peer)
+            serve_stream(&task_shared, &task_conn, task_peer);
         });
     }
 
@@ -123,27 +97,21 @@ impl Dispatcher for ThreadingDispatcher {
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     ) {
+        if !self.spawn_per_datagram {
+            return self.inline.serve(shared, socket, packet, &from);
+        }
         let task_shared = Arc::clone(shared);
         let socket = Arc::clone(socket);
+        let packet = packet.to_vec();
         self.spawn(shared, &from.address(), None, move || {
-            serve_datagram(&task_shared, &socket, &packet, &from, &mut Vec::new())
+            serve_datagram(&task_shared, &socket, &packet, &from, &mut Vec::new());
         });
     }
 
-    fn close(&mut self) {
-        let mut state = self.live.lock();
-        for conn in state.requests.values().flatten() {
-            let _ = conn.shutdown(Direction::Read);
-        }
-        while !state.requests.is_empty() {
-            state = self
-                .live
-                .emptied
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
+    fn close(&mut self, drain_timeout: Duration) {
+        self.live.close(&self.server, drain_timeout);
     }
 }

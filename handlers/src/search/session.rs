@@ -4,12 +4,10 @@
 //! header is read, so at most one frame (and one read past it) is ever buffered, exactly as on the
 //! blocking path. Error replies, their log lines and the close rules are the blocking handler's.
 //!
-//! One difference in the close after a fatal error: the blocking handler shuts its sending side and
-//! reads (and drops) what the client still sends, so closing never resets the connection. A session
-//! can only ask the reactor to close once the reply is written (`SessionContext::close`); the
-//! reactor then shuts the socket down both ways and closes it, and input still unread at that moment
-//! makes the kernel reset the connection. The reply is in the peer's hands by then on loopback, and
-//! Linux still lets the peer read it, but a lingering close would need the reactor's help.
+//! After a fatal error the session asks to close once the reply is written
+//! (`SessionContext::close`); the framework's graceful close does the rest under the reactor as under
+//! the blocking strategies (shut the sending side, drop what the client still sends within a bound,
+//! close), so the close never resets the connection under the reply.
 
 use std::sync::Arc;
 

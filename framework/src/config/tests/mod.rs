@@ -130,6 +130,7 @@ handler = "echo"
 strategy = "threading"
 max_threads = 100
 timeout = 2.5
+drain_timeout = 1.5
 
 [server.socket]
 reuse_address = false
@@ -165,6 +166,7 @@ v6only = true
         max_packet_size: crate::DEFAULT_MAX_PACKET_SIZE,
         timeout: Some(Duration::from_millis(2500)),
         spawn_per_datagram: false,
+        drain_timeout: Duration::from_millis(1500),
     };
     assert_eq!(server.settings, expected);
 }

@@ -18,12 +18,13 @@ mod event_loop;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use super::Dispatcher;
-use crate::request::{serve_datagram, Shared};
+use super::{Dispatcher, Inline};
+use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
 use crate::ServerError;
 use event_loop::{spawn_loop, LoopHandle};
@@ -32,6 +33,7 @@ use event_loop::{spawn_loop, LoopHandle};
 pub(crate) const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
 
 pub(crate) struct ReactorDispatcher {
+    inline: Inline,
     loops: Vec<(LoopHandle, JoinHandle<()>)>,
     next: usize,
 }
@@ -45,7 +47,11 @@ impl ReactorDispatcher {
                 server: shared.name.clone(),
                 source,
             })?;
-        Ok(ReactorDispatcher { loops, next: 0 })
+        Ok(ReactorDispatcher {
+            inline: Inline::default(),
+            loops,
+            next: 0,
+        })
     }
 }
 
@@ -61,13 +67,14 @@ impl Dispatcher for ReactorDispatcher {
         &mut self,
         shared: &Arc<Shared>,
         socket: &Arc<Datagram>,
-        packet: Vec<u8>,
+        packet: &[u8],
         from: ReplyTo,
     ) {
-        serve_datagram(shared, socket, &packet, &from, &mut Vec::new());
+        self.inline.serve(shared, socket, packet, &from);
     }
 
-    fn close(&mut self) {
+    /// The loops close their connections at once: a session never blocks, so nothing waits.
+    fn close(&mut self, _drain_timeout: Duration) {
         for (handle, _) in &self.loops {
             handle.stop();
         }
