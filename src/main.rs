@@ -6,6 +6,7 @@
 
 mod client;
 mod serve;
+mod supervise;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

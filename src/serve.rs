@@ -1,14 +1,12 @@
 //! `sockserv serve`: bind every server of a config, run each forking server in a process of its own
-//! (forked before this process starts any thread), each other server on a thread, and shut them all
-//! down cleanly on SIGINT or SIGTERM.
-
-use std::thread::{self, JoinHandle};
+//! (forked before this process starts any thread), each other server on a thread, and supervise
+//! them (see `supervise`) until SIGINT or SIGTERM, or until one of them dies.
 
 use anyhow::{bail, Context};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 use sockserv_framework::config::{Config, ServerConfig};
-use sockserv_framework::{termination_signals, Server, ServerProcess, Shutdown, StrategyKind};
+use sockserv_framework::{Server, ServerProcess, StrategyKind};
+
+use crate::supervise::{self, Supervisor};
 
 /// Print one line per server: what `check` shows and what `serve` prints at start.
 pub fn describe(config: &Config) {
@@ -51,21 +49,19 @@ pub fn list_plugins(config: &Config) {
     }
 }
 
-/// Serve `config` until SIGINT or SIGTERM.
+/// Serve `config` until SIGINT or SIGTERM (a clean drain exits 0), or until a server dies or a
+/// drain has to be cut short (an error: exit 1).
 ///
 /// SIGINT and SIGTERM are blocked from the first bind until their handlers are installed (here and in
 /// each server process), so a signal that arrives during start-up is acted on, never fatal.
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let signals = termination_signals();
-    signals
-        .thread_block()
-        .context("cannot block SIGINT and SIGTERM during start-up")?;
-    let result = serve_blocked(config);
-    let _ = signals.thread_unblock();
+    let blocked = supervise::block_signals()?;
+    let result = serve_blocked(&config);
+    drop(blocked);
     result
 }
 
-fn serve_blocked(config: Config) -> anyhow::Result<()> {
+fn serve_blocked(config: &Config) -> anyhow::Result<()> {
     let (forking, in_process): (Vec<_>, Vec<_>) = config
         .servers
         .iter()
@@ -76,22 +72,17 @@ fn serve_blocked(config: Config) -> anyhow::Result<()> {
     let servers = match bind_all(&in_process) {
         Ok(servers) => servers,
         Err(err) => {
-            stop_processes(processes);
+            supervise::stop_processes(processes);
             return Err(err);
         }
     };
-    let signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle SIGINT and SIGTERM")?;
-    // Threads inherit the mask: unblock before starting any, so signals reach the handler.
-    termination_signals()
-        .thread_unblock()
-        .context("cannot unblock SIGINT and SIGTERM")?;
-    let running: Vec<_> = servers
-        .into_iter()
-        .map(run_on_thread)
-        .collect::<anyhow::Result<_>>()?;
-    wait_for_signal(signals);
-    log::info!("shutting down");
-    stop(running, processes)
+    let drain = config
+        .servers
+        .iter()
+        .map(|server| server.settings.drain_timeout)
+        .max()
+        .unwrap_or_default();
+    Supervisor::start(servers, processes, drain)?.run()
 }
 
 /// Bind each server, reporting every failure before giving up.
@@ -130,59 +121,10 @@ fn spawn_processes(servers: Vec<Server>) -> anyhow::Result<Vec<ServerProcess>> {
         match ServerProcess::spawn(server) {
             Ok(process) => processes.push(process),
             Err(err) => {
-                stop_processes(processes);
-                return Err(err.into());
+                supervise::stop_processes(processes);
+                return Err(err).context("cannot start a forking server's process");
             }
         }
     }
     Ok(processes)
-}
-
-struct Running {
-    shutdown: Shutdown,
-    thread: JoinHandle<()>,
-}
-
-fn run_on_thread(mut server: Server) -> anyhow::Result<Running> {
-    let shutdown = server.shutdown_handle();
-    let thread = thread::Builder::new()
-        .name(server.name().to_string())
-        .spawn(move || {
-            if let Err(err) = server.serve_forever() {
-                log::error!("{err}");
-            }
-            server.server_close();
-        })
-        .context("cannot start a server thread")?;
-    Ok(Running { shutdown, thread })
-}
-
-fn wait_for_signal(mut signals: Signals) {
-    if let Some(signal) = signals.forever().next() {
-        log::info!("received signal {signal}");
-    }
-}
-
-fn stop(running: Vec<Running>, processes: Vec<ServerProcess>) -> anyhow::Result<()> {
-    for server in &running {
-        server.shutdown.shutdown();
-    }
-    let clean = stop_processes(processes);
-    let joined = running
-        .into_iter()
-        .all(|server| server.thread.join().is_ok());
-    if !(clean && joined) {
-        bail!("a server did not stop cleanly");
-    }
-    Ok(())
-}
-
-/// SIGTERM every server process and reap it; true when all exited cleanly.
-fn stop_processes(processes: Vec<ServerProcess>) -> bool {
-    for process in &processes {
-        process.terminate();
-    }
-    // Reap every one before judging: `all` alone would stop at the first failure.
-    let exits: Vec<bool> = processes.into_iter().map(ServerProcess::wait).collect();
-    exits.into_iter().all(|clean| clean)
 }
