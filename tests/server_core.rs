@@ -466,3 +466,54 @@ fn forking_is_refused_in_a_multi_threaded_process() {
     let err = server.serve_forever().err().unwrap();
     assert!(matches!(err, ServerError::ForkWithThreads { .. }), "{err}");
 }
+
+/// Hooks that panic: `verify_request` for the first client, `service_actions` and `handle_error`
+/// every time.
+#[derive(Default)]
+struct Panicky {
+    verified: AtomicUsize,
+}
+
+impl Hooks for Panicky {
+    fn verify_request(&self, _peer: &Address) -> bool {
+        if self.verified.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("verify_request panics for the first client");
+        }
+        true
+    }
+
+    fn handle_error(&self, _server: &str, _peer: &Address, _failure: &RequestFailure) {
+        panic!("handle_error panics too");
+    }
+
+    fn service_actions(&self) {
+        panic!("service_actions panics on every turn");
+    }
+}
+
+/// A panicking hook never ends the serving loop: the peer its `verify_request` panicked on is
+/// refused, and the next clients are served.
+#[test]
+fn panicking_hooks_refuse_one_peer_and_the_loop_goes_on() {
+    for strategy in [Strategy::Sync, THREADING] {
+        let hooks = Arc::new(Panicky::default());
+        let mut server =
+            Server::bind(settings("tcp://127.0.0.1:0", strategy), echo_factory()).unwrap();
+        server.set_hooks(hooks.clone());
+        let (endpoint, shutdown, thread) = start(server);
+        let mut refused = tcp(&endpoint);
+        let mut buf = [0u8; 16];
+        let _ = refused.write_all(b"hello");
+        assert!(matches!(refused.read(&mut buf), Ok(0) | Err(_)));
+        for n in 0..3 {
+            let message = format!("after the panic {n}");
+            assert_eq!(
+                round_trip(&endpoint, message.as_bytes()).unwrap(),
+                message.as_bytes()
+            );
+        }
+        shutdown.shutdown();
+        thread.join().expect("the serving thread did not panic");
+        assert_eq!(hooks.verified.load(Ordering::SeqCst), 4);
+    }
+}

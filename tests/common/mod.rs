@@ -132,9 +132,38 @@ impl ServeProcess {
         args: &[&OsStr],
         expected: usize,
     ) -> Result<ServeProcess, String> {
-        let mut child = Command::new(SOCKSERV)
-            .arg("serve")
-            .args(args)
+        let mut command = Command::new(SOCKSERV);
+        command.arg("serve").args(args);
+        ServeProcess::try_spawn_command(dir, command, expected)
+    }
+
+    /// Write `config` into a new temporary folder and serve it with at most `nofile` descriptors
+    /// (`ulimit -n`, through the shell, since the tests have no libc) and `env` added.
+    pub fn start_limited(config: &str, nofile: u32, env: &[(&str, &str)]) -> ServeProcess {
+        let dir = temp_dir();
+        let path = write_config(dir.path(), "sockserv.toml", config);
+        let expected = config
+            .lines()
+            .filter(|line| line.trim() == "[[server]]")
+            .count();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" serve \"$1\""))
+            .arg(SOCKSERV)
+            .arg(&path)
+            .envs(env.iter().copied());
+        ServeProcess::try_spawn_command(dir, command, expected)
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// `command` (a `sockserv serve`) run in `dir`, once `expected` servers listen.
+    fn try_spawn_command(
+        dir: TempDir,
+        mut command: Command,
+        expected: usize,
+    ) -> Result<ServeProcess, String> {
+        let mut child = command
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -188,6 +217,19 @@ impl ServeProcess {
             self.endpoints.insert(name.to_string(), endpoint);
         }
         Ok(())
+    }
+
+    /// Send `sig` (a name for `kill`, e.g. "TERM") to the serving process.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Wait at most `limit` for the process to exit; its status, or `None` while it runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = wait_bounded(&mut self.child, limit);
+        }
+        self.status
     }
 
     /// SIGKILL, reaped (bounded), and any server process it forked killed too.
@@ -262,7 +304,7 @@ impl Drop for ServeProcess {
 /// The processes of the binary under test still alive in `dir` (every process a `sockserv serve`
 /// started there, forked server processes included, even if orphaned) after a grace period. Each is
 /// killed, so that no test leaves a server behind whatever it asserts.
-fn leftovers(dir: &Path) -> Vec<u32> {
+pub fn leftovers(dir: &Path) -> Vec<u32> {
     let binary = fs::canonicalize(SOCKSERV).unwrap_or_else(|_| PathBuf::from(SOCKSERV));
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let running_here = || -> Vec<u32> {
@@ -286,7 +328,7 @@ fn leftovers(dir: &Path) -> Vec<u32> {
 }
 
 /// `kill -SIG pid`, through the system's `kill` (the tests have no libc).
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())

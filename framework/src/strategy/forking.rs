@@ -107,7 +107,14 @@ impl ForkingDispatcher {
         let server = &self.server;
         self.children.retain(
             |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(..)) | Err(_) => false,
+                Ok(WaitStatus::Exited(_, 0)) | Err(_) => false,
+                Ok(WaitStatus::Exited(_, code)) => {
+                    log::debug!(
+                        "{server}: request from {}: child {pid} exited with status {code}",
+                        child.peer
+                    );
+                    false
+                }
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
                     log::error!(
                         "{server}: request from {}: child {pid} killed by {signal}",

@@ -1,0 +1,147 @@
+//! Shutdown is bounded under every strategy: SIGTERM completes within the server's `drain_timeout`
+//! plus a small margin even while a handler is blocked writing to a client that never reads, a
+//! second signal stops at once, and a clean drain exits 0 with one line saying so.
+
+mod common;
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{config, Endpoint, ServeProcess, DIR};
+
+/// The drain the configs below ask for.
+const DRAIN: Duration = Duration::from_secs(1);
+/// What SIGTERM may take beyond the drain: the framework's forced-close wait (1 s) and slack for a
+/// loaded machine. The binary itself gives up 1 s after the forced-close wait.
+const MARGIN: Duration = Duration::from_secs(3);
+/// Bounds on the stalling client: how much it sends at most, and for how long.
+const STALL_BYTES: usize = 256 << 20;
+const STALL_TIME: Duration = Duration::from_secs(20);
+/// A send that makes no progress for this long means the server stopped reading: its handler is
+/// blocked writing the echo back to us.
+const NO_PROGRESS: Duration = Duration::from_millis(300);
+
+/// A stream client that never reads.
+enum Silent {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Silent {
+    fn connect(endpoint: &Endpoint) -> Silent {
+        let silent = match endpoint {
+            Endpoint::Tcp(addr) => Silent::Tcp(TcpStream::connect(addr).unwrap()),
+            Endpoint::Unix(path) => Silent::Unix(UnixStream::connect(path).unwrap()),
+            other => panic!("not a stream endpoint: {other}"),
+        };
+        let limit = Some(NO_PROGRESS);
+        match &silent {
+            Silent::Tcp(s) => s.set_write_timeout(limit).unwrap(),
+            Silent::Unix(s) => s.set_write_timeout(limit).unwrap(),
+        }
+        silent
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Silent::Tcp(s) => s.write(bytes),
+            Silent::Unix(s) => s.write(bytes),
+        }
+    }
+
+    /// Send echo input without reading the echo until the server stops taking it; true when it did
+    /// (within the byte and time bounds).
+    fn stall(&mut self) -> bool {
+        let chunk = vec![b'z'; 64 * 1024];
+        let (mut sent, started) = (0, Instant::now());
+        while sent < STALL_BYTES && started.elapsed() < STALL_TIME {
+            match self.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return true
+                }
+                Err(err) => panic!("the server failed the connection early: {err}"),
+            }
+        }
+        false
+    }
+}
+
+/// An echo server under `strategy` on `listen`, with a client that stalls its handler; SIGTERM must
+/// end the process cleanly within the drain plus the margin.
+fn sigterm_is_bounded(strategy: &str, listen: &str) {
+    let extra = format!("drain_timeout = {}", DRAIN.as_secs_f64());
+    let mut serve = ServeProcess::start(&config(&[("e", listen, "echo", strategy, &extra)]));
+    let mut client = Silent::connect(serve.endpoint("e"));
+    assert!(
+        client.stall(),
+        "{strategy}: the server kept reading for ever"
+    );
+    let started = Instant::now();
+    serve.signal("TERM");
+    let status = serve.wait_exit(DRAIN + MARGIN);
+    let took = started.elapsed();
+    let stderr = serve.stderr();
+    let status =
+        status.unwrap_or_else(|| panic!("{strategy}: still running after {took:?}:\n{stderr}"));
+    assert!(status.success(), "{strategy}: {status}\n{stderr}");
+    assert!(stderr.contains("every server stopped cleanly"), "{stderr}");
+    drop(client);
+}
+
+macro_rules! bounded_sigterm {
+    ($($name:ident: $strategy:literal, $listen:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                sigterm_is_bounded($strategy, &$listen);
+            }
+        )*
+    };
+}
+
+bounded_sigterm! {
+    sync_tcp: "sync", "tcp://127.0.0.1:0";
+    sync_unix: "sync", format!("unix://{DIR}/e.sock");
+    threading_tcp: "threading", "tcp://127.0.0.1:0";
+    threading_unix: "threading", format!("unix://{DIR}/e.sock");
+    forking_tcp: "forking", "tcp://127.0.0.1:0";
+    forking_unix: "forking", format!("unix://{DIR}/e.sock");
+    pool_tcp: "pool", "tcp://127.0.0.1:0";
+    pool_unix: "pool", format!("unix://{DIR}/e.sock");
+    reactor_tcp: "reactor", "tcp://127.0.0.1:0";
+    reactor_unix: "reactor", format!("unix://{DIR}/e.sock");
+}
+
+/// A long drain is cut short by a second SIGTERM: the process exits at once, non-zero, and says so.
+#[test]
+fn a_second_signal_stops_at_once() {
+    for strategy in ["threading", "forking"] {
+        let listen = format!("unix://{DIR}/e.sock");
+        let rows = [("e", listen.as_str(), "echo", strategy, "drain_timeout = 60")];
+        let mut serve = ServeProcess::start(&config(&rows));
+        let mut client = Silent::connect(serve.endpoint("e"));
+        assert!(
+            client.stall(),
+            "{strategy}: the server kept reading for ever"
+        );
+        serve.signal("TERM");
+        serve.signal("INT");
+        let status = serve.wait_exit(MARGIN);
+        let stderr = serve.stderr();
+        let status = status.unwrap_or_else(|| panic!("{strategy}: still draining:\n{stderr}"));
+        assert_eq!(status.code(), Some(1), "{strategy}: {stderr}");
+        assert!(stderr.contains("stopped at once"), "{stderr}");
+        assert!(
+            common::leftovers(serve.dir()).is_empty(),
+            "{strategy}: processes left"
+        );
+    }
+}
