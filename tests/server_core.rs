@@ -409,6 +409,35 @@ fn unix_socket_files_stale_live_and_foreign() {
     assert_eq!(std::fs::read(&regular).unwrap(), b"keep me");
 }
 
+/// A live server whose backlog is full (it is not accepting) still holds its path: a second bind
+/// says "in use" at once instead of waiting in connect(2) for the backlog to drain, and never
+/// removes the live server's file.
+#[test]
+fn a_live_socket_with_a_full_backlog_is_in_use_at_once() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.sock");
+    let mut busy = unix_settings(&path, false);
+    busy.socket.request_queue_size = 1;
+    let live = Server::bind(busy, echo_factory()).unwrap();
+    let mut queued = Vec::new();
+    let full = (0..256).any(|_| {
+        let client = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None).unwrap();
+        let connected = client.connect(&SockAddr::unix(&path).unwrap());
+        queued.push(client);
+        matches!(connected, Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    });
+    assert!(full, "the backlog never filled");
+    let started = Instant::now();
+    let err = Server::bind(unix_settings(&path, false), echo_factory())
+        .err()
+        .unwrap();
+    assert!(matches!(err, ServerError::UnixSocketInUse { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(path.exists(), "the live server's file was removed");
+    drop(live);
+}
+
 #[test]
 fn unix_socket_mode_is_applied() {
     use std::os::unix::fs::PermissionsExt;

@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use crate::Endpoint;
 
-/// socketserver's `request_queue_size`: the listen backlog.
-pub const DEFAULT_REQUEST_QUEUE_SIZE: i32 = 5;
+/// The listen backlog (socketserver's `request_queue_size`). socketserver's 5 makes clients that
+/// connect in a burst (the sockets tutorial's multiconn-client opens 100 at once) see
+/// `Connection reset by peer`; 128 is Python's own `socket.listen()` default (`SOMAXCONN`), and the
+/// kernel caps any value at its `net.core.somaxconn`, so the effective default is the smaller of
+/// the two.
+pub const DEFAULT_REQUEST_QUEUE_SIZE: i32 = 128;
 /// socketserver's `max_packet_size` for datagram servers.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
 /// socketserver's ForkingMixIn `max_children`.

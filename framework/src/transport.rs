@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -129,18 +129,28 @@ fn clear_stale_socket(path: &Path, kind: SocketKind) -> Result<(), ServerError> 
     if !meta.file_type().is_socket() {
         return Err(ServerError::NotASocket { path: path.into() });
     }
-    let probe = if kind == SocketKind::UnixStream {
-        UnixStream::connect(path).map(drop)
-    } else {
-        UnixDatagram::unbound().and_then(|sock| sock.connect(path))
-    };
-    match probe {
+    match probe(path, kind) {
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
             log::info!("replacing stale socket file {}", path.display());
             fs::remove_file(path).map_err(|source| unix_error(path, "remove the stale", source))
         }
+        // Anything else — accepted, a full backlog (`EAGAIN`), a socket of the other kind — means
+        // something is there: never remove it.
         _ => Err(ServerError::UnixSocketInUse { path: path.into() }),
     }
+}
+
+/// Connect to `path` without waiting: a non-blocking connect to a Unix socket answers at once,
+/// `ECONNREFUSED` when nothing listens and `EAGAIN` when a live server's backlog is full (a blocking
+/// connect would wait for as long as the backlog stays full).
+fn probe(path: &Path, kind: SocketKind) -> io::Result<()> {
+    let ty = if kind == SocketKind::UnixStream {
+        Type::STREAM
+    } else {
+        Type::DGRAM
+    };
+    let socket = Socket::new(Domain::UNIX, ty.nonblocking(), None)?;
+    socket.connect(&SockAddr::unix(path)?)
 }
 
 fn unix_error(path: &Path, step: &'static str, source: io::Error) -> ServerError {
