@@ -433,7 +433,11 @@ fn a_live_socket_with_a_full_backlog_is_in_use_at_once() {
         .err()
         .unwrap();
     assert!(matches!(err, ServerError::UnixSocketInUse { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(path.exists(), "the live server's file was removed");
     drop(live);
 }
