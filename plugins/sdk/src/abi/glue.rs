@@ -20,13 +20,38 @@ use crate::{
     ServerContext,
 };
 
-/// Wraps a table so it can be a `static`: tables hold raw pointers, which are not `Sync`, but every
-/// pointer in a plugin table points at immutable static data.
+// The ABI's tables are plain data — addresses, lengths, numbers and function pointers — so a
+// `static` of them needs no wrapper. Raw pointers are not `Sync` by default only so that a type which
+// reads through them in safe code does not become `Sync` by accident; these types do no such thing.
+//
+// SAFETY: a `Bytes` is an address and a length. Reading them from several threads at once is
+// harmless (no interior mutability), and every read of the bytes behind them is `unsafe` code that
+// answers for itself. (`HandlerTable` holds `Bytes`, numbers and function pointers, and so is `Sync`
+// without an impl of its own.)
+unsafe impl Sync for Bytes {}
+// SAFETY: as for `Bytes`: addresses, lengths and numbers, no interior mutability, and no safe method
+// reads through `name`, `version` or `handlers`.
+unsafe impl Sync for PluginTable {}
+
+/// A transparent wrapper, kept so that hand-written tables that used it keep building. It adds
+/// nothing: `StaticTable<T>` is `Sync` exactly when `T` is, and the ABI's tables are, so a plain
+/// `static TABLE: PluginTable = ...;` does as well. It cannot make a value that is not `Sync` shared:
+///
+/// ```compile_fail
+/// use std::cell::Cell;
+/// use sockserv_plugin::abi::StaticTable;
+///
+/// static SHARED: StaticTable<Cell<u32>> = StaticTable(Cell::new(0));
+/// ```
+///
+/// ```
+/// use sockserv_plugin::abi::{plugin_table, PluginTable, StaticTable};
+///
+/// static PLAIN: PluginTable = plugin_table("p", "1.0.0", &[]);
+/// static WRAPPED: StaticTable<PluginTable> = StaticTable(plugin_table("p", "1.0.0", &[]));
+/// ```
 #[repr(transparent)]
 pub struct StaticTable<T>(pub T);
-
-// SAFETY: only used for plugin tables, whose pointers all point at immutable `'static` data.
-unsafe impl<T> Sync for StaticTable<T> {}
 
 /// The read buffer a plugin's `rfile` gets: the host's size, so a connection holds no more for being a
 /// plugin's (std zero-fills it on first use).
@@ -373,6 +398,14 @@ impl ServerContext for HostServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_are_sync_without_a_wrapper() {
+        fn shared<T: Sync>() {}
+        shared::<PluginTable>();
+        shared::<HandlerTable>();
+        shared::<Bytes>();
+    }
 
     #[test]
     fn addresses_read_back_as_printed() {
