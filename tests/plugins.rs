@@ -250,6 +250,19 @@ fn another_abi_major_version_is_refused() {
 }
 
 #[test]
+fn a_handler_table_with_a_null_required_entry_is_refused_naming_it() {
+    let bad = &built().bad;
+    assert_refused(
+        bad,
+        "null_entry",
+        &format!(
+            "plugin {}: handler \"hollow\": required entry \"create\" is null",
+            bad.display()
+        ),
+    );
+}
+
+#[test]
 fn a_failing_create_is_refused_with_the_plugins_message() {
     let plugins = built();
     let dir = temp_dir();

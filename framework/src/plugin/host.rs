@@ -10,7 +10,8 @@ use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sockserv_plugin::abi::{Bytes, HandlerTable, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::abi::{Bytes, CreateFn, DestroyFn, HandleFn, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::abi::{SessionCloseFn, SessionEventFn, SessionOpenFn};
 use sockserv_plugin::{
     HandlerError, HandlerFactory, HandlerResult, LogLevel, Request, RequestControl, RequestHandler,
     RequestKind, ServerContext, Session, SessionInfo,
@@ -18,15 +19,26 @@ use sockserv_plugin::{
 
 use super::PanicPolicy;
 
-/// A handler table of a loaded (never unloaded) plugin.
+/// A handler's functions, checked when its plugin was loaded: the four 1.0 entries are never null,
+/// and the 1.1 session entries are there as a set or not at all. They belong to a library that is
+/// never unloaded, and the ABI lets any thread call them.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct TableRef(pub &'static HandlerTable);
+pub(super) struct Entries {
+    pub create: CreateFn,
+    pub handle_stream: HandleFn,
+    pub handle_datagram: HandleFn,
+    pub destroy: DestroyFn,
+    /// `None`: the handler has no event-driven sessions (or its table predates them).
+    pub sessions: Option<SessionEntries>,
+}
 
-// SAFETY: handler tables are immutable static data of a library that is never unloaded; the
-// functions they point at may be called from any thread (the ABI's contract).
-unsafe impl Send for TableRef {}
-// SAFETY: as above.
-unsafe impl Sync for TableRef {}
+/// ABI 1.1's session entries of a handler that has all three.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionEntries {
+    pub open: SessionOpenFn,
+    pub event: SessionEventFn,
+    pub close: SessionCloseFn,
+}
 
 /// One server's instance of a plugin handler.
 pub(super) struct PluginFactory {
@@ -34,7 +46,7 @@ pub(super) struct PluginFactory {
 }
 
 pub(super) struct Instance {
-    pub table: &'static HandlerTable,
+    pub entries: Entries,
     pub handler: String,
     pub pointer: *mut c_void,
     policy: PanicPolicy,
@@ -63,14 +75,14 @@ unsafe impl Sync for Instance {}
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // SAFETY: made by this table's `create`, destroyed once, after every request let go of it.
-        unsafe { (self.table.destroy)(self.pointer) }
+        // SAFETY: made by this handler's `create`, destroyed once, after every request let go of it.
+        unsafe { (self.entries.destroy)(self.pointer) }
     }
 }
 
 /// Create the plugin's instance from the server's options table (passed as JSON).
 pub(super) fn create(
-    TableRef(table): TableRef,
+    entries: Entries,
     handler: &str,
     options: &toml::Table,
     policy: PanicPolicy,
@@ -79,7 +91,7 @@ pub(super) fn create(
     let mut error: Option<String> = None;
     // SAFETY: `json` lives for the call; `error` outlives it and `record_error` only writes there.
     let pointer = unsafe {
-        (table.create)(
+        (entries.create)(
             Bytes::of(&json),
             (&mut error as *mut Option<String>).cast(),
             record_error,
@@ -89,7 +101,7 @@ pub(super) fn create(
         return Err(error.unwrap_or_else(|| "the plugin refused its options".into()));
     }
     let inner = Instance {
-        table,
+        entries,
         handler: handler.to_string(),
         pointer,
         policy,
@@ -129,7 +141,7 @@ impl RequestHandler for PluginRequest {
         if let Some(message) = instance.disabled() {
             return Err(HandlerError::Protocol(message));
         }
-        let (status, failure) = call(instance.table, instance.pointer, req);
+        let (status, failure) = call(&instance.entries, instance.pointer, req);
         match status {
             STATUS_OK => Ok(()),
             STATUS_PANIC => {
@@ -155,11 +167,7 @@ struct Context<'a> {
 }
 
 /// Lend the request to the plugin for one call; returns its status and failure message.
-fn call(
-    table: &HandlerTable,
-    instance: *mut c_void,
-    req: &mut Request<'_>,
-) -> (i32, Option<String>) {
+fn call(entries: &Entries, instance: *mut c_void, req: &mut Request<'_>) -> (i32, Option<String>) {
     let peer = req.peer.to_string();
     let local = req.local.to_string();
     let context = Context {
@@ -186,10 +194,10 @@ fn call(
         shutdown_connection: host_shutdown_connection,
     };
     let handle = match req.kind {
-        RequestKind::Stream => table.handle_stream,
-        RequestKind::Datagram => table.handle_datagram,
+        RequestKind::Stream => entries.handle_stream,
+        RequestKind::Datagram => entries.handle_datagram,
     };
-    // SAFETY: `instance` came from this table's `create`; `io` and everything it points at live until
+    // SAFETY: `instance` came from this handler's `create`; `io` and everything it points at live until
     // the call returns, and the callbacks below honour HostIo's threading contract.
     let status = unsafe { handle(instance, &io) };
     let failure = context.failure.lock().map(|mut f| f.take()).unwrap_or(None);

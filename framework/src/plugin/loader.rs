@@ -9,6 +9,7 @@ use sockserv_plugin::abi::{
     KIND_STREAM, STRATEGY_FORKING, STRATEGY_REACTOR, STRATEGY_SYNC, STRATEGY_THREADING,
 };
 
+use super::host::{Entries, SessionEntries};
 use super::{LoadedPlugin, PluginError, PluginHandlerInfo};
 use crate::{SocketKind, StrategyKind};
 
@@ -17,7 +18,7 @@ use crate::{SocketKind, StrategyKind};
 const PLUGIN_TABLE_V1: usize = std::mem::size_of::<PluginTable>();
 const HANDLER_TABLE_V1: usize = std::mem::offset_of!(HandlerTable, session_open);
 /// A handler table this large has ABI 1.1's session entries.
-pub(super) const HANDLER_TABLE_V1_1: usize = std::mem::size_of::<HandlerTable>();
+const HANDLER_TABLE_V1_1: usize = std::mem::size_of::<HandlerTable>();
 
 /// Load the plugin at `path`, check its magic, ABI version and tables, and keep it loaded for the
 /// rest of the process.
@@ -43,9 +44,7 @@ pub fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
     let handlers = handler_tables(table)
         .ok_or_else(|| refused("handler tables smaller than ABI 1.0's"))?
         .into_iter()
-        .map(|handler| {
-            describe(handler).ok_or_else(|| refused("a handler table is too small or not UTF-8"))
-        })
+        .map(|handler| describe(path, handler))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(LoadedPlugin {
         path: path.into(),
@@ -106,16 +105,46 @@ fn handler_tables(table: &'static PluginTable) -> Option<Vec<&'static HandlerTab
     Some(tables.collect())
 }
 
-fn describe(table: &'static HandlerTable) -> Option<PluginHandlerInfo> {
+fn describe(path: &Path, table: &HandlerTable) -> Result<PluginHandlerInfo, PluginError> {
+    let refused = |what: &str| PluginError::Malformed {
+        path: path.into(),
+        what: what.into(),
+    };
     if table.size < HANDLER_TABLE_V1 {
-        return None;
+        return Err(refused("a handler table is smaller than ABI 1.0's"));
     }
-    Some(PluginHandlerInfo {
-        name: utf8(table.name)?,
-        summary: utf8(table.summary)?,
+    let name = utf8(table.name).ok_or_else(|| refused("a handler's name is not UTF-8"))?;
+    let summary = utf8(table.summary)
+        .ok_or_else(|| refused(&format!("handler \"{name}\": summary is not UTF-8")))?;
+    let entries = entries(table).map_err(|entry| PluginError::NullEntry {
+        path: path.into(),
+        handler: name.clone(),
+        entry,
+    })?;
+    Ok(PluginHandlerInfo {
         socket_kinds: socket_kinds(table.socket_kinds),
-        strategies: strategies(table.strategies, has_sessions(table)),
-        table: super::host::TableRef(table),
+        strategies: strategies(table.strategies, entries.sessions.is_some()),
+        name,
+        summary,
+        entries,
+    })
+}
+
+/// A handler's functions, or the name of a required one that is null. The session entries count
+/// only as a set: a table lacking any of them (null, or too old to have them) has no sessions.
+fn entries(table: &HandlerTable) -> Result<Entries, &'static str> {
+    let sessions = match (table.session_open, table.session_event, table.session_close) {
+        (Some(open), Some(event), Some(close)) if table.size >= HANDLER_TABLE_V1_1 => {
+            Some(SessionEntries { open, event, close })
+        }
+        _ => None,
+    };
+    Ok(Entries {
+        create: table.create.ok_or("create")?,
+        handle_stream: table.handle_stream.ok_or("handle_stream")?,
+        handle_datagram: table.handle_datagram.ok_or("handle_datagram")?,
+        destroy: table.destroy.ok_or("destroy")?,
+        sessions,
     })
 }
 
@@ -147,14 +176,6 @@ fn strategies(flags: u32, sessions: bool) -> Vec<StrategyKind> {
     .filter(|(flag, _)| flags & flag != 0)
     .map(|(_, kind)| kind)
     .collect()
-}
-
-/// Whether a handler table is recent enough to have sessions, and has them.
-pub(super) fn has_sessions(table: &HandlerTable) -> bool {
-    table.size >= HANDLER_TABLE_V1_1
-        && table.session_open.is_some()
-        && table.session_event.is_some()
-        && table.session_close.is_some()
 }
 
 /// Static text from a plugin table.

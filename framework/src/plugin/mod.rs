@@ -39,7 +39,7 @@ pub struct PluginHandlerInfo {
     pub summary: String,
     pub socket_kinds: Vec<SocketKind>,
     pub strategies: Vec<StrategyKind>,
-    table: host::TableRef,
+    entries: host::Entries,
 }
 
 /// What the host does about a handler that keeps panicking.
@@ -62,7 +62,7 @@ impl LoadedPlugin {
 
 impl PluginHandlerInfo {
     fn entry(&self, plugin: &str, policy: PanicPolicy) -> HandlerEntry {
-        let table = self.table;
+        let entries = self.entries;
         let handler = self.name.clone();
         HandlerEntry {
             name: self.name.clone(),
@@ -71,7 +71,7 @@ impl PluginHandlerInfo {
             strategies: self.strategies.clone(),
             strategy_note: Some(format!("plugin {plugin} does not declare it")),
             build: Box::new(move |options| {
-                let factory = host::create(table, &handler, options.table, policy)?;
+                let factory = host::create(entries, &handler, options.table, policy)?;
                 Ok(Arc::new(factory) as Arc<dyn sockserv_plugin::HandlerFactory>)
             }),
         }
@@ -95,6 +95,12 @@ pub enum PluginError {
     },
     /// A table is smaller than this ABI's first version of it, or a name is not UTF-8.
     Malformed { path: PathBuf, what: String },
+    /// A handler table has a null pointer where the ABI requires a function.
+    NullEntry {
+        path: PathBuf,
+        handler: String,
+        entry: &'static str,
+    },
 }
 
 impl fmt::Display for PluginError {
@@ -126,6 +132,15 @@ impl fmt::Display for PluginError {
             PluginError::Malformed { path, what } => {
                 write!(f, "{}: malformed plugin table: {what}", path.display())
             }
+            PluginError::NullEntry {
+                path,
+                handler,
+                entry,
+            } => write!(
+                f,
+                "{}: handler \"{handler}\": required entry \"{entry}\" is null",
+                path.display()
+            ),
         }
     }
 }

@@ -13,7 +13,8 @@ use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Bytes, HandlerTable, HostIo, PluginTable, SessionIo, ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
+use super::{Bytes, ErrorFn, HandlerTable, HostIo, PluginTable, SessionIo};
+use super::{ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
 use super::{STATUS_ERROR, STATUS_OK, STATUS_PANIC};
 use crate::{
     Address, HandlerResult, LogLevel, PluginHandler, Request, RequestControl, RequestKind,
@@ -83,10 +84,10 @@ pub const fn handler_table<H: PluginHandler>() -> HandlerTable {
         summary: Bytes::from_static(H::SUMMARY),
         socket_kinds: H::SOCKET_KINDS,
         strategies: H::STRATEGIES,
-        create: create::<H>,
-        handle_stream: handle_stream::<H>,
-        handle_datagram: handle_datagram::<H>,
-        destroy: destroy::<H>,
+        create: Some(create::<H>),
+        handle_stream: Some(handle_stream::<H>),
+        handle_datagram: Some(handle_datagram::<H>),
+        destroy: Some(destroy::<H>),
         session_open: Some(super::session_glue::session_open::<H>),
         session_event: Some(super::session_glue::session_event),
         session_close: Some(super::session_glue::session_close),
@@ -101,7 +102,7 @@ pub(super) type Instance<H> = Arc<<H as PluginHandler>::Options>;
 unsafe extern "C" fn create<H: PluginHandler>(
     options: Bytes,
     error_ctx: *mut c_void,
-    error: unsafe extern "C" fn(*mut c_void, Bytes),
+    error: ErrorFn,
 ) -> *mut c_void {
     // SAFETY: the host passes its own buffer of `len` bytes, alive for this call.
     let json = unsafe { bytes(options) };
