@@ -12,6 +12,7 @@
 mod host;
 mod loader;
 mod session;
+mod table;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -93,7 +94,8 @@ pub enum PluginError {
         found: u32,
         expected: u32,
     },
-    /// A table is smaller than this ABI's first version of it, or a name is not UTF-8.
+    /// A table is smaller than ABI 1.0's, the handler array cannot be right (null, too large for
+    /// memory, tables of different sizes), or a text is null or not UTF-8.
     Malformed { path: PathBuf, what: String },
     /// A handler table has a null pointer where the ABI requires a function.
     NullEntry {
