@@ -116,7 +116,8 @@ pub(super) fn create(
 unsafe extern "C" fn record_error(ctx: *mut c_void, message: Bytes) {
     // SAFETY: `ctx` is the `Option<String>` passed by `create`, alive for the call.
     let slot = unsafe { &mut *ctx.cast::<Option<String>>() };
-    *slot = Some(text(message));
+    // SAFETY: the plugin's message is valid for the call.
+    *slot = Some(unsafe { text(message) });
 }
 
 impl HandlerFactory for PluginFactory {
@@ -208,9 +209,25 @@ fn errno(err: &io::Error) -> isize {
     -(err.raw_os_error().unwrap_or(libc::EIO) as isize)
 }
 
+/// What the read and write callbacks return for a buffer that cannot be one: null with a length,
+/// or longer than any slice (`-EINVAL`).
+const BAD_BUFFER: isize = -(libc::EINVAL as isize);
+
+/// The plugin's read callback. Like read(2), a length of 0 reads nothing and returns 0, whatever
+/// the pointer (null included).
+///
+/// # Safety
+///
+/// `reader` is the one `call` lent; a non-null `buf` is writable for `len` bytes.
 unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) -> isize {
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        return BAD_BUFFER;
+    }
     // SAFETY: `reader` is `call`'s reader, used by one plugin thread at a time; `buf` is the plugin's
-    // writable buffer of `len` bytes.
+    // writable buffer of `len` bytes, checked non-null and short enough for a slice.
     let (reader, buf) = unsafe {
         (
             &mut *reader.cast::<&mut (dyn BufRead + Send)>(),
@@ -226,8 +243,20 @@ unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) ->
     }
 }
 
+/// The plugin's write callback. A length of 0 writes nothing and returns 0, whatever the pointer.
+///
+/// # Safety
+///
+/// `writer` is the one `call` lent; a non-null `buf` is readable for `len` bytes.
 unsafe extern "C" fn host_write(writer: *mut c_void, buf: *const u8, len: usize) -> isize {
-    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len` bytes.
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        return BAD_BUFFER;
+    }
+    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len`
+    // bytes, checked non-null and short enough for a slice.
     let (writer, buf) = unsafe {
         (
             &mut *writer.cast::<&mut (dyn Write + Send)>(),
@@ -253,16 +282,18 @@ unsafe fn context<'a>(ctx: *const c_void) -> &'a Context<'a> {
 unsafe extern "C" fn host_log(ctx: *const c_void, level: u32, message: Bytes) {
     // SAFETY: see `context`.
     let context = unsafe { context(ctx) };
-    context
-        .server
-        .log(LogLevel::from_number(level), &text(message));
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
+    context.server.log(LogLevel::from_number(level), &message);
 }
 
 unsafe extern "C" fn host_fail(ctx: *const c_void, message: Bytes) {
     // SAFETY: see `context`.
     let context = unsafe { context(ctx) };
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
     if let Ok(mut failure) = context.failure.lock() {
-        *failure = Some(text(message));
+        *failure = Some(message);
     }
 }
 
@@ -284,12 +315,43 @@ unsafe extern "C" fn host_shutdown_connection(ctx: *const c_void, how: u32) -> i
     }
 }
 
-/// Text a plugin passed for the duration of a call.
-pub(super) fn text(message: Bytes) -> String {
-    if message.len == 0 || message.ptr.is_null() {
+/// Text a plugin passed for the duration of a call; empty when null (like a length of 0).
+///
+/// # Safety
+///
+/// A non-null `message.ptr` points at `message.len` readable bytes.
+pub(super) unsafe fn text(message: Bytes) -> String {
+    if message.len == 0 || message.ptr.is_null() || message.len > isize::MAX as usize {
         return String::new();
     }
-    // SAFETY: the ABI promises `len` readable bytes for the call.
+    // SAFETY: the caller's promise; non-null and short enough for a slice.
     let bytes = unsafe { std::slice::from_raw_parts(message.ptr, message.len) };
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_and_write_take_null_with_length_0_and_refuse_it_with_a_length() {
+        let mut input: &[u8] = b"abc";
+        let mut reader: &mut (dyn BufRead + Send) = &mut input;
+        let reader: *mut c_void = (&mut reader as *mut &mut (dyn BufRead + Send)).cast();
+        let mut output = Vec::new();
+        let mut writer: &mut (dyn Write + Send) = &mut output;
+        let writer: *mut c_void = (&mut writer as *mut &mut (dyn Write + Send)).cast();
+        let mut buf = [0u8; 8];
+        // SAFETY: the reader and writer are the shape `call` lends; buffers are null or ours.
+        unsafe {
+            assert_eq!(host_read(reader, std::ptr::null_mut(), 0), 0);
+            assert_eq!(host_read(reader, std::ptr::null_mut(), 8), BAD_BUFFER);
+            assert_eq!(host_write(writer, std::ptr::null(), 0), 0);
+            assert_eq!(host_write(writer, std::ptr::null(), 8), BAD_BUFFER);
+            // Nothing was consumed or written by those; a real buffer still works.
+            assert_eq!(host_read(reader, buf.as_mut_ptr(), buf.len()), 3);
+            assert_eq!(host_write(writer, buf.as_ptr(), 3), 3);
+        }
+        assert_eq!(output, b"abc");
+    }
 }

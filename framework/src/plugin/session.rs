@@ -209,8 +209,10 @@ unsafe extern "C" fn session_pending(ctx: *mut c_void) -> usize {
 unsafe extern "C" fn session_fail(ctx: *mut c_void, message: Bytes) {
     // SAFETY: ctx is the call's event.
     let event = unsafe { event(ctx) };
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
     if let Ok(mut failure) = event.failure.lock() {
-        *failure = Some(text(message));
+        *failure = Some(message);
     }
 }
 
@@ -222,10 +224,9 @@ unsafe fn server<'a>(server: *const c_void) -> &'a Server<'a> {
 }
 
 unsafe extern "C" fn server_log(srv: *const c_void, level: u32, message: Bytes) {
-    // SAFETY: srv is the call's Server.
-    unsafe { server(srv) }
-        .0
-        .log(LogLevel::from_number(level), &text(message));
+    // SAFETY: srv is the call's Server; the plugin's message is valid for the call.
+    let (server, message) = unsafe { (server(srv), text(message)) };
+    server.0.log(LogLevel::from_number(level), &message);
 }
 
 unsafe extern "C" fn server_shutdown(srv: *const c_void) {

@@ -212,10 +212,14 @@ pub struct HostIo {
     pub local: Bytes,
     pub server_name: Bytes,
     pub reader: *mut c_void,
-    /// Read up to `len` bytes into `buf`: the count, 0 at end of input, or a negated errno.
+    /// Read up to `len` bytes into `buf`: the count, 0 at end of input, or a negated errno. A `len`
+    /// of 0 reads nothing and returns 0, whatever `buf` is (null included); a null `buf` with a
+    /// length returns `-EINVAL`.
     pub read: unsafe extern "C" fn(reader: *mut c_void, buf: *mut u8, len: usize) -> isize,
     pub writer: *mut c_void,
-    /// Write up to `len` bytes from `buf`: the count written, or a negated errno.
+    /// Write up to `len` bytes from `buf`: the count written, or a negated errno. A `len` of 0
+    /// writes nothing and returns 0, whatever `buf` is; a null `buf` with a length returns
+    /// `-EINVAL`.
     pub write: unsafe extern "C" fn(writer: *mut c_void, buf: *const u8, len: usize) -> isize,
     pub ctx: *const c_void,
     /// Log a line under the server's name.
