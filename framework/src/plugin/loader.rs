@@ -12,22 +12,36 @@ use super::{table, LoadedPlugin, PluginError};
 /// Load the plugin at `path`, check its magic, ABI version and tables, and keep it loaded for the
 /// rest of the process.
 ///
+/// # Safety
+///
+/// The library at `path` must be trusted code: opening it runs its initialisers in this process,
+/// `load` calls its entry, and every request later runs its handlers here, with this process's
+/// memory and privileges. What `load` checks of the table (magic, versions, sizes, null functions,
+/// UTF-8 texts) protects against a library built for another ABI or a broken table, not against
+/// a library that lies: its pointers must point where they say and its functions follow the ABI.
+/// Load plugins before starting threads or forking servers, as the config loader does.
+///
 /// # Errors
 ///
 /// A [`PluginError`] naming `path` when the file is not a shared library, has no entry symbol, or
 /// its table is refused (no magic, another ABI major version, a table too small, a null required
 /// function, a name that is not UTF-8).
-pub fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
-    let table = entry_table(path)?;
+pub unsafe fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
+    // SAFETY: the caller vouches for the library, which is all opening it and calling its entry
+    // rely on.
+    let table = unsafe { entry_table(path)? };
     // SAFETY: the library is never unloaded, so what the table points at lives for the process;
-    // that it is laid out as the ABI says is the plugin's side of the trust `load` rests on.
+    // that it is laid out as the ABI says is part of the caller's trust in the library.
     unsafe { table::read(path, table) }
 }
 
 /// Open the library (for good) and call its entry function. The table is not looked at here.
-fn entry_table(path: &Path) -> Result<*const PluginTable, PluginError> {
-    // SAFETY: loading a library runs its initialisers; plugins are trusted code (see the module doc
-    // of `plugin`), and this happens before any thread of ours exists.
+///
+/// # Safety
+///
+/// As for [`load`]: the library is trusted code.
+unsafe fn entry_table(path: &Path) -> Result<*const PluginTable, PluginError> {
+    // SAFETY: loading a library runs its initialisers; the caller vouches for them.
     let library = unsafe { Library::new(path) }.map_err(|err| PluginError::NotALibrary {
         path: path.into(),
         message: err.to_string(),

@@ -15,12 +15,29 @@ mod session;
 mod table;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::{HandlerEntry, SocketKind, StrategyKind};
 
 pub use loader::load;
+
+/// Load a plugin that a config's `[[plugin]]` table names; only the config loader calls it.
+///
+/// This is safe to call where [`load`] is not because a config file is where the trust `load`
+/// needs is given: naming a library in a `[[plugin]]` table is the operator's statement that it is
+/// a trusted sockserv plugin, as choosing which binary to run is (the docs' "Trust" section says
+/// so). It keeps that one `unsafe` call here, with the plugin host, rather than in `config`, which
+/// has no `unsafe` of its own.
+///
+/// # Errors
+///
+/// As for [`load`].
+pub(crate) fn load_trusted_by_config(path: &Path) -> Result<LoadedPlugin, PluginError> {
+    // SAFETY: the operator named this library in a `[[plugin]]` table, which declares it trusted
+    // code (see above); config loading runs before any server thread or fork.
+    unsafe { load(path) }
+}
 
 /// A plugin that loaded and passed every check.
 #[derive(Debug, Clone)]
