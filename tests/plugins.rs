@@ -4,11 +4,14 @@
 
 mod common;
 
+use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
+
+use sockserv_plugin::abi::{HandlerTable, PluginTable};
 
 use common::{config, eventually, temp_dir, write_config, Client, ServeProcess, SOCKSERV};
 
@@ -246,6 +249,48 @@ fn another_abi_major_version_is_refused() {
         &built().bad,
         "major",
         "built for plugin ABI 2.x, this sockserv speaks ABI 1.x",
+    );
+}
+
+#[test]
+fn a_handler_table_with_a_null_required_entry_is_refused_naming_it() {
+    let bad = &built().bad;
+    assert_refused(
+        bad,
+        "null_entry",
+        &format!(
+            "plugin {}: handler \"hollow\": required entry \"create\" is null",
+            bad.display()
+        ),
+    );
+}
+
+#[test]
+fn a_handler_table_shorter_than_abi_1_0s_is_refused() {
+    // The fixture's short table is ABI 1.0's without its last entry, `destroy`.
+    let v1_0 = offset_of!(HandlerTable, session_open);
+    let short = v1_0 - size_of::<usize>();
+    assert_refused(
+        &built().bad,
+        "short_handler",
+        &format!(
+            "malformed plugin table: handler table 1 is {short} bytes, smaller than ABI 1.0's {v1_0}"
+        ),
+    );
+}
+
+#[test]
+fn a_plugin_table_that_is_only_its_header_is_refused() {
+    // The header: magic (8 bytes), major and minor (4 each), size.
+    let header = 16 + size_of::<usize>();
+    let v1_0 = size_of::<PluginTable>();
+    assert_refused(
+        &built().bad,
+        "short_plugin",
+        &format!(
+            "malformed plugin table: the plugin table is {header} bytes, smaller than ABI 1.0's \
+             {v1_0}"
+        ),
     );
 }
 

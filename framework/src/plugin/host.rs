@@ -10,7 +10,8 @@ use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sockserv_plugin::abi::{Bytes, HandlerTable, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::abi::{Bytes, CreateFn, DestroyFn, HandleFn, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::abi::{SessionCloseFn, SessionEventFn, SessionOpenFn};
 use sockserv_plugin::{
     HandlerError, HandlerFactory, HandlerResult, LogLevel, Request, RequestControl, RequestHandler,
     RequestKind, ServerContext, Session, SessionInfo,
@@ -18,15 +19,26 @@ use sockserv_plugin::{
 
 use super::PanicPolicy;
 
-/// A handler table of a loaded (never unloaded) plugin.
+/// A handler's functions, checked when its plugin was loaded: the four 1.0 entries are never null,
+/// and the 1.1 session entries are there as a set or not at all. They belong to a library that is
+/// never unloaded, and the ABI lets any thread call them.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct TableRef(pub &'static HandlerTable);
+pub(super) struct Entries {
+    pub create: CreateFn,
+    pub handle_stream: HandleFn,
+    pub handle_datagram: HandleFn,
+    pub destroy: DestroyFn,
+    /// `None`: the handler has no event-driven sessions (or its table predates them).
+    pub sessions: Option<SessionEntries>,
+}
 
-// SAFETY: handler tables are immutable static data of a library that is never unloaded; the
-// functions they point at may be called from any thread (the ABI's contract).
-unsafe impl Send for TableRef {}
-// SAFETY: as above.
-unsafe impl Sync for TableRef {}
+/// ABI 1.1's session entries of a handler that has all three.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionEntries {
+    pub open: SessionOpenFn,
+    pub event: SessionEventFn,
+    pub close: SessionCloseFn,
+}
 
 /// One server's instance of a plugin handler.
 pub(super) struct PluginFactory {
@@ -34,7 +46,7 @@ pub(super) struct PluginFactory {
 }
 
 pub(super) struct Instance {
-    pub table: &'static HandlerTable,
+    pub entries: Entries,
     pub handler: String,
     pub pointer: *mut c_void,
     policy: PanicPolicy,
@@ -63,14 +75,14 @@ unsafe impl Sync for Instance {}
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // SAFETY: made by this table's `create`, destroyed once, after every request let go of it.
-        unsafe { (self.table.destroy)(self.pointer) }
+        // SAFETY: made by this handler's `create`, destroyed once, after every request let go of it.
+        unsafe { (self.entries.destroy)(self.pointer) }
     }
 }
 
 /// Create the plugin's instance from the server's options table (passed as JSON).
 pub(super) fn create(
-    TableRef(table): TableRef,
+    entries: Entries,
     handler: &str,
     options: &toml::Table,
     policy: PanicPolicy,
@@ -79,7 +91,7 @@ pub(super) fn create(
     let mut error: Option<String> = None;
     // SAFETY: `json` lives for the call; `error` outlives it and `record_error` only writes there.
     let pointer = unsafe {
-        (table.create)(
+        (entries.create)(
             Bytes::of(&json),
             (&mut error as *mut Option<String>).cast(),
             record_error,
@@ -89,7 +101,7 @@ pub(super) fn create(
         return Err(error.unwrap_or_else(|| "the plugin refused its options".into()));
     }
     let inner = Instance {
-        table,
+        entries,
         handler: handler.to_string(),
         pointer,
         policy,
@@ -104,7 +116,8 @@ pub(super) fn create(
 unsafe extern "C" fn record_error(ctx: *mut c_void, message: Bytes) {
     // SAFETY: `ctx` is the `Option<String>` passed by `create`, alive for the call.
     let slot = unsafe { &mut *ctx.cast::<Option<String>>() };
-    *slot = Some(text(message));
+    // SAFETY: the plugin's message is valid for the call.
+    *slot = Some(unsafe { text(message) });
 }
 
 impl HandlerFactory for PluginFactory {
@@ -129,7 +142,7 @@ impl RequestHandler for PluginRequest {
         if let Some(message) = instance.disabled() {
             return Err(HandlerError::Protocol(message));
         }
-        let (status, failure) = call(instance.table, instance.pointer, req);
+        let (status, failure) = call(&instance.entries, instance.pointer, req);
         match status {
             STATUS_OK => Ok(()),
             STATUS_PANIC => {
@@ -155,11 +168,7 @@ struct Context<'a> {
 }
 
 /// Lend the request to the plugin for one call; returns its status and failure message.
-fn call(
-    table: &HandlerTable,
-    instance: *mut c_void,
-    req: &mut Request<'_>,
-) -> (i32, Option<String>) {
+fn call(entries: &Entries, instance: *mut c_void, req: &mut Request<'_>) -> (i32, Option<String>) {
     let peer = req.peer.to_string();
     let local = req.local.to_string();
     let context = Context {
@@ -186,10 +195,10 @@ fn call(
         shutdown_connection: host_shutdown_connection,
     };
     let handle = match req.kind {
-        RequestKind::Stream => table.handle_stream,
-        RequestKind::Datagram => table.handle_datagram,
+        RequestKind::Stream => entries.handle_stream,
+        RequestKind::Datagram => entries.handle_datagram,
     };
-    // SAFETY: `instance` came from this table's `create`; `io` and everything it points at live until
+    // SAFETY: `instance` came from this handler's `create`; `io` and everything it points at live until
     // the call returns, and the callbacks below honour HostIo's threading contract.
     let status = unsafe { handle(instance, &io) };
     let failure = context.failure.lock().map(|mut f| f.take()).unwrap_or(None);
@@ -200,9 +209,25 @@ fn errno(err: &io::Error) -> isize {
     -(err.raw_os_error().unwrap_or(libc::EIO) as isize)
 }
 
+/// What the read and write callbacks return for a buffer that cannot be one: null with a length,
+/// or longer than any slice (`-EINVAL`).
+const BAD_BUFFER: isize = -(libc::EINVAL as isize);
+
+/// The plugin's read callback. Like read(2), a length of 0 reads nothing and returns 0, whatever
+/// the pointer (null included).
+///
+/// # Safety
+///
+/// `reader` is the one `call` lent; a non-null `buf` is writable for `len` bytes.
 unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) -> isize {
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        return BAD_BUFFER;
+    }
     // SAFETY: `reader` is `call`'s reader, used by one plugin thread at a time; `buf` is the plugin's
-    // writable buffer of `len` bytes.
+    // writable buffer of `len` bytes, checked non-null and short enough for a slice.
     let (reader, buf) = unsafe {
         (
             &mut *reader.cast::<&mut (dyn BufRead + Send)>(),
@@ -218,8 +243,20 @@ unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) ->
     }
 }
 
+/// The plugin's write callback. A length of 0 writes nothing and returns 0, whatever the pointer.
+///
+/// # Safety
+///
+/// `writer` is the one `call` lent; a non-null `buf` is readable for `len` bytes.
 unsafe extern "C" fn host_write(writer: *mut c_void, buf: *const u8, len: usize) -> isize {
-    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len` bytes.
+    if len == 0 {
+        return 0;
+    }
+    if buf.is_null() || len > isize::MAX as usize {
+        return BAD_BUFFER;
+    }
+    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len`
+    // bytes, checked non-null and short enough for a slice.
     let (writer, buf) = unsafe {
         (
             &mut *writer.cast::<&mut (dyn Write + Send)>(),
@@ -245,16 +282,18 @@ unsafe fn context<'a>(ctx: *const c_void) -> &'a Context<'a> {
 unsafe extern "C" fn host_log(ctx: *const c_void, level: u32, message: Bytes) {
     // SAFETY: see `context`.
     let context = unsafe { context(ctx) };
-    context
-        .server
-        .log(LogLevel::from_number(level), &text(message));
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
+    context.server.log(LogLevel::from_number(level), &message);
 }
 
 unsafe extern "C" fn host_fail(ctx: *const c_void, message: Bytes) {
     // SAFETY: see `context`.
     let context = unsafe { context(ctx) };
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
     if let Ok(mut failure) = context.failure.lock() {
-        *failure = Some(text(message));
+        *failure = Some(message);
     }
 }
 
@@ -276,12 +315,43 @@ unsafe extern "C" fn host_shutdown_connection(ctx: *const c_void, how: u32) -> i
     }
 }
 
-/// Text a plugin passed for the duration of a call.
-pub(super) fn text(message: Bytes) -> String {
-    if message.len == 0 || message.ptr.is_null() {
+/// Text a plugin passed for the duration of a call; empty when null (like a length of 0).
+///
+/// # Safety
+///
+/// A non-null `message.ptr` points at `message.len` readable bytes.
+pub(super) unsafe fn text(message: Bytes) -> String {
+    if message.len == 0 || message.ptr.is_null() || message.len > isize::MAX as usize {
         return String::new();
     }
-    // SAFETY: the ABI promises `len` readable bytes for the call.
+    // SAFETY: the caller's promise; non-null and short enough for a slice.
     let bytes = unsafe { std::slice::from_raw_parts(message.ptr, message.len) };
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_and_write_take_null_with_length_0_and_refuse_it_with_a_length() {
+        let mut input: &[u8] = b"abc";
+        let mut reader: &mut (dyn BufRead + Send) = &mut input;
+        let reader: *mut c_void = (&mut reader as *mut &mut (dyn BufRead + Send)).cast();
+        let mut output = Vec::new();
+        let mut writer: &mut (dyn Write + Send) = &mut output;
+        let writer: *mut c_void = (&mut writer as *mut &mut (dyn Write + Send)).cast();
+        let mut buf = [0u8; 8];
+        // SAFETY: the reader and writer are the shape `call` lends; buffers are null or ours.
+        unsafe {
+            assert_eq!(host_read(reader, std::ptr::null_mut(), 0), 0);
+            assert_eq!(host_read(reader, std::ptr::null_mut(), 8), BAD_BUFFER);
+            assert_eq!(host_write(writer, std::ptr::null(), 0), 0);
+            assert_eq!(host_write(writer, std::ptr::null(), 8), BAD_BUFFER);
+            // Nothing was consumed or written by those; a real buffer still works.
+            assert_eq!(host_read(reader, buf.as_mut_ptr(), buf.len()), 3);
+            assert_eq!(host_write(writer, buf.as_ptr(), 3), 3);
+        }
+        assert_eq!(output, b"abc");
+    }
 }

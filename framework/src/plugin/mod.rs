@@ -12,14 +12,32 @@
 mod host;
 mod loader;
 mod session;
+mod table;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::{HandlerEntry, SocketKind, StrategyKind};
 
 pub use loader::load;
+
+/// Load a plugin that a config's `[[plugin]]` table names; only the config loader calls it.
+///
+/// This is safe to call where [`load`] is not because a config file is where the trust `load`
+/// needs is given: naming a library in a `[[plugin]]` table is the operator's statement that it is
+/// a trusted sockserv plugin, as choosing which binary to run is (the docs' "Trust" section says
+/// so). It keeps that one `unsafe` call here, with the plugin host, rather than in `config`, which
+/// has no `unsafe` of its own.
+///
+/// # Errors
+///
+/// As for [`load`].
+pub(crate) fn load_trusted_by_config(path: &Path) -> Result<LoadedPlugin, PluginError> {
+    // SAFETY: the operator named this library in a `[[plugin]]` table, which declares it trusted
+    // code (see above); config loading runs before any server thread or fork.
+    unsafe { load(path) }
+}
 
 /// A plugin that loaded and passed every check.
 #[derive(Debug, Clone)]
@@ -39,7 +57,7 @@ pub struct PluginHandlerInfo {
     pub summary: String,
     pub socket_kinds: Vec<SocketKind>,
     pub strategies: Vec<StrategyKind>,
-    table: host::TableRef,
+    entries: host::Entries,
 }
 
 /// What the host does about a handler that keeps panicking.
@@ -62,7 +80,7 @@ impl LoadedPlugin {
 
 impl PluginHandlerInfo {
     fn entry(&self, plugin: &str, policy: PanicPolicy) -> HandlerEntry {
-        let table = self.table;
+        let entries = self.entries;
         let handler = self.name.clone();
         HandlerEntry {
             name: self.name.clone(),
@@ -71,7 +89,7 @@ impl PluginHandlerInfo {
             strategies: self.strategies.clone(),
             strategy_note: Some(format!("plugin {plugin} does not declare it")),
             build: Box::new(move |options| {
-                let factory = host::create(table, &handler, options.table, policy)?;
+                let factory = host::create(entries, &handler, options.table, policy)?;
                 Ok(Arc::new(factory) as Arc<dyn sockserv_plugin::HandlerFactory>)
             }),
         }
@@ -93,8 +111,15 @@ pub enum PluginError {
         found: u32,
         expected: u32,
     },
-    /// A table is smaller than this ABI's first version of it, or a name is not UTF-8.
+    /// A table is smaller than ABI 1.0's, the handler array cannot be right (null, too large for
+    /// memory, tables of different sizes), or a text is null or not UTF-8.
     Malformed { path: PathBuf, what: String },
+    /// A handler table has a null pointer where the ABI requires a function.
+    NullEntry {
+        path: PathBuf,
+        handler: String,
+        entry: &'static str,
+    },
 }
 
 impl fmt::Display for PluginError {
@@ -126,6 +151,15 @@ impl fmt::Display for PluginError {
             PluginError::Malformed { path, what } => {
                 write!(f, "{}: malformed plugin table: {what}", path.display())
             }
+            PluginError::NullEntry {
+                path,
+                handler,
+                entry,
+            } => write!(
+                f,
+                "{}: handler \"{handler}\": required entry \"{entry}\" is null",
+                path.display()
+            ),
         }
     }
 }

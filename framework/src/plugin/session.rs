@@ -12,18 +12,14 @@ use sockserv_plugin::{
     LogLevel, ServerContext, Session, SessionContext, SessionInfo, SessionWaker,
 };
 
-use super::host::{text, Instance};
-use super::loader::has_sessions;
+use super::host::{text, Instance, SessionEntries};
 
 /// Open the plugin's session for one connection; `None` when it has none (or refused to make one).
 pub(super) fn open(instance: &Arc<Instance>, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
     if let Some(message) = instance.disabled() {
         return Some(Box::new(Disabled(message)));
     }
-    if !has_sessions(instance.table) {
-        return None;
-    }
-    let open = instance.table.session_open?;
+    let entries = instance.entries.sessions?;
     let (peer, local) = (info.peer.to_string(), info.local.to_string());
     let server = Server(info.server);
     let waker: *const c_void = Box::into_raw(Box::new(Arc::clone(&info.waker))).cast();
@@ -35,12 +31,13 @@ pub(super) fn open(instance: &Arc<Instance>, info: &SessionInfo<'_>) -> Option<B
         failure: &failure,
     };
     let io = session_io(&peer, &local, &server, &mut event, waker);
-    // SAFETY: the instance came from this table's `create`; `io` lives for the call; the plugin
+    // SAFETY: the instance came from this handler's `create`; `io` lives for the call; the plugin
     // owns the boxed waker from here on and releases it through `release_waker`.
-    let session = unsafe { open(instance.pointer, &io) };
+    let session = unsafe { (entries.open)(instance.pointer, &io) };
     (!session.is_null()).then(|| {
         Box::new(PluginSession {
             instance: Arc::clone(instance),
+            entries,
             session,
             peer,
             local,
@@ -65,6 +62,7 @@ impl Session for Disabled {
 
 struct PluginSession {
     instance: Arc<Instance>,
+    entries: SessionEntries,
     session: *mut c_void,
     peer: String,
     local: String,
@@ -75,9 +73,6 @@ unsafe impl Send for PluginSession {}
 
 impl PluginSession {
     fn event(&mut self, kind: u32, data: &[u8], ctx: &mut SessionContext<'_>) {
-        let Some(deliver) = self.instance.table.session_event else {
-            return ctx.close();
-        };
         let server = Server(ctx.server);
         let failure = Mutex::new(None);
         let peer = ctx.peer.clone();
@@ -94,7 +89,7 @@ impl PluginSession {
                 std::ptr::null(),
             );
             // SAFETY: the session is live (closed only in on_close); `io` and `data` live for the call.
-            unsafe { deliver(self.session, kind, Bytes::of(data), &io) }
+            unsafe { (self.entries.event)(self.session, kind, Bytes::of(data), &io) }
         };
         if status != STATUS_OK {
             let message = failure.into_inner().ok().flatten().unwrap_or_default();
@@ -133,10 +128,11 @@ impl Session for PluginSession {
     }
 
     fn on_close(&mut self) {
-        if let Some(close) = self.instance.table.session_close {
-            // SAFETY: the session is live and closed exactly once, here.
-            unsafe { close(self.session) };
+        if self.session.is_null() {
+            return;
         }
+        // SAFETY: the session is live (not null) and closed exactly once, here.
+        unsafe { (self.entries.close)(self.session) };
         self.session = std::ptr::null_mut();
     }
 }
@@ -213,8 +209,10 @@ unsafe extern "C" fn session_pending(ctx: *mut c_void) -> usize {
 unsafe extern "C" fn session_fail(ctx: *mut c_void, message: Bytes) {
     // SAFETY: ctx is the call's event.
     let event = unsafe { event(ctx) };
+    // SAFETY: the plugin's message is valid for the call.
+    let message = unsafe { text(message) };
     if let Ok(mut failure) = event.failure.lock() {
-        *failure = Some(text(message));
+        *failure = Some(message);
     }
 }
 
@@ -226,10 +224,9 @@ unsafe fn server<'a>(server: *const c_void) -> &'a Server<'a> {
 }
 
 unsafe extern "C" fn server_log(srv: *const c_void, level: u32, message: Bytes) {
-    // SAFETY: srv is the call's Server.
-    unsafe { server(srv) }
-        .0
-        .log(LogLevel::from_number(level), &text(message));
+    // SAFETY: srv is the call's Server; the plugin's message is valid for the call.
+    let (server, message) = unsafe { (server(srv), text(message)) };
+    server.0.log(LogLevel::from_number(level), &message);
 }
 
 unsafe extern "C" fn server_shutdown(srv: *const c_void) {

@@ -70,11 +70,11 @@ macro_rules! export_plugin {
         /// The plugin's entry point: returns its static table.
         #[no_mangle]
         pub extern "C" fn sockserv_plugin_entry() -> *const $crate::abi::PluginTable {
-            static HANDLERS: $crate::abi::StaticTable<&[$crate::abi::HandlerTable]> =
-                $crate::abi::StaticTable(&[$($crate::abi::handler_table::<$handler>()),+]);
-            static TABLE: $crate::abi::StaticTable<$crate::abi::PluginTable> =
-                $crate::abi::StaticTable($crate::abi::plugin_table($name, $version, HANDLERS.0));
-            &TABLE.0
+            static HANDLERS: &[$crate::abi::HandlerTable] =
+                &[$($crate::abi::handler_table::<$handler>()),+];
+            static TABLE: $crate::abi::PluginTable =
+                $crate::abi::plugin_table($name, $version, HANDLERS);
+            &TABLE
         }
     };
 }

@@ -13,20 +13,46 @@ use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Bytes, HandlerTable, HostIo, PluginTable, SessionIo, ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
+use super::{Bytes, ErrorFn, HandlerTable, HostIo, PluginTable, SessionIo};
+use super::{ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
 use super::{STATUS_ERROR, STATUS_OK, STATUS_PANIC};
 use crate::{
     Address, HandlerResult, LogLevel, PluginHandler, Request, RequestControl, RequestKind,
     ServerContext,
 };
 
-/// Wraps a table so it can be a `static`: tables hold raw pointers, which are not `Sync`, but every
-/// pointer in a plugin table points at immutable static data.
+// The ABI's tables are plain data — addresses, lengths, numbers and function pointers — so a
+// `static` of them needs no wrapper. Raw pointers are not `Sync` by default only so that a type which
+// reads through them in safe code does not become `Sync` by accident; these types do no such thing.
+//
+// SAFETY: a `Bytes` is an address and a length. Reading them from several threads at once is
+// harmless (no interior mutability), and every read of the bytes behind them is `unsafe` code that
+// answers for itself. (`HandlerTable` holds `Bytes`, numbers and function pointers, and so is `Sync`
+// without an impl of its own.)
+unsafe impl Sync for Bytes {}
+// SAFETY: as for `Bytes`: addresses, lengths and numbers, no interior mutability, and no safe method
+// reads through `name`, `version` or `handlers`.
+unsafe impl Sync for PluginTable {}
+
+/// A transparent wrapper, kept so that hand-written tables that used it keep building. It adds
+/// nothing: `StaticTable<T>` is `Sync` exactly when `T` is, and the ABI's tables are, so a plain
+/// `static TABLE: PluginTable = ...;` does as well. It cannot make a value that is not `Sync` shared:
+///
+/// ```compile_fail
+/// use std::cell::Cell;
+/// use sockserv_plugin::abi::StaticTable;
+///
+/// static SHARED: StaticTable<Cell<u32>> = StaticTable(Cell::new(0));
+/// ```
+///
+/// ```
+/// use sockserv_plugin::abi::{plugin_table, PluginTable, StaticTable};
+///
+/// static PLAIN: PluginTable = plugin_table("p", "1.0.0", &[]);
+/// static WRAPPED: StaticTable<PluginTable> = StaticTable(plugin_table("p", "1.0.0", &[]));
+/// ```
 #[repr(transparent)]
 pub struct StaticTable<T>(pub T);
-
-// SAFETY: only used for plugin tables, whose pointers all point at immutable `'static` data.
-unsafe impl<T> Sync for StaticTable<T> {}
 
 /// The read buffer a plugin's `rfile` gets: the host's size, so a connection holds no more for being a
 /// plugin's (std zero-fills it on first use).
@@ -58,10 +84,10 @@ pub const fn handler_table<H: PluginHandler>() -> HandlerTable {
         summary: Bytes::from_static(H::SUMMARY),
         socket_kinds: H::SOCKET_KINDS,
         strategies: H::STRATEGIES,
-        create: create::<H>,
-        handle_stream: handle_stream::<H>,
-        handle_datagram: handle_datagram::<H>,
-        destroy: destroy::<H>,
+        create: Some(create::<H>),
+        handle_stream: Some(handle_stream::<H>),
+        handle_datagram: Some(handle_datagram::<H>),
+        destroy: Some(destroy::<H>),
         session_open: Some(super::session_glue::session_open::<H>),
         session_event: Some(super::session_glue::session_event),
         session_close: Some(super::session_glue::session_close),
@@ -76,7 +102,7 @@ pub(super) type Instance<H> = Arc<<H as PluginHandler>::Options>;
 unsafe extern "C" fn create<H: PluginHandler>(
     options: Bytes,
     error_ctx: *mut c_void,
-    error: unsafe extern "C" fn(*mut c_void, Bytes),
+    error: ErrorFn,
 ) -> *mut c_void {
     // SAFETY: the host passes its own buffer of `len` bytes, alive for this call.
     let json = unsafe { bytes(options) };
@@ -373,6 +399,14 @@ impl ServerContext for HostServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_are_sync_without_a_wrapper() {
+        fn shared<T: Sync>() {}
+        shared::<PluginTable>();
+        shared::<HandlerTable>();
+        shared::<Bytes>();
+    }
 
     #[test]
     fn addresses_read_back_as_printed() {

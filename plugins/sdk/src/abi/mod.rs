@@ -39,6 +39,28 @@ pub const ENTRY_SYMBOL: &[u8] = b"sockserv_plugin_entry\0";
 /// The entry function's type.
 pub type EntryFn = unsafe extern "C" fn() -> *const PluginTable;
 
+/// [`HandlerTable::create`]'s error callback.
+pub type ErrorFn = unsafe extern "C" fn(error_ctx: *mut c_void, message: Bytes);
+/// [`HandlerTable::create`].
+pub type CreateFn =
+    unsafe extern "C" fn(options: Bytes, error_ctx: *mut c_void, error: ErrorFn) -> *mut c_void;
+/// [`HandlerTable::handle_stream`] and [`HandlerTable::handle_datagram`].
+pub type HandleFn = unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32;
+/// [`HandlerTable::destroy`].
+pub type DestroyFn = unsafe extern "C" fn(instance: *mut c_void);
+/// [`HandlerTable::session_open`] (ABI 1.1).
+pub type SessionOpenFn =
+    unsafe extern "C" fn(instance: *const c_void, io: *const SessionIo) -> *mut c_void;
+/// [`HandlerTable::session_event`] (ABI 1.1).
+pub type SessionEventFn = unsafe extern "C" fn(
+    session: *mut c_void,
+    event: u32,
+    data: Bytes,
+    io: *const SessionIo,
+) -> i32;
+/// [`HandlerTable::session_close`] (ABI 1.1).
+pub type SessionCloseFn = unsafe extern "C" fn(session: *mut c_void);
+
 /// Socket-kind flags of [`HandlerTable::socket_kinds`].
 pub const KIND_STREAM: u32 = 1;
 pub const KIND_DATAGRAM: u32 = 2;
@@ -108,6 +130,11 @@ pub struct PluginTable {
 }
 
 /// One handler a plugin provides.
+///
+/// Its four ABI 1.0 functions are required; they are `Option`s so that a null one is something the
+/// host can see (an `Option` of a function pointer has the pointer's layout, `None` being null) and
+/// refuse at load, naming the entry, instead of calling through it. The ABI 1.1 session entries are
+/// optional: null, or absent from an older table, means the handler has no sessions.
 #[repr(C)]
 #[derive(Debug)]
 pub struct HandlerTable {
@@ -119,37 +146,27 @@ pub struct HandlerTable {
     /// `KIND_*` and `STRATEGY_*` flags: what this handler can serve under.
     pub socket_kinds: u32,
     pub strategies: u32,
-    /// Make an instance from the handler's options (a JSON object). On failure return null after
-    /// passing a message to `error(error_ctx, message)`.
-    pub create: unsafe extern "C" fn(
-        options: Bytes,
-        error_ctx: *mut c_void,
-        error: unsafe extern "C" fn(*mut c_void, Bytes),
-    ) -> *mut c_void,
-    /// Serve one connection; the instance is shared by concurrent requests.
-    pub handle_stream: unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32,
-    /// Serve one datagram: `read` gives the packet, `write` appends to the one reply datagram.
-    pub handle_datagram: unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32,
-    /// Release an instance. The host calls it once, when no request uses the instance any more.
-    pub destroy: unsafe extern "C" fn(instance: *mut c_void),
+    /// Required. Make an instance from the handler's options (a JSON object). On failure return
+    /// null after passing a message to `error(error_ctx, message)`.
+    pub create: Option<CreateFn>,
+    /// Required. Serve one connection; the instance is shared by concurrent requests.
+    pub handle_stream: Option<HandleFn>,
+    /// Required. Serve one datagram: `read` gives the packet, `write` appends to the one reply
+    /// datagram.
+    pub handle_datagram: Option<HandleFn>,
+    /// Required. Release an instance. The host calls it once, when no request uses the instance
+    /// any more.
+    pub destroy: Option<DestroyFn>,
 
     // --- ABI 1.1: event-driven sessions, for the reactor strategy. A host reads these only from a
-    // table whose `size` covers them.
+    // table whose `size` covers them, and only when all three are there.
     /// Open a session for one connection; null when the handler has none. The waker in `io` belongs
     /// to the plugin from this call on, whatever it returns: it must release it exactly once.
-    pub session_open:
-        Option<unsafe extern "C" fn(instance: *const c_void, io: *const SessionIo) -> *mut c_void>,
+    pub session_open: Option<SessionOpenFn>,
     /// Deliver one `EVENT_*` (with its bytes for `EVENT_DATA`); returns a `STATUS_*`.
-    pub session_event: Option<
-        unsafe extern "C" fn(
-            session: *mut c_void,
-            event: u32,
-            data: Bytes,
-            io: *const SessionIo,
-        ) -> i32,
-    >,
+    pub session_event: Option<SessionEventFn>,
     /// Release a session: its connection is gone.
-    pub session_close: Option<unsafe extern "C" fn(session: *mut c_void)>,
+    pub session_close: Option<SessionCloseFn>,
 }
 
 /// The host's side of one session event (ABI 1.1). `ctx` and `server` are valid during the call
@@ -195,10 +212,14 @@ pub struct HostIo {
     pub local: Bytes,
     pub server_name: Bytes,
     pub reader: *mut c_void,
-    /// Read up to `len` bytes into `buf`: the count, 0 at end of input, or a negated errno.
+    /// Read up to `len` bytes into `buf`: the count, 0 at end of input, or a negated errno. A `len`
+    /// of 0 reads nothing and returns 0, whatever `buf` is (null included); a null `buf` with a
+    /// length returns `-EINVAL`.
     pub read: unsafe extern "C" fn(reader: *mut c_void, buf: *mut u8, len: usize) -> isize,
     pub writer: *mut c_void,
-    /// Write up to `len` bytes from `buf`: the count written, or a negated errno.
+    /// Write up to `len` bytes from `buf`: the count written, or a negated errno. A `len` of 0
+    /// writes nothing and returns 0, whatever `buf` is; a null `buf` with a length returns
+    /// `-EINVAL`.
     pub write: unsafe extern "C" fn(writer: *mut c_void, buf: *const u8, len: usize) -> isize,
     pub ctx: *const c_void,
     /// Log a line under the server's name.
