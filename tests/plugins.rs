@@ -361,6 +361,26 @@ fn a_panicking_plugin_closes_one_connection_and_the_others_are_served() {
     assert!(serve.terminate().success());
 }
 
+/// Under forking, a child whose handler panicked exits 1, as socketserver's child does after an
+/// exception.
+#[test]
+fn a_forked_child_whose_handler_panicked_exits_1() {
+    let plugins = built();
+    let options = "[server.options]\npanic_on = \"boom\"";
+    let text = plugin_table(&plugins.shout, "")
+        + &config(&[("forks", "tcp://127.0.0.1:0", "shout", "forking", options)]);
+    let mut serve = ServeProcess::start_limited(&text, 1024, &[("RUST_LOG", "debug")]);
+    let mut doomed = Client::connect(serve.endpoint("forks")).unwrap();
+    assert_eq!(send_and_read_all(&mut doomed, b"boom\n"), b"");
+    let exited = || serve.stderr().contains("exited with status 1");
+    assert!(
+        eventually(Duration::from_secs(5), exited),
+        "{}",
+        serve.stderr()
+    );
+    assert!(serve.terminate().success());
+}
+
 #[test]
 fn forking_contains_a_plugin_that_crashes_the_process() {
     let plugins = built();

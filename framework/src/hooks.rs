@@ -1,10 +1,17 @@
 //! BaseServer's overridable methods, as a trait the server holds: `verify_request`, `handle_error`,
 //! `handle_timeout`, `service_actions`. The defaults accept every client and log every failure; a user
 //! embedding the framework overrides what it needs and keeps the rest.
+//!
+//! Failures are logged by whose doing they are: the peer's (a reset, a broken pipe, an oversized
+//! datagram; see [`RequestFailure::is_peer_fault`]) at info level and at a bounded rate (see
+//! `peer_log`), the server's or a handler's at error level.
 
 use std::fmt;
+use std::io;
 
 use sockserv_plugin::{Address, HandlerError};
+
+use crate::peer_log::log_peer_event;
 
 /// How one request failed. Reported to `handle_error`; the request is closed and the server goes on.
 #[derive(Debug)]
@@ -22,6 +29,45 @@ pub enum RequestFailure {
     Reply(std::io::Error),
     /// The strategy could not start the request (no thread or process could be made).
     Dispatch(String),
+    /// The connection failed outside any handler call (the reactor's own reads and writes).
+    Connection(io::Error),
+    /// A forked request child reported that its peer ended the request (see
+    /// [`PEER_FAULT_STATUS`](crate::PEER_FAULT_STATUS)); the child's own log has the details.
+    EndedByPeer,
+}
+
+impl RequestFailure {
+    /// Whether the peer caused this, not the server or its handler: the connection was reset or
+    /// aborted, the peer stopped reading (a broken pipe), it closed in the middle of a read, or it
+    /// sent a datagram over `max_packet_size`. Such failures are logged at info level, at a
+    /// bounded rate.
+    pub fn is_peer_fault(&self) -> bool {
+        match self {
+            RequestFailure::Hook {
+                error: HandlerError::Io(err),
+                ..
+            }
+            | RequestFailure::Reply(err)
+            | RequestFailure::Connection(err) => is_peer_io_error(err),
+            RequestFailure::Oversized { .. } | RequestFailure::EndedByPeer => true,
+            RequestFailure::Hook { .. }
+            | RequestFailure::Panic { .. }
+            | RequestFailure::Dispatch(_) => false,
+        }
+    }
+}
+
+/// I/O errors that mean the peer went away or refused us.
+fn is_peer_io_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 impl fmt::Display for RequestFailure {
@@ -35,6 +81,10 @@ impl fmt::Display for RequestFailure {
             ),
             RequestFailure::Reply(err) => write!(f, "cannot send the reply: {err}"),
             RequestFailure::Dispatch(msg) => write!(f, "cannot start the request: {msg}"),
+            RequestFailure::Connection(err) => write!(f, "the connection failed: {err}"),
+            RequestFailure::EndedByPeer => {
+                write!(f, "the peer ended the request (reset or closed early)")
+            }
         }
     }
 }
@@ -47,9 +97,15 @@ pub trait Hooks: Send + Sync {
         true
     }
 
-    /// A request failed. Default: one error line with the server name and the peer.
+    /// A request failed. Default: one line with the server name and the peer — at error level for
+    /// a failure of the server's or its handler's, at info level and a bounded rate for the peer's
+    /// doing ([`RequestFailure::is_peer_fault`]).
     fn handle_error(&self, server: &str, peer: &Address, failure: &RequestFailure) {
-        log::error!("{server}: request from {peer}: {failure}");
+        if failure.is_peer_fault() {
+            log_peer_event(format_args!("{server}: request from {peer}: {failure}"));
+        } else {
+            log::error!("{server}: request from {peer}: {failure}");
+        }
     }
 
     /// No request arrived within the server's `timeout`.

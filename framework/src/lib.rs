@@ -29,6 +29,7 @@ pub mod config;
 mod endpoint;
 mod error;
 mod hooks;
+mod peer_log;
 #[allow(unsafe_code)]
 pub mod plugin;
 #[allow(unsafe_code)]
@@ -45,6 +46,9 @@ pub use close::FORCED_CLOSE_WAIT;
 pub use endpoint::{Endpoint, EndpointError, SocketKind};
 pub use error::ServerError;
 pub use hooks::{DefaultHooks, Hooks, RequestFailure};
+pub use peer_log::{
+    log_peer_event, LINES_PER_WINDOW, PEER_FAULT_STATUS, WINDOW as PEER_LOG_WINDOW,
+};
 pub use process::{termination_signals, ProcessExit, ServerProcess};
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
 pub use server::Server;

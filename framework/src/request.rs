@@ -21,7 +21,7 @@ use sockserv_plugin::{
 
 use crate::close::close_gracefully;
 use crate::transport::{Datagram, ReplyTo};
-use crate::{Hooks, RequestFailure, Shutdown};
+use crate::{Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
 
 /// The read buffer of a stream request's `rfile`.
 const RFILE_CAPACITY: usize = 16 * 1024;
@@ -95,9 +95,41 @@ impl Shared {
     }
 }
 
-/// Serve one connection to its end, then close it gracefully. Returns whether the handler ran
-/// without failing (a forked child's exit status says so).
-pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> bool {
+/// How a request ended; a forked child's exit status says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    /// Every hook succeeded.
+    Clean,
+    /// The peer ended it (a reset, a broken pipe), and nothing else failed.
+    EndedByPeer,
+    /// A hook failed or panicked for a reason of its own.
+    Failed,
+}
+
+impl Outcome {
+    /// The exit status of a forked request child: 0, [`PEER_FAULT_STATUS`], or 1 as socketserver's
+    /// child exits after an exception.
+    pub fn exit_status(self) -> i32 {
+        match self {
+            Outcome::Clean => 0,
+            Outcome::EndedByPeer => PEER_FAULT_STATUS,
+            Outcome::Failed => 1,
+        }
+    }
+
+    fn of(failures: &[RequestFailure]) -> Outcome {
+        if failures.is_empty() {
+            Outcome::Clean
+        } else if failures.iter().all(RequestFailure::is_peer_fault) {
+            Outcome::EndedByPeer
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+/// Serve one connection to its end, then close it gracefully.
+pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Outcome {
     let started = Instant::now();
     if let Some(nodelay) = shared.nodelay {
         if peer.inet().is_some() {
@@ -116,7 +148,7 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> boo
         server: shared,
         control: &Control(conn),
     };
-    let clean = run_handler(shared, &mut req);
+    let outcome = run_handler(shared, &mut req);
     close_gracefully(conn, rfile.get_ref().eof);
     log::info!(
         "{}: {peer} served in {:.1} ms, {} bytes in, {} bytes out",
@@ -125,7 +157,7 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> boo
         rfile.get_ref().bytes,
         wfile.bytes
     );
-    clean
+    outcome
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
@@ -137,7 +169,7 @@ pub(crate) fn serve_datagram(
     packet: &[u8],
     from: &ReplyTo,
     reply: &mut Vec<u8>,
-) -> bool {
+) -> Outcome {
     let peer = from.address();
     let mut rfile = packet;
     reply.clear();
@@ -155,11 +187,12 @@ pub(crate) fn serve_datagram(
         server: shared,
         control: &NoControl,
     };
-    let mut clean = run_handler(shared, &mut req);
+    let mut outcome = run_handler(shared, &mut req);
     if wfile.written {
         if let Err(err) = socket.send_to(wfile.bytes, from) {
-            shared.report(&peer, &RequestFailure::Reply(err));
-            clean = false;
+            let failure = RequestFailure::Reply(err);
+            shared.report(&peer, &failure);
+            outcome = outcome.max(Outcome::of(&[failure]));
         }
     }
     log::debug!(
@@ -168,12 +201,12 @@ pub(crate) fn serve_datagram(
         packet.len(),
         wfile.bytes.len()
     );
-    clean
+    outcome
 }
 
 /// `setup`, then `handle` and `finish` (finish even when handle failed or panicked), as socketserver's
-/// BaseRequestHandler does. Returns whether every step succeeded.
-fn run_handler(shared: &Shared, req: &mut Request<'_>) -> bool {
+/// BaseRequestHandler does.
+fn run_handler(shared: &Shared, req: &mut Request<'_>) -> Outcome {
     let peer = req.peer.clone();
     let mut failures = Vec::new();
     match guarded("new_handler", || Ok(shared.factory.new_handler())) {
@@ -190,7 +223,7 @@ fn run_handler(shared: &Shared, req: &mut Request<'_>) -> bool {
     for failure in &failures {
         shared.report(&peer, failure);
     }
-    failures.is_empty()
+    Outcome::of(&failures)
 }
 
 /// Run one handler hook with its panic caught, turning both kinds of failure into a

@@ -11,8 +11,9 @@
 //!
 //! A child is a request's process, not a server: it resets the server's signal handlers and mask
 //! (as execve(2) would), closes the listener and the other requests' connections, dies with the
-//! server process (`PR_SET_PDEATHSIG`), and exits 1 when its handler failed or panicked, 0
-//! otherwise (socketserver's child exits 1 on an exception).
+//! server process (`PR_SET_PDEATHSIG`), and exits 1 when its handler failed or panicked, 2 when the
+//! peer ended the request (a reset; logged here, at a bounded rate, not by the child), 0 otherwise
+//! (socketserver's child exits 1 on an exception).
 //!
 //! Datagrams are answered in the serving process unless `spawn_per_datagram` asks for
 //! socketserver's process per datagram.
@@ -33,10 +34,11 @@ use sockserv_plugin::Address;
 
 use super::{require_single_thread, Dispatcher, Inline};
 use crate::close::FORCED_CLOSE_WAIT;
+use crate::peer_log::{enter_request_child, log_peer_event};
 use crate::process::become_child_of;
-use crate::request::{serve_datagram, serve_stream, Shared};
+use crate::request::{serve_datagram, serve_stream, Outcome, Shared};
 use crate::transport::{Datagram, ReplyTo};
-use crate::{RequestFailure, ServerError};
+use crate::{RequestFailure, ServerError, PEER_FAULT_STATUS};
 
 struct Child {
     /// The parent's copy of the child's connection, for `close` to shut it down.
@@ -108,6 +110,14 @@ impl ForkingDispatcher {
         self.children.retain(
             |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, 0)) | Err(_) => false,
+                Ok(WaitStatus::Exited(_, PEER_FAULT_STATUS)) => {
+                    let failure = RequestFailure::EndedByPeer;
+                    log_peer_event(format_args!(
+                        "{server}: request from {}: {failure} (child {pid})",
+                        child.peer
+                    ));
+                    false
+                }
                 Ok(WaitStatus::Exited(_, code)) => {
                     log::debug!(
                         "{server}: request from {}: child {pid} exited with status {code}",
@@ -134,7 +144,7 @@ impl ForkingDispatcher {
         shared: &Shared,
         peer: &Address,
         conn: Option<Socket>,
-        work: impl FnOnce() -> bool,
+        work: impl FnOnce() -> Outcome,
     ) {
         if let Err(err) = require_single_thread() {
             let failure = RequestFailure::Dispatch(err.to_string());
@@ -146,10 +156,11 @@ impl ForkingDispatcher {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 become_child_of(server_pid, &SigSet::empty());
+                enter_request_child();
                 self.leave_server();
                 // A panic must never unwind out of the child into the parent's serving loop.
-                let clean = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-                let code = if clean.unwrap_or(false) { 0 } else { 1 };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                let code = outcome.unwrap_or(Outcome::Failed).exit_status();
                 // SAFETY: `_exit` ends the child at once, without running the parent's atexit
                 // handlers or destructors (which would, say, remove the server's Unix socket file).
                 unsafe { libc::_exit(code) }
