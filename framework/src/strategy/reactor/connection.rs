@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::Socket;
-use sockserv_plugin::{Address, Session, SessionContext};
+use sockserv_plugin::{Address, OutputBuffer, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
 use crate::request::Shared;
@@ -33,9 +33,8 @@ pub(super) struct Connection {
     session: Box<dyn Session>,
     shared: Arc<Shared>,
     peer: Address,
-    /// Output queued by the session; `written` bytes of it are already on the wire.
-    output: Vec<u8>,
-    written: usize,
+    /// Output queued by the session, less what the socket has taken.
+    output: OutputBuffer,
     /// The session asked to close once its output is out.
     closing: bool,
     /// The peer closed its side: nothing more to read.
@@ -61,8 +60,7 @@ impl Connection {
             session,
             shared,
             peer,
-            output: Vec::new(),
-            written: 0,
+            output: OutputBuffer::default(),
             closing: false,
             eof: false,
             lingering: None,
@@ -82,7 +80,7 @@ impl Connection {
             output,
             ..
         } = self;
-        let mut ctx = SessionContext::new(output, peer, &shared.local, &**shared);
+        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared);
         call(&mut **session, &mut ctx);
         self.closing |= ctx.closing();
         self.wake_when_written |= ctx.wants_wake_when_written();
@@ -153,7 +151,7 @@ impl Connection {
     }
 
     fn pending(&self) -> usize {
-        self.output.len() - self.written
+        self.output.unwritten_len()
     }
 
     /// Write what is pending until done or the socket would block, waking a session that asked to
@@ -175,9 +173,9 @@ impl Connection {
     /// Write until done or the socket would block; false when the connection failed.
     fn write_pending(&mut self) -> bool {
         while self.pending() > 0 {
-            match (&self.socket).write(&self.output[self.written..]) {
+            match (&self.socket).write(self.output.unwritten()) {
                 Ok(n) => {
-                    self.written += n;
+                    self.output.consume(n);
                     self.bytes_out += n as u64;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -187,14 +185,6 @@ impl Connection {
                     return false;
                 }
             }
-        }
-        if self.pending() == 0 {
-            self.output.clear();
-            self.written = 0;
-        } else if self.written > self.output.len() / 2 {
-            // Reclaim the written half rather than letting the buffer creep forward for ever.
-            self.output.drain(..self.written);
-            self.written = 0;
         }
         true
     }
@@ -225,8 +215,7 @@ impl Connection {
 
     fn failed(&mut self, err: &io::Error) -> Next {
         log::debug!("{}: {}: {err}", self.shared.name, self.peer);
-        self.output.clear();
-        self.written = 0;
+        self.output.discard();
         Next::Close
     }
 

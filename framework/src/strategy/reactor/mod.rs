@@ -83,3 +83,6 @@ impl Dispatcher for ReactorDispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
