@@ -1,5 +1,6 @@
-//! One connection on an event loop: its socket, its session, and its pending output. The loop calls
-//! `on_readable`, `on_writable` and `on_wake`; each returns what the connection needs next.
+//! One connection on an event loop: its socket, its session, and its unwritten output. The loop
+//! drives it through a few entry points, each returning what the connection needs next ([`Next`]);
+//! the order is written on [`Connection`].
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown as Direction;
@@ -28,6 +29,33 @@ pub(super) enum Next {
 /// The most a lingering connection reads and drops before closing anyway.
 pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 
+/// A connection as its loop drives it, sans-IO in spirit: the loop reports readiness, the connection
+/// does the reads and writes, calls its session, and says what to watch next.
+///
+/// # Call order
+///
+/// The loop owns the connection and calls it from its own thread only:
+///
+/// 1. [`on_open`](Self::on_open), once, right after the socket is registered for reading.
+/// 2. Then, as often as something happens, in any order:
+///    - [`on_writable`](Self::on_writable) when the socket reported writable (before `on_readable`
+///      when one event reports both),
+///    - [`on_readable`](Self::on_readable) when it reported readable, closed or failed,
+///    - [`on_wake`](Self::on_wake) when the session's waker was called.
+///
+///    Each returns the [`Next`] step: the readiness to watch for, [`Next::Linger`], or
+///    [`Next::Close`], after which the loop calls nothing but `close`.
+/// 3. [`close`](Self::close), once, consuming the connection: after a `Next::Close`, when a linger
+///    runs out of time, or when the loop stops.
+///
+/// Inside, every entry point of step 2 runs the same sequence, and `on_open` too:
+///
+/// - `event`: one session callback; what it writes is appended to the output.
+/// - `after_event`: `flush` the output; once it is all out, if the session asked to hear of that
+///   (`wake_when_written`), call its `on_wake` and flush again, for as long as it keeps asking;
+///   then `next` decides the step to return.
+/// - `flush` only writes: until the output is out or the socket would block. It never calls the
+///   session.
 pub(super) struct Connection {
     pub socket: Socket,
     session: Box<dyn Session>,
@@ -86,20 +114,23 @@ impl Connection {
         self.wake_when_written |= ctx.wants_wake_when_written();
     }
 
+    /// The connection was adopted: the session may greet.
     pub fn on_open(&mut self) -> Next {
         self.event(|session, ctx| session.on_open(ctx));
-        self.flush()
+        self.after_event()
     }
 
+    /// The session's waker was called (ignored while lingering: the session is done).
     pub fn on_wake(&mut self) -> Next {
         if self.lingering.is_some() {
             return Next::Linger;
         }
         self.event(|session, ctx| session.on_wake(ctx));
-        self.flush()
+        self.after_event()
     }
 
-    /// Read until the socket would block (or output backs up), handing each chunk to the session.
+    /// Read until the socket would block (or output backs up), handing each chunk to the session
+    /// (`on_data`, and `on_eof` at the end of stream); while lingering, read and drop instead.
     /// `peer_closed`: the event said the peer closed its side, so a short read has not drained the
     /// socket — the end of stream is still to be read, and no new edge will announce it.
     pub fn on_readable(&mut self, buffer: &mut [u8], peer_closed: bool) -> Next {
@@ -127,11 +158,12 @@ impl Connection {
                 Err(err) => return self.failed(&err),
             }
         }
-        self.flush()
+        self.after_event()
     }
 
+    /// The socket can take more output.
     pub fn on_writable(&mut self) -> Next {
-        self.flush()
+        self.after_event()
     }
 
     /// Lingering: read and drop until end of stream, an error, or the limit.
@@ -154,24 +186,24 @@ impl Connection {
         self.output.unwritten_len()
     }
 
-    /// Write what is pending until done or the socket would block, waking a session that asked to
-    /// hear when its output is out; say what to watch next.
-    fn flush(&mut self) -> Next {
-        if !self.write_pending() {
-            return Next::Close;
+    /// What follows every event: write the output, wake a session that asked to hear when its
+    /// output is out (and write what that wake queued), then say what to watch next.
+    fn after_event(&mut self) -> Next {
+        if let Err(err) = self.flush() {
+            return self.failed(&err);
         }
         while self.pending() == 0 && self.wake_when_written && !self.closing {
             self.wake_when_written = false;
             self.event(|session, ctx| session.on_wake(ctx));
-            if !self.write_pending() {
-                return Next::Close;
+            if let Err(err) = self.flush() {
+                return self.failed(&err);
             }
         }
         self.next()
     }
 
-    /// Write until done or the socket would block; false when the connection failed.
-    fn write_pending(&mut self) -> bool {
+    /// Write the output until it is all out or the socket would block.
+    fn flush(&mut self) -> io::Result<()> {
         while self.pending() > 0 {
             match (&self.socket).write(self.output.unwritten()) {
                 Ok(n) => {
@@ -180,15 +212,13 @@ impl Connection {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    self.failed(&err);
-                    return false;
-                }
+                Err(err) => return Err(err),
             }
         }
-        true
+        Ok(())
     }
 
+    /// The step after an event, from the output left and the session's and peer's state.
     fn next(&mut self) -> Next {
         let pending = self.pending() > 0;
         if self.closing && !pending {
