@@ -11,7 +11,8 @@ use socket2::Socket;
 use sockserv_plugin::{Address, OutputBuffer, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
-use crate::request::Shared;
+use crate::request::{guarded, Shared};
+use crate::RequestFailure;
 
 /// What the loop should do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,10 @@ pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 ///
 /// Inside, every entry point of step 2 runs the same sequence, and `on_open` too:
 ///
-/// - `event`: one session callback; what it writes is appended to the output.
+/// - `event`: one session callback, its panic caught; what it writes is appended to the output. A
+///   panic is reported through the server's `handle_error` with the peer, and the connection is
+///   done: its output is dropped, the entry point returns [`Next::Close`], and the session is never
+///   called again (not even `on_close`; `close` only drops it, that too guarded).
 /// - `after_event`: `flush` the output; once it is all out, if the session asked to hear of that
 ///   (`wake_when_written`), call its `on_wake` and flush again, for as long as it keeps asking;
 ///   then `next` decides the step to return.
@@ -71,6 +75,8 @@ pub(super) struct Connection {
     wake_when_written: bool,
     /// Closing, waiting for the peer's end of stream (see [`Next::Linger`]); bytes dropped so far.
     lingering: Option<usize>,
+    /// The session panicked: it is not called again.
+    panicked: bool,
     started: Instant,
     bytes_in: u64,
     bytes_out: u64,
@@ -92,6 +98,7 @@ impl Connection {
             closing: false,
             eof: false,
             lingering: None,
+            panicked: false,
             wake_when_written: false,
             started: Instant::now(),
             bytes_in: 0,
@@ -99,8 +106,16 @@ impl Connection {
         }
     }
 
-    /// Run one session callback with a context over this connection's output.
-    fn event(&mut self, call: impl FnOnce(&mut dyn Session, &mut SessionContext<'_>)) {
+    /// Run one session callback (`hook` names it) with a context over this connection's output,
+    /// its panic caught; nothing after a panic.
+    fn event(
+        &mut self,
+        hook: &'static str,
+        call: impl FnOnce(&mut dyn Session, &mut SessionContext<'_>),
+    ) {
+        if self.panicked {
+            return;
+        }
         let Connection {
             session,
             shared,
@@ -109,14 +124,30 @@ impl Connection {
             ..
         } = self;
         let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared);
-        call(&mut **session, &mut ctx);
-        self.closing |= ctx.closing();
-        self.wake_when_written |= ctx.wants_wake_when_written();
+        let ran = guarded(hook, || {
+            call(&mut **session, &mut ctx);
+            Ok(())
+        });
+        let (closing, wake) = (ctx.closing(), ctx.wants_wake_when_written());
+        match ran {
+            Ok(()) => {
+                self.closing |= closing;
+                self.wake_when_written |= wake;
+            }
+            Err(failure) => self.panicked(&failure),
+        }
+    }
+
+    /// The session panicked: report it with the peer, and let nothing more of it out.
+    fn panicked(&mut self, failure: &RequestFailure) {
+        self.shared.report(&self.peer, failure);
+        self.panicked = true;
+        self.output.discard();
     }
 
     /// The connection was adopted: the session may greet.
     pub fn on_open(&mut self) -> Next {
-        self.event(|session, ctx| session.on_open(ctx));
+        self.event("on_open", |session, ctx| session.on_open(ctx));
         self.after_event()
     }
 
@@ -125,7 +156,7 @@ impl Connection {
         if self.lingering.is_some() {
             return Next::Linger;
         }
-        self.event(|session, ctx| session.on_wake(ctx));
+        self.event("on_wake", |session, ctx| session.on_wake(ctx));
         self.after_event()
     }
 
@@ -137,16 +168,16 @@ impl Connection {
         if let Some(dropped) = self.lingering {
             return self.drop_input(buffer, dropped);
         }
-        while !self.eof && !self.closing && self.pending() < MAX_PENDING_OUTPUT {
+        while !self.eof && !self.closing && !self.panicked && self.pending() < MAX_PENDING_OUTPUT {
             match (&self.socket).read(buffer) {
                 Ok(0) => {
                     self.eof = true;
-                    self.event(|session, ctx| session.on_eof(ctx));
+                    self.event("on_eof", |session, ctx| session.on_eof(ctx));
                 }
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     let data = &buffer[..n];
-                    self.event(|session, ctx| session.on_data(data, ctx));
+                    self.event("on_data", |session, ctx| session.on_data(data, ctx));
                     if n < buffer.len() && !peer_closed {
                         // A short read drained the socket: data arriving later raises a new edge,
                         // so the read that would only say "would block" can be skipped.
@@ -189,17 +220,19 @@ impl Connection {
     /// What follows every event: write the output, wake a session that asked to hear when its
     /// output is out (and write what that wake queued), then say what to watch next.
     fn after_event(&mut self) -> Next {
-        if let Err(err) = self.flush() {
-            return self.failed(&err);
-        }
-        while self.pending() == 0 && self.wake_when_written && !self.closing {
-            self.wake_when_written = false;
-            self.event(|session, ctx| session.on_wake(ctx));
+        loop {
+            if self.panicked {
+                return Next::Close;
+            }
             if let Err(err) = self.flush() {
                 return self.failed(&err);
             }
+            if self.pending() > 0 || !self.wake_when_written || self.closing {
+                return self.next();
+            }
+            self.wake_when_written = false;
+            self.event("on_wake", |session, ctx| session.on_wake(ctx));
         }
-        self.next()
     }
 
     /// Write the output until it is all out or the socket would block.
@@ -249,17 +282,36 @@ impl Connection {
         Next::Close
     }
 
-    /// The end: tell the session, shut the socket down, log the connection's line.
-    pub fn close(mut self) {
-        self.session.on_close();
-        let _ = self.socket.shutdown(Direction::Both);
+    /// The end: tell the session (unless it panicked) and drop it, both guarded; shut the socket
+    /// down; log the connection's line.
+    pub fn close(self) {
+        let Connection {
+            socket,
+            session,
+            shared,
+            peer,
+            panicked,
+            started,
+            bytes_in,
+            bytes_out,
+            ..
+        } = self;
+        let hook = if panicked { "drop" } else { "on_close" };
+        let ended = guarded(hook, move || {
+            let mut session = session;
+            if !panicked {
+                session.on_close();
+            }
+            Ok(())
+        });
+        if let Err(failure) = ended {
+            shared.report(&peer, &failure);
+        }
+        let _ = socket.shutdown(Direction::Both);
         log::info!(
-            "{}: {} served in {:.1} ms, {} bytes in, {} bytes out",
-            self.shared.name,
-            self.peer,
-            self.started.elapsed().as_secs_f64() * 1e3,
-            self.bytes_in,
-            self.bytes_out
+            "{}: {peer} served in {:.1} ms, {bytes_in} bytes in, {bytes_out} bytes out",
+            shared.name,
+            started.elapsed().as_secs_f64() * 1e3,
         );
     }
 }

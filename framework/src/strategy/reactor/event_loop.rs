@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::Socket;
-use sockserv_plugin::{Address, SessionInfo, SessionWaker};
+use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
-use crate::request::Shared;
+use crate::request::{guarded, Shared};
 use crate::RequestFailure;
 
 /// The waker's token; connections use their slot index + 1.
@@ -236,10 +236,7 @@ impl EventLoop {
             server: &*shared,
             waker,
         };
-        let Some(session) = shared.factory.new_session(&info) else {
-            let failure =
-                RequestFailure::Dispatch("this handler has no event-driven session".into());
-            shared.hooks.handle_error(&shared.name, &peer, &failure);
+        let Some(session) = open_session(&shared, &info) else {
             self.free.push(slot);
             return;
         };
@@ -340,4 +337,16 @@ impl EventLoop {
             self.remove(slot);
         }
     }
+}
+
+/// The connection's session from the handler's factory, its panic caught; `None` (reported with the
+/// peer) when the handler has no session or the factory panicked.
+fn open_session(shared: &Shared, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+    let failure = match guarded("new_session", || Ok(shared.factory.new_session(info))) {
+        Ok(Some(session)) => return Some(session),
+        Ok(None) => RequestFailure::Dispatch("this handler has no event-driven session".into()),
+        Err(failure) => failure,
+    };
+    shared.report(info.peer, &failure);
+    None
 }

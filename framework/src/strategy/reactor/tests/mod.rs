@@ -3,6 +3,7 @@
 //! that record every failure, and a factory that makes a chosen session per connection.
 
 mod connection;
+mod dispatcher;
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -26,6 +27,12 @@ fn peer(n: u16) -> Address {
 /// line the default hooks log.
 #[derive(Default)]
 struct Recorded(Mutex<Vec<String>>);
+
+impl Recorded {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
 
 impl Hooks for Recorded {
     fn handle_error(&self, server: &str, peer: &Address, failure: &RequestFailure) {
