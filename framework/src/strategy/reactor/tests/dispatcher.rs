@@ -1,17 +1,21 @@
 //! Whole loops, fed connections through the dispatcher as the serving loop feeds them: sessions
-//! that panic in each callback close their own connection only, and every loop goes on serving.
+//! that panic in each callback close their own connection only, and every loop goes on serving; a
+//! loop that ends is skipped, and one that cannot start takes the others down with it.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sockserv_plugin::{Session, SessionContext, SessionInfo, SessionWaker};
 
-use super::super::ReactorDispatcher;
+use super::super::event_loop::spawn_loop;
+use super::super::{start_loops, ReactorDispatcher};
 use super::{peer, shared, socket_pair, Recorded};
 use crate::request::Shared;
 use crate::strategy::Dispatcher;
+use crate::Shutdown;
 
 /// How long a reply may take: a failure bound, never waited out by a passing test.
 const WAIT: Duration = Duration::from_secs(10);
@@ -60,6 +64,22 @@ fn echo_session(info: &SessionInfo<'_>) -> Box<dyn Session> {
             waker: Arc::clone(&info.waker),
             panic_on_close: false,
         }),
+    }
+}
+
+/// An echo session that counts the `on_close` calls of its kind.
+struct CountsCloses {
+    echo: Box<dyn Session>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl Session for CountsCloses {
+    fn on_data(&mut self, data: &[u8], ctx: &mut SessionContext<'_>) {
+        self.echo.on_data(data, ctx);
+    }
+
+    fn on_close(&mut self) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -154,4 +174,96 @@ fn panics_in_every_callback_close_one_connection_each_and_both_loops_serve_on() 
     }
     assert_eq!(hooks.lines().len(), 10, "{:#?}", hooks.lines());
     dispatcher.close(Duration::ZERO);
+}
+
+/// Waits (bounded) until `check` holds; returns whether it did.
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[test]
+fn a_loop_that_ended_is_skipped_its_connections_close_and_none_left_is_reported() {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
+    let (shared, hooks) = shared(move |info| {
+        Box::new(CountsCloses {
+            echo: echo_session(info),
+            closed: Arc::clone(&counter),
+        })
+    });
+    let mut dispatcher = ReactorDispatcher::new(&shared, 2).unwrap();
+    let mut on_first = connect(&mut dispatcher, &shared, 10);
+    let mut on_second = connect(&mut dispatcher, &shared, 11);
+    assert_eq!(echo(&mut on_first, b"one"), b"one");
+    assert_eq!(echo(&mut on_second, b"two"), b"two");
+    // A panic in the loop's own code (not a session's) ends its thread: its connections are
+    // closed (their sessions told), not left hanging, and it is marked ended.
+    dispatcher.loops[0].crash();
+    assert_closed(&mut on_first, "a connection of the crashed loop");
+    assert_eq!(closed.load(Ordering::SeqCst), 1);
+    assert!(eventually(|| dispatcher.dead_loops() == 1));
+    assert_eq!(dispatcher.failure(), None);
+    // It woke the serving loop on its way out, so the server looks at `failure` at once.
+    let mut wake = UnixStream::from(shared.shutdown.wake_fd().try_clone_to_owned().unwrap());
+    wake.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(
+        wake.read(&mut [0; 1]).unwrap(),
+        1,
+        "the serving loop was not woken"
+    );
+    // Every new connection goes to the loop still running.
+    for n in 0..10 {
+        let mut client = connect(&mut dispatcher, &shared, 100 + n);
+        assert_eq!(echo(&mut client, b"served"), b"served");
+    }
+    assert_eq!(echo(&mut on_second, b"still"), b"still");
+    // With no loop left, a connection is refused, reported, and closed.
+    dispatcher.loops[1].stop();
+    assert!(eventually(|| dispatcher.all_loops_dead()));
+    assert_eq!(
+        dispatcher.failure().as_deref(),
+        Some("all 2 event loops have ended")
+    );
+    let mut refused = connect(&mut dispatcher, &shared, 200);
+    assert_closed(&mut refused, "a connection with no loop to run on");
+    assert_eq!(
+        hooks.lines(),
+        [
+            "reactor-test: request from 127.0.0.1:40200: cannot start the request: \
+          all 2 event loops have ended"
+        ]
+    );
+    // The crashed loop's join fails with its name and the panic; close logs it and goes on.
+    let crashed = dispatcher.loops.remove(0);
+    assert_eq!(
+        crashed.join(),
+        Err("reactor-test-loop-0: panicked: crashed on purpose".to_string())
+    );
+    dispatcher.close(Duration::ZERO);
+}
+
+#[test]
+fn a_loop_that_cannot_start_stops_and_joins_those_already_running() {
+    let mut watches = Vec::new();
+    let started = start_loops(5, |index| {
+        if index == 3 {
+            return Err(io::Error::other("out of descriptors"));
+        }
+        let event_loop = spawn_loop("start-test", index, Shutdown::new()?)?;
+        watches.push(event_loop.watch());
+        Ok(event_loop)
+    });
+    assert_eq!(started.err().unwrap().to_string(), "out of descriptors");
+    assert_eq!(watches.len(), 3);
+    for watch in &watches {
+        assert!(!watch.is_alive());
+        assert!(watch.thread_gone(), "a loop's thread was left running");
+    }
 }
