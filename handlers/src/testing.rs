@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use sockserv_framework::HandlerOptions;
 use sockserv_plugin::{
-    Address, HandlerFactory, Request, RequestHandler, RequestKind, ServerContext, SessionContext,
+    Address, HandlerFactory, OutputBuffer, Request, RequestHandler, RequestKind, ServerContext,
+    SessionContext,
 };
 
 pub(crate) struct Context;
@@ -137,11 +138,12 @@ fn run(
     wfile
 }
 
-/// A session's connection as the reactor keeps it: the output queued and not yet "written to the
-/// socket", and whether the session asked to close.
+/// A session's connection as the reactor keeps it: the reactor's own [`OutputBuffer`] (so `pending()`
+/// is counted by the same code as under the real reactor: a prefix the socket has taken stays in the
+/// buffer but is not pending), and whether the session asked to close.
 #[derive(Default)]
 pub(crate) struct SessionOutput {
-    pub(crate) pending: Vec<u8>,
+    output: OutputBuffer,
     pub(crate) closing: bool,
 }
 
@@ -150,17 +152,23 @@ impl SessionOutput {
     pub(crate) fn event(&mut self, event: impl FnOnce(&mut SessionContext<'_>)) -> Vec<u8> {
         let peer = Address::Inet("127.0.0.1:40000".parse().unwrap());
         let local = Address::Inet("127.0.0.1:20000".parse().unwrap());
-        let before = self.pending.len();
-        let mut ctx = SessionContext::new(&mut self.pending, &peer, &local, &Context);
+        let before = self.output.unwritten_len();
+        let mut ctx = SessionContext::over_buffer(&mut self.output, &peer, &local, &Context);
         event(&mut ctx);
         self.closing |= ctx.closing();
-        self.pending[before..].to_vec()
+        self.output.unwritten()[before..].to_vec()
     }
 
-    /// The peer read `n` bytes (all, at most): they leave the pending output.
-    pub(crate) fn flush(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.pending.len());
-        self.pending.drain(..n).collect()
+    /// Bytes queued and not yet taken by the socket.
+    pub(crate) fn pending(&self) -> usize {
+        self.output.unwritten_len()
+    }
+
+    /// The socket takes the next `n` bytes (all pending, at most), as a write would; returns them.
+    pub(crate) fn socket_takes(&mut self, n: usize) -> Vec<u8> {
+        let taken = self.output.unwritten()[..n.min(self.pending())].to_vec();
+        self.output.consume(taken.len());
+        taken
     }
 }
 

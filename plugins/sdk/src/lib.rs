@@ -38,4 +38,4 @@ pub use handler::{
 #[cfg(feature = "serde")]
 pub use plugin::from_json;
 pub use plugin::PluginHandler;
-pub use session::{Session, SessionContext, SessionInfo, SessionWaker};
+pub use session::{OutputBuffer, Session, SessionContext, SessionInfo, SessionWaker};

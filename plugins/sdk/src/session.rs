@@ -50,12 +50,56 @@ pub struct SessionInfo<'a> {
     pub waker: Arc<dyn SessionWaker>,
 }
 
+/// A connection's outgoing bytes as a strategy keeps them between events: what its session queued,
+/// of which a prefix may already be on the wire. The prefix is kept (and reclaimed now and then)
+/// rather than removed at every write, so a partial write costs no copy; [`SessionContext::pending`]
+/// counts only the rest, which is what a session bounding its queue (a chat member) must see.
+#[derive(Debug, Default)]
+pub struct OutputBuffer {
+    bytes: Vec<u8>,
+    /// How many bytes at the front of `bytes` the socket has taken.
+    written: usize,
+}
+
+impl OutputBuffer {
+    /// The bytes the socket has not taken yet, oldest first.
+    pub fn unwritten(&self) -> &[u8] {
+        &self.bytes[self.written..]
+    }
+
+    /// How many bytes the socket has not taken yet.
+    pub fn unwritten_len(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    /// The socket took the next `n` bytes (at most what is unwritten).
+    pub fn consume(&mut self, n: usize) {
+        self.written = (self.written + n).min(self.bytes.len());
+        if self.written == self.bytes.len() {
+            self.bytes.clear();
+            self.written = 0;
+        } else if self.written > self.bytes.len() / 2 {
+            // Reclaim the written half rather than letting the buffer creep forward for ever.
+            self.bytes.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// Forget everything unwritten (the connection failed: nobody will read it).
+    pub fn discard(&mut self) {
+        self.bytes.clear();
+        self.written = 0;
+    }
+}
+
 /// A session's view of its connection during one event.
 pub struct SessionContext<'a> {
     output: &'a mut Vec<u8>,
+    /// How many bytes at the front of `output` are already on the wire (not pending).
+    on_wire: usize,
     close: bool,
-    /// Output already queued before this event (not counting what this event writes).
-    pending_before: usize,
+    /// The length of `output` before this event (so what this event writes can be told apart).
+    len_before: usize,
     /// Output queued outside `output` (by the host, across the plugin ABI).
     pending_elsewhere: usize,
     /// The session asked for `on_wake` once its output is written.
@@ -66,24 +110,39 @@ pub struct SessionContext<'a> {
 }
 
 impl<'a> SessionContext<'a> {
-    /// For strategies: a context whose writes append to `output`.
+    /// For strategies: a context whose writes append to `output`, all of which counts as pending.
     pub fn new(
         output: &'a mut Vec<u8>,
         peer: &'a Address,
         local: &'a Address,
         server: &'a dyn ServerContext,
     ) -> Self {
-        let pending_before = output.len();
+        let len_before = output.len();
         SessionContext {
             output,
+            on_wire: 0,
             close: false,
-            pending_before,
+            len_before,
             pending_elsewhere: 0,
             wake_when_written: false,
             peer,
             local,
             server,
         }
+    }
+
+    /// For strategies: a context whose writes append to `output`, where only what the socket has
+    /// not taken yet counts as pending.
+    pub fn over_buffer(
+        output: &'a mut OutputBuffer,
+        peer: &'a Address,
+        local: &'a Address,
+        server: &'a dyn ServerContext,
+    ) -> Self {
+        let on_wire = output.written;
+        let mut ctx = SessionContext::new(&mut output.bytes, peer, local, server);
+        ctx.on_wire = on_wire;
+        ctx
     }
 
     /// For the plugin glue: a context whose own buffer starts empty while the host holds `pending`.
@@ -126,13 +185,59 @@ impl<'a> SessionContext<'a> {
     }
 
     /// Bytes queued and not yet written to the socket, this event's included: a session that
-    /// produces output on its own (a chat room) checks it to apply its overflow policy.
+    /// produces output on its own (a chat room) checks it to apply its overflow policy. Bytes the
+    /// socket has taken are not counted, even while the peer has not read them yet.
     pub fn pending(&self) -> usize {
-        self.output.len() + self.pending_elsewhere
+        self.output.len() - self.on_wire + self.pending_elsewhere
     }
 
     /// Bytes this event has queued so far.
     pub fn written(&self) -> usize {
-        self.output.len() - self.pending_before
+        self.output.len() - self.len_before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Server;
+
+    impl ServerContext for Server {
+        fn server_name(&self) -> &str {
+            "test"
+        }
+
+        fn shutdown(&self) {}
+    }
+
+    /// Runs one event that writes `bytes`; returns what the context said was pending after it.
+    fn write(output: &mut OutputBuffer, bytes: &[u8]) -> usize {
+        let peer = Address::Inet(([127, 0, 0, 1], 1).into());
+        let mut ctx = SessionContext::over_buffer(output, &peer, &peer, &Server);
+        ctx.write(bytes);
+        assert_eq!(ctx.written(), bytes.len());
+        ctx.pending()
+    }
+
+    #[test]
+    fn pending_leaves_out_what_the_socket_took_before_and_after_reclaiming() {
+        let mut output = OutputBuffer::default();
+        assert_eq!(write(&mut output, &[1; 100]), 100);
+        // Less than half written: the prefix stays in the buffer but is not pending.
+        output.consume(30);
+        assert_eq!(output.unwritten(), &[1; 70][..]);
+        assert_eq!(write(&mut output, &[2; 10]), 80);
+        // More than half written: the prefix is reclaimed; the count is the same either way.
+        output.consume(50);
+        assert_eq!(output.unwritten_len(), 30);
+        assert_eq!(write(&mut output, &[3; 5]), 35);
+        assert_eq!(
+            output.unwritten(),
+            [&[1; 20][..], &[2; 10], &[3; 5]].concat()
+        );
+        output.consume(usize::MAX);
+        assert_eq!(output.unwritten_len(), 0);
+        assert_eq!(write(&mut output, b"x"), 1);
     }
 }

@@ -1,5 +1,6 @@
-//! One connection on an event loop: its socket, its session, and its pending output. The loop calls
-//! `on_readable`, `on_writable` and `on_wake`; each returns what the connection needs next.
+//! One connection on an event loop: its socket, its session, and its unwritten output. The loop
+//! drives it through a few entry points, each returning what the connection needs next ([`Next`]);
+//! the order is written on [`Connection`].
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown as Direction;
@@ -7,10 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::Socket;
-use sockserv_plugin::{Address, Session, SessionContext};
+use sockserv_plugin::{Address, OutputBuffer, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
-use crate::request::Shared;
+use crate::request::{guarded, Shared};
+use crate::RequestFailure;
 
 /// What the loop should do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +30,43 @@ pub(super) enum Next {
 /// The most a lingering connection reads and drops before closing anyway.
 pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 
+/// A connection as its loop drives it, sans-IO in spirit: the loop reports readiness, the connection
+/// does the reads and writes, calls its session, and says what to watch next.
+///
+/// # Call order
+///
+/// The loop owns the connection and calls it from its own thread only:
+///
+/// 1. [`on_open`](Self::on_open), once, right after the socket is registered for reading.
+/// 2. Then, as often as something happens, in any order:
+///    - [`on_writable`](Self::on_writable) when the socket reported writable (before `on_readable`
+///      when one event reports both),
+///    - [`on_readable`](Self::on_readable) when it reported readable, closed or failed,
+///    - [`on_wake`](Self::on_wake) when the session's waker was called.
+///
+///    Each returns the [`Next`] step: the readiness to watch for, [`Next::Linger`], or
+///    [`Next::Close`], after which the loop calls nothing but `close`.
+/// 3. [`close`](Self::close), once, consuming the connection: after a `Next::Close`, when a linger
+///    runs out of time, or when the loop stops.
+///
+/// Inside, every entry point of step 2 runs the same sequence, and `on_open` too:
+///
+/// - `event`: one session callback, its panic caught; what it writes is appended to the output. A
+///   panic is reported through the server's `handle_error` with the peer, and the connection is
+///   done: its output is dropped, the entry point returns [`Next::Close`], and the session is never
+///   called again (not even `on_close`; `close` only drops it, that too guarded).
+/// - `after_event`: `flush` the output; once it is all out, if the session asked to hear of that
+///   (`wake_when_written`), call its `on_wake` and flush again, for as long as it keeps asking;
+///   then `next` decides the step to return.
+/// - `flush` only writes: until the output is out or the socket would block. It never calls the
+///   session.
 pub(super) struct Connection {
     pub socket: Socket,
     session: Box<dyn Session>,
     shared: Arc<Shared>,
     peer: Address,
-    /// Output queued by the session; `written` bytes of it are already on the wire.
-    output: Vec<u8>,
-    written: usize,
+    /// Output queued by the session, less what the socket has taken.
+    output: OutputBuffer,
     /// The session asked to close once its output is out.
     closing: bool,
     /// The peer closed its side: nothing more to read.
@@ -44,6 +75,8 @@ pub(super) struct Connection {
     wake_when_written: bool,
     /// Closing, waiting for the peer's end of stream (see [`Next::Linger`]); bytes dropped so far.
     lingering: Option<usize>,
+    /// The session panicked: it is not called again.
+    panicked: bool,
     started: Instant,
     bytes_in: u64,
     bytes_out: u64,
@@ -61,11 +94,11 @@ impl Connection {
             session,
             shared,
             peer,
-            output: Vec::new(),
-            written: 0,
+            output: OutputBuffer::default(),
             closing: false,
             eof: false,
             lingering: None,
+            panicked: false,
             wake_when_written: false,
             started: Instant::now(),
             bytes_in: 0,
@@ -73,8 +106,16 @@ impl Connection {
         }
     }
 
-    /// Run one session callback with a context over this connection's output.
-    fn event(&mut self, call: impl FnOnce(&mut dyn Session, &mut SessionContext<'_>)) {
+    /// Run one session callback (`hook` names it) with a context over this connection's output,
+    /// its panic caught; nothing after a panic.
+    fn event(
+        &mut self,
+        hook: &'static str,
+        call: impl FnOnce(&mut dyn Session, &mut SessionContext<'_>),
+    ) {
+        if self.panicked {
+            return;
+        }
         let Connection {
             session,
             shared,
@@ -82,42 +123,61 @@ impl Connection {
             output,
             ..
         } = self;
-        let mut ctx = SessionContext::new(output, peer, &shared.local, &**shared);
-        call(&mut **session, &mut ctx);
-        self.closing |= ctx.closing();
-        self.wake_when_written |= ctx.wants_wake_when_written();
+        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared);
+        let ran = guarded(hook, || {
+            call(&mut **session, &mut ctx);
+            Ok(())
+        });
+        let (closing, wake) = (ctx.closing(), ctx.wants_wake_when_written());
+        match ran {
+            Ok(()) => {
+                self.closing |= closing;
+                self.wake_when_written |= wake;
+            }
+            Err(failure) => self.panicked(&failure),
+        }
     }
 
+    /// The session panicked: report it with the peer, and let nothing more of it out.
+    fn panicked(&mut self, failure: &RequestFailure) {
+        self.shared.report(&self.peer, failure);
+        self.panicked = true;
+        self.output.discard();
+    }
+
+    /// The connection was adopted: the session may greet.
     pub fn on_open(&mut self) -> Next {
-        self.event(|session, ctx| session.on_open(ctx));
-        self.flush()
+        self.event("on_open", |session, ctx| session.on_open(ctx));
+        self.after_event()
     }
 
+    /// The session's waker was called (ignored while lingering: the session is done).
     pub fn on_wake(&mut self) -> Next {
         if self.lingering.is_some() {
             return Next::Linger;
         }
-        self.event(|session, ctx| session.on_wake(ctx));
-        self.flush()
+        self.event("on_wake", |session, ctx| session.on_wake(ctx));
+        self.after_event()
     }
 
-    /// Read until the socket would block (or output backs up), handing each chunk to the session.
+    /// Read until the socket would block (or output backs up), handing each chunk to the session
+    /// (`on_data`, and `on_eof` at the end of stream); while lingering, read and drop instead.
     /// `peer_closed`: the event said the peer closed its side, so a short read has not drained the
     /// socket — the end of stream is still to be read, and no new edge will announce it.
     pub fn on_readable(&mut self, buffer: &mut [u8], peer_closed: bool) -> Next {
         if let Some(dropped) = self.lingering {
             return self.drop_input(buffer, dropped);
         }
-        while !self.eof && !self.closing && self.pending() < MAX_PENDING_OUTPUT {
+        while !self.eof && !self.closing && !self.panicked && self.pending() < MAX_PENDING_OUTPUT {
             match (&self.socket).read(buffer) {
                 Ok(0) => {
                     self.eof = true;
-                    self.event(|session, ctx| session.on_eof(ctx));
+                    self.event("on_eof", |session, ctx| session.on_eof(ctx));
                 }
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     let data = &buffer[..n];
-                    self.event(|session, ctx| session.on_data(data, ctx));
+                    self.event("on_data", |session, ctx| session.on_data(data, ctx));
                     if n < buffer.len() && !peer_closed {
                         // A short read drained the socket: data arriving later raises a new edge,
                         // so the read that would only say "would block" can be skipped.
@@ -129,11 +189,12 @@ impl Connection {
                 Err(err) => return self.failed(&err),
             }
         }
-        self.flush()
+        self.after_event()
     }
 
+    /// The socket can take more output.
     pub fn on_writable(&mut self) -> Next {
-        self.flush()
+        self.after_event()
     }
 
     /// Lingering: read and drop until end of stream, an error, or the limit.
@@ -153,52 +214,44 @@ impl Connection {
     }
 
     fn pending(&self) -> usize {
-        self.output.len() - self.written
+        self.output.unwritten_len()
     }
 
-    /// Write what is pending until done or the socket would block, waking a session that asked to
-    /// hear when its output is out; say what to watch next.
-    fn flush(&mut self) -> Next {
-        if !self.write_pending() {
-            return Next::Close;
-        }
-        while self.pending() == 0 && self.wake_when_written && !self.closing {
-            self.wake_when_written = false;
-            self.event(|session, ctx| session.on_wake(ctx));
-            if !self.write_pending() {
+    /// What follows every event: write the output, wake a session that asked to hear when its
+    /// output is out (and write what that wake queued), then say what to watch next.
+    fn after_event(&mut self) -> Next {
+        loop {
+            if self.panicked {
                 return Next::Close;
             }
+            if let Err(err) = self.flush() {
+                return self.failed(&err);
+            }
+            if self.pending() > 0 || !self.wake_when_written || self.closing {
+                return self.next();
+            }
+            self.wake_when_written = false;
+            self.event("on_wake", |session, ctx| session.on_wake(ctx));
         }
-        self.next()
     }
 
-    /// Write until done or the socket would block; false when the connection failed.
-    fn write_pending(&mut self) -> bool {
+    /// Write the output until it is all out or the socket would block.
+    fn flush(&mut self) -> io::Result<()> {
         while self.pending() > 0 {
-            match (&self.socket).write(&self.output[self.written..]) {
+            match (&self.socket).write(self.output.unwritten()) {
                 Ok(n) => {
-                    self.written += n;
+                    self.output.consume(n);
                     self.bytes_out += n as u64;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    self.failed(&err);
-                    return false;
-                }
+                Err(err) => return Err(err),
             }
         }
-        if self.pending() == 0 {
-            self.output.clear();
-            self.written = 0;
-        } else if self.written > self.output.len() / 2 {
-            // Reclaim the written half rather than letting the buffer creep forward for ever.
-            self.output.drain(..self.written);
-            self.written = 0;
-        }
-        true
+        Ok(())
     }
 
+    /// The step after an event, from the output left and the session's and peer's state.
     fn next(&mut self) -> Next {
         let pending = self.pending() > 0;
         if self.closing && !pending {
@@ -225,22 +278,40 @@ impl Connection {
 
     fn failed(&mut self, err: &io::Error) -> Next {
         log::debug!("{}: {}: {err}", self.shared.name, self.peer);
-        self.output.clear();
-        self.written = 0;
+        self.output.discard();
         Next::Close
     }
 
-    /// The end: tell the session, shut the socket down, log the connection's line.
-    pub fn close(mut self) {
-        self.session.on_close();
-        let _ = self.socket.shutdown(Direction::Both);
+    /// The end: tell the session (unless it panicked) and drop it, both guarded; shut the socket
+    /// down; log the connection's line.
+    pub fn close(self) {
+        let Connection {
+            socket,
+            session,
+            shared,
+            peer,
+            panicked,
+            started,
+            bytes_in,
+            bytes_out,
+            ..
+        } = self;
+        let hook = if panicked { "drop" } else { "on_close" };
+        let ended = guarded(hook, move || {
+            let mut session = session;
+            if !panicked {
+                session.on_close();
+            }
+            Ok(())
+        });
+        if let Err(failure) = ended {
+            shared.report(&peer, &failure);
+        }
+        let _ = socket.shutdown(Direction::Both);
         log::info!(
-            "{}: {} served in {:.1} ms, {} bytes in, {} bytes out",
-            self.shared.name,
-            self.peer,
-            self.started.elapsed().as_secs_f64() * 1e3,
-            self.bytes_in,
-            self.bytes_out
+            "{}: {peer} served in {:.1} ms, {bytes_in} bytes in, {bytes_out} bytes out",
+            shared.name,
+            started.elapsed().as_secs_f64() * 1e3,
         );
     }
 }

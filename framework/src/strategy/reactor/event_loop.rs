@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -12,11 +13,11 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::Socket;
-use sockserv_plugin::{Address, SessionInfo, SessionWaker};
+use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
-use crate::request::Shared;
-use crate::RequestFailure;
+use crate::request::{guarded, panic_message, Shared};
+use crate::{RequestFailure, Shutdown};
 
 /// The waker's token; connections use their slot index + 1.
 const WAKER: Token = Token(0);
@@ -27,14 +28,27 @@ const READ_BUFFER: usize = 64 * 1024;
 /// How long a closing connection waits for its peer's end of stream (see `Next::Linger`).
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
+/// A connection handed to a loop, adopted on its next wake-up.
+pub(super) struct NewConnection {
+    pub shared: Arc<Shared>,
+    pub socket: Socket,
+    pub peer: Address,
+}
+
 /// What other threads share with a loop.
 struct Mailbox {
     waker: Waker,
     stop: AtomicBool,
+    /// True until the loop's thread ends (stopped, or failed): an ended loop adopts nothing. It
+    /// changes only with `inbox` locked, so no connection is left in the inbox of an ended loop.
+    alive: AtomicBool,
     /// New connections, adopted on the next wake-up.
-    inbox: Mutex<Vec<(Arc<Shared>, Socket, Address)>>,
+    inbox: Mutex<Vec<NewConnection>>,
     /// Sessions to wake: (slot, generation).
     wakes: Mutex<Vec<(usize, u64)>>,
+    /// Tests make the loop panic with it, as a bug in the loop's own code would.
+    #[cfg(test)]
+    crash: AtomicBool,
 }
 
 impl Mailbox {
@@ -45,16 +59,54 @@ impl Mailbox {
     }
 }
 
-/// The serving thread's handle on a loop.
+/// Held by a loop's thread while it runs: when the run ends, however it ends (stopped, a poll
+/// failure, a panic in the loop's own code), the loop is marked ended and the connections still in
+/// its inbox are closed rather than left waiting for a loop that will never adopt them. A loop that
+/// ends without being asked wakes the serving loop, which then sees the dispatcher's `failure`.
+struct Running {
+    mailbox: Arc<Mailbox>,
+    server: Shutdown,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut inbox = Mailbox::lock(&self.mailbox.inbox);
+        self.mailbox.alive.store(false, Ordering::SeqCst);
+        for orphan in inbox.drain(..) {
+            log::warn!(
+                "{}: {}: closed unserved, its event loop has ended",
+                orphan.shared.name,
+                orphan.peer
+            );
+        }
+        if !self.mailbox.stop.load(Ordering::SeqCst) {
+            self.server.wake();
+        }
+    }
+}
+
+/// The serving thread's handle on a loop and its thread.
 pub(super) struct LoopHandle {
     mailbox: Arc<Mailbox>,
+    thread: JoinHandle<()>,
 }
 
 impl LoopHandle {
-    /// Give the loop a new connection.
-    pub fn adopt(&self, shared: Arc<Shared>, socket: Socket, peer: Address) {
-        Mailbox::lock(&self.mailbox.inbox).push((shared, socket, peer));
+    /// Give the loop a new connection; it comes back if the loop has ended.
+    pub fn adopt(&self, connection: NewConnection) -> Result<(), NewConnection> {
+        let mut inbox = Mailbox::lock(&self.mailbox.inbox);
+        if !self.mailbox.alive.load(Ordering::SeqCst) {
+            return Err(connection);
+        }
+        inbox.push(connection);
+        drop(inbox);
         let _ = self.mailbox.waker.wake();
+        Ok(())
+    }
+
+    /// Whether the loop's thread is still running (an ended loop never runs again).
+    pub fn is_alive(&self) -> bool {
+        self.mailbox.alive.load(Ordering::SeqCst)
     }
 
     /// Ask the loop to close its connections and end.
@@ -62,28 +114,88 @@ impl LoopHandle {
         self.mailbox.stop.store(true, Ordering::SeqCst);
         let _ = self.mailbox.waker.wake();
     }
+
+    /// Wait for the loop's thread to end.
+    ///
+    /// # Errors
+    /// The thread panicked: a line to log, with the loop's name and the panic's message.
+    pub fn join(self) -> Result<(), String> {
+        let name = self
+            .thread
+            .thread()
+            .name()
+            .unwrap_or("event loop")
+            .to_string();
+        self.thread
+            .join()
+            .map_err(|payload| format!("{name}: panicked: {}", panic_message(&*payload)))
+    }
+
+    /// Make the loop panic on its next turn.
+    #[cfg(test)]
+    pub fn crash(&self) {
+        self.mailbox.crash.store(true, Ordering::SeqCst);
+        let _ = self.mailbox.waker.wake();
+    }
+
+    /// Whether the loop runs, and whether its thread has let go of everything it held.
+    #[cfg(test)]
+    pub fn watch(&self) -> LoopWatch {
+        LoopWatch(Arc::clone(&self.mailbox))
+    }
 }
 
-pub(super) fn spawn_loop(name: &str, index: usize) -> io::Result<(LoopHandle, JoinHandle<()>)> {
+/// A test's view of a loop that outlives its handle.
+#[cfg(test)]
+pub(super) struct LoopWatch(Arc<Mailbox>);
+
+#[cfg(test)]
+impl LoopWatch {
+    pub fn is_alive(&self) -> bool {
+        self.0.alive.load(Ordering::SeqCst)
+    }
+
+    /// Nothing but this watch holds the loop's mailbox: its thread (and handle) are gone.
+    pub fn thread_gone(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
+/// Start loop `index` of server `name`, in a thread named `{name}-loop-{index}`; `server` is the
+/// server's shutdown handle, to wake its serving loop should this loop end unasked.
+///
+/// # Errors
+/// The poll instance, its waker or the thread cannot be made (the descriptor or thread limit).
+pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Result<LoopHandle> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let mailbox = Arc::new(Mailbox {
         waker,
         stop: AtomicBool::new(false),
+        alive: AtomicBool::new(true),
         inbox: Mutex::default(),
         wakes: Mutex::default(),
+        #[cfg(test)]
+        crash: AtomicBool::new(false),
     });
+    let name = format!("{name}-loop-{index}");
     let event_loop = EventLoop {
+        name: name.clone(),
         poll,
         mailbox: Arc::clone(&mailbox),
         slots: Vec::new(),
         free: Vec::new(),
         lingering: VecDeque::new(),
     };
-    let thread = thread::Builder::new()
-        .name(format!("{name}-loop-{index}"))
-        .spawn(move || event_loop.run())?;
-    Ok((LoopHandle { mailbox }, thread))
+    let running = Running {
+        mailbox: Arc::clone(&mailbox),
+        server,
+    };
+    let thread = thread::Builder::new().name(name).spawn(move || {
+        let _running = running;
+        event_loop.run();
+    })?;
+    Ok(LoopHandle { mailbox, thread })
 }
 
 /// A connection's place in the loop; the generation tells a reused slot from its earlier tenant.
@@ -99,6 +211,8 @@ struct Slot {
 }
 
 struct EventLoop {
+    /// The thread's name, `{server}-loop-{index}`, for the log.
+    name: String,
     poll: Poll,
     mailbox: Arc<Mailbox>,
     slots: Vec<Slot>,
@@ -126,7 +240,18 @@ impl SessionWaker for Wake {
 }
 
 impl EventLoop {
+    /// Serve until stopped (or poll fails), then close every connection, telling its session. A
+    /// panic here is a bug in the loop's own code (a session's is caught where it is called): the
+    /// connections are still closed that way before the thread ends with the panic.
     fn run(mut self) {
+        let served = catch_unwind(AssertUnwindSafe(|| self.serve()));
+        self.close_all();
+        if let Err(payload) = served {
+            resume_unwind(payload);
+        }
+    }
+
+    fn serve(&mut self) {
         let mut events = Events::with_capacity(EVENTS);
         let mut buffer = vec![0u8; READ_BUFFER];
         loop {
@@ -135,8 +260,8 @@ impl EventLoop {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                log::error!("event loop: poll failed: {err}");
-                break;
+                log::error!("{}: poll failed, the loop ends: {err}", self.name);
+                return;
             }
             for event in events.iter() {
                 match event.token() {
@@ -149,13 +274,16 @@ impl EventLoop {
                 }
             }
             if self.mailbox.stop.load(Ordering::SeqCst) {
-                break;
+                return;
+            }
+            #[cfg(test)]
+            if self.mailbox.crash.load(Ordering::SeqCst) {
+                panic!("crashed on purpose");
             }
             self.adopt_new();
             self.run_wakes();
             self.end_lingers();
         }
-        self.close_all();
     }
 
     /// How long poll may sleep: until the oldest linger's deadline, or for ever.
@@ -201,7 +329,12 @@ impl EventLoop {
     /// Take the inbox's connections: make each one's session and register it.
     fn adopt_new(&mut self) {
         let adopted = std::mem::take(&mut *Mailbox::lock(&self.mailbox.inbox));
-        for (shared, socket, peer) in adopted {
+        for NewConnection {
+            shared,
+            socket,
+            peer,
+        } in adopted
+        {
             self.adopt(shared, socket, peer);
         }
     }
@@ -236,10 +369,7 @@ impl EventLoop {
             server: &*shared,
             waker,
         };
-        let Some(session) = shared.factory.new_session(&info) else {
-            let failure =
-                RequestFailure::Dispatch("this handler has no event-driven session".into());
-            shared.hooks.handle_error(&shared.name, &peer, &failure);
+        let Some(session) = open_session(&shared, &info) else {
             self.free.push(slot);
             return;
         };
@@ -250,7 +380,7 @@ impl EventLoop {
                 .register(&mut SourceFd(&fd), Token(slot + 1), Interest::READABLE);
         let mut connection = Connection::new(socket, session, shared, peer);
         if let Err(err) = registered {
-            log::warn!("event loop: cannot watch a connection: {err}");
+            log::warn!("{}: cannot watch a connection: {err}", self.name);
             connection.close();
             self.free.push(slot);
             return;
@@ -340,4 +470,16 @@ impl EventLoop {
             self.remove(slot);
         }
     }
+}
+
+/// The connection's session from the handler's factory, its panic caught; `None` (reported with the
+/// peer) when the handler has no session or the factory panicked.
+fn open_session(shared: &Shared, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+    let failure = match guarded("new_session", || Ok(shared.factory.new_session(info))) {
+        Ok(Some(session)) => return Some(session),
+        Ok(None) => RequestFailure::Dispatch("this handler has no event-driven session".into()),
+        Err(failure) => failure,
+    };
+    shared.report(info.peer, &failure);
+    None
 }

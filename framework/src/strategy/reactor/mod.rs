@@ -10,14 +10,21 @@
 //! and loops (a chat room fanning out) through [`SessionWaker`](sockserv_plugin::SessionWaker)s that
 //! queue the session's token and wake its loop.
 //!
+//! **Handler code is isolated** (DESIGN.md, decision 8). Every call into a session — and the
+//! factory's `new_session` — has its panic caught where it is made: the panic is reported through
+//! `handle_error` with the server and the peer, that connection alone closes, and the loop goes on
+//! with its others. Should a loop end anyway (poll fails, or a bug in the loop itself panics), it
+//! closes its connections, is marked ended, and gets no more of them; with every loop ended,
+//! connections are refused and the dispatcher's `failure` says why, and the server stops.
+//!
 //! mio over the `polling` crate: mio is the event layer under tokio, keeps epoll's edge-triggered
 //! model (one wake-up per readiness change, no re-arming per event), and has a cross-thread `Waker`.
 
 mod connection;
 mod event_loop;
 
+use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::Socket;
@@ -26,40 +33,111 @@ use sockserv_plugin::Address;
 use super::{Dispatcher, Inline};
 use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
-use crate::ServerError;
-use event_loop::{spawn_loop, LoopHandle};
+use crate::{RequestFailure, ServerError};
+use event_loop::{spawn_loop, LoopHandle, NewConnection};
 
 /// Pending output beyond which a connection is not read until the peer catches up.
 pub(crate) const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
 
 pub(crate) struct ReactorDispatcher {
+    /// Answers datagrams in the serving thread.
     inline: Inline,
-    loops: Vec<(LoopHandle, JoinHandle<()>)>,
+    /// The loops, in the order connections are dealt to them.
+    loops: Vec<LoopHandle>,
+    /// The next loop in the round robin.
     next: usize,
 }
 
 impl ReactorDispatcher {
+    /// Start `loops` event loops (at least one) for the server.
+    ///
+    /// # Errors
+    /// [`ServerError::Serve`] when a loop cannot be started (no poll instance or thread, say at the
+    /// descriptor limit); the loops started before it are stopped and joined first.
     pub fn new(shared: &Arc<Shared>, loops: usize) -> Result<Self, ServerError> {
-        let loops = (0..loops.max(1))
-            .map(|index| spawn_loop(&shared.name, index))
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|source| ServerError::Serve {
-                server: shared.name.clone(),
-                source,
-            })?;
+        let spawn = |index| spawn_loop(&shared.name, index, shared.shutdown.clone());
+        let loops = start_loops(loops.max(1), spawn).map_err(|source| ServerError::Serve {
+            server: shared.name.clone(),
+            source,
+        })?;
         Ok(ReactorDispatcher {
             inline: Inline::default(),
             loops,
             next: 0,
         })
     }
+
+    /// How many loops have ended (a poll failure, or a panic in the loop's own code): they are
+    /// given no more connections.
+    pub(crate) fn dead_loops(&self) -> usize {
+        self.loops
+            .iter()
+            .filter(|event_loop| !event_loop.is_alive())
+            .count()
+    }
+
+    /// Whether every loop has ended, so no connection can be served any more.
+    pub(crate) fn all_loops_dead(&self) -> bool {
+        self.dead_loops() == self.loops.len()
+    }
+}
+
+/// Start `count` loops with `spawn`. If one cannot be started, those already running are stopped
+/// and joined before the error is returned, so none is left behind.
+fn start_loops(
+    count: usize,
+    mut spawn: impl FnMut(usize) -> io::Result<LoopHandle>,
+) -> io::Result<Vec<LoopHandle>> {
+    let mut loops = Vec::new();
+    for index in 0..count {
+        match spawn(index) {
+            Ok(event_loop) => loops.push(event_loop),
+            Err(err) => {
+                stop_all(loops);
+                return Err(err);
+            }
+        }
+    }
+    Ok(loops)
+}
+
+/// Ask every loop to stop, then wait for each; a loop whose thread panicked is logged by name.
+fn stop_all(loops: Vec<LoopHandle>) {
+    for event_loop in &loops {
+        event_loop.stop();
+    }
+    for event_loop in loops {
+        if let Err(line) = event_loop.join() {
+            log::error!("{line}");
+        }
+    }
 }
 
 impl Dispatcher for ReactorDispatcher {
+    /// The next live loop in the round robin adopts the connection; with none left, it is refused
+    /// through `handle_error` and closed (and `failure` stops the server).
     fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        let (handle, _) = &self.loops[self.next % self.loops.len()];
-        self.next = self.next.wrapping_add(1);
-        handle.adopt(Arc::clone(shared), conn, peer);
+        let mut connection = NewConnection {
+            shared: Arc::clone(shared),
+            socket: conn,
+            peer,
+        };
+        for _ in 0..self.loops.len() {
+            let event_loop = &self.loops[self.next % self.loops.len()];
+            self.next = self.next.wrapping_add(1);
+            match event_loop.adopt(connection) {
+                Ok(()) => return,
+                Err(refused) => connection = refused,
+            }
+        }
+        let why = self.failure().unwrap_or_default();
+        shared.report(&connection.peer, &RequestFailure::Dispatch(why));
+    }
+
+    /// Every loop has ended (each wakes the serving loop as it ends, so this is seen at once).
+    fn failure(&self) -> Option<String> {
+        self.all_loops_dead()
+            .then(|| format!("all {} event loops have ended", self.loops.len()))
     }
 
     /// Datagrams are answered in the serving thread: one short handler call each, no thread.
@@ -75,11 +153,9 @@ impl Dispatcher for ReactorDispatcher {
 
     /// The loops close their connections at once: a session never blocks, so nothing waits.
     fn close(&mut self, _drain_timeout: Duration) {
-        for (handle, _) in &self.loops {
-            handle.stop();
-        }
-        for (_, thread) in self.loops.drain(..) {
-            let _ = thread.join();
-        }
+        stop_all(std::mem::take(&mut self.loops));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
-//! Chat sessions driven the way the reactor drives them, without sockets: each member's output is a
-//! buffer the test "writes to the socket" (flushes) when it likes, and wakes are counted and run by
-//! hand.
+//! Chat sessions driven the way the reactor drives them, without sockets: each member's output is
+//! the reactor's own output buffer, of which the test lets "the socket" take what it likes, and wakes
+//! are counted and run by hand.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -56,10 +56,9 @@ impl Member {
         }
     }
 
-    /// The peer reads everything pending.
+    /// The socket takes everything pending (and the peer reads it).
     fn read_all(&mut self) -> String {
-        let n = self.output.pending.len();
-        String::from_utf8(self.output.flush(n)).unwrap()
+        String::from_utf8(self.output.socket_takes(usize::MAX)).unwrap()
     }
 }
 
@@ -154,10 +153,33 @@ fn reading_makes_room_again() {
         a.send(format!("m{n}\n").as_bytes());
         b.wake();
         // b reads all but the last 2 bytes: at most one message stays unwritten.
-        let keep = 2.min(b.output.pending.len());
-        b.output.flush(b.output.pending.len() - keep);
+        let keep = 2.min(b.output.pending());
+        b.output.socket_takes(b.output.pending() - keep);
     }
     assert!(!b.output.closing);
+    assert_eq!(hub.members(), 2);
+}
+
+#[test]
+fn a_member_whose_socket_takes_one_message_per_message_keeps_its_place() {
+    let hub = hub("queue_messages = 3\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    b.read_all();
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    // Messages of 4 bytes each; b's socket takes one per message, so two stay unwritten, then three.
+    for n in 0..20 {
+        a.send(format!("m{n:02}\n").as_bytes());
+        b.wake();
+        assert!(!b.output.closing, "kicked at m{n:02}");
+        if n < 2 {
+            continue;
+        }
+        // Less than half the buffer goes out, so the written prefix stays in it: it must not count.
+        let oldest = String::from_utf8(b.output.socket_takes(4)).unwrap();
+        assert_eq!(oldest, format!("m{:02}\n", n - 2));
+    }
     assert_eq!(hub.members(), 2);
 }
 
