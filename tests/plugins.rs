@@ -522,7 +522,7 @@ fn shout_serves_under_the_reactor_and_a_panic_closes_only_its_connection() {
     let logged = eventually(Duration::from_secs(5), || {
         serve
             .stderr()
-            .contains("session panicked: asked to panic on \"boom\"")
+            .contains("on_data panicked: asked to panic on \"boom\"")
     });
     assert!(logged, "{}", serve.stderr());
 }

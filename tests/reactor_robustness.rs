@@ -4,9 +4,9 @@
 //! a chosen input; the server runs it under `strategy = "reactor"` with two loops, so connections
 //! are dealt to the loops in turn.
 //!
-//! A plugin's panic is caught at the C ABI (by the SDK's glue) and reported by the host's plugin
-//! session; the reactor's own catch, which a built-in session's panic reaches, is tested beside the
-//! reactor (`framework/src/strategy/reactor/tests`), since no built-in panics on network input.
+//! A plugin's panic is caught at the C ABI (by the SDK's glue) and raised again on the host's side,
+//! so it reaches the reactor's own catch exactly as a built-in session's panic does; that catch is
+//! also tested beside the reactor (`framework/src/strategy/reactor/tests`), for every callback.
 
 mod common;
 
@@ -110,7 +110,7 @@ fn a_session_panic_closes_one_connection_and_both_loops_serve_on() {
         let stderr = serve.stderr();
         doomed_peers.iter().all(|peer| {
             stderr.contains(&format!(
-                "loops: request from {peer}: session panicked: asked to panic on \"boom\""
+                "loops: request from {peer}: on_data panicked: asked to panic on \"boom\""
             ))
         })
     });

@@ -91,18 +91,18 @@ impl PluginSession {
             // SAFETY: the session is live (closed only in on_close); `io` and `data` live for the call.
             unsafe { (self.entries.event)(self.session, kind, Bytes::of(data), &io) }
         };
+        if status == STATUS_PANIC {
+            // Raised again on this side of the boundary, so the reactor contains it exactly as it
+            // contains a built-in session's panic: reported through `handle_error` with the hook,
+            // that connection closed at once, its session never called again.
+            self.instance.panicked();
+            let message = failure.into_inner().ok().flatten().unwrap_or_default();
+            std::panic::resume_unwind(Box::new(message));
+        }
         if status != STATUS_OK {
             let message = failure.into_inner().ok().flatten().unwrap_or_default();
-            if status == STATUS_PANIC {
-                self.instance.panicked();
-            }
-            let what = if status == STATUS_PANIC {
-                "panicked"
-            } else {
-                "failed"
-            };
             log::error!(
-                "{}: request from {peer}: session {what}: {message}",
+                "{}: request from {peer}: session failed: {message}",
                 server.0.server_name()
             );
             ctx.close();

@@ -130,14 +130,22 @@ impl Dispatcher for ReactorDispatcher {
                 Err(refused) => connection = refused,
             }
         }
-        let why = self.failure().unwrap_or_default();
+        let why = format!("all {} event loops have ended", self.loops.len());
         shared.report(&connection.peer, &RequestFailure::Dispatch(why));
     }
 
-    /// Every loop has ended (each wakes the serving loop as it ends, so this is seen at once).
+    /// An event loop has ended (each wakes the serving loop as it ends, so this is seen at once):
+    /// the server stops rather than serve on with part of its loops, so that a dead loop is never
+    /// silent (`sockserv serve` then drains the others and exits non-zero). Until the serving loop
+    /// acts on it, new connections go to the loops still running.
     fn failure(&self) -> Option<String> {
-        self.all_loops_dead()
-            .then(|| format!("all {} event loops have ended", self.loops.len()))
+        match self.dead_loops() {
+            0 => None,
+            dead => Some(format!(
+                "{dead} of its {} event loops ended",
+                self.loops.len()
+            )),
+        }
     }
 
     /// Datagrams are answered in the serving thread: one short handler call each, no thread.
