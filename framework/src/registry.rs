@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use sockserv_plugin::HandlerFactory;
 
+use crate::config::OptionErrors;
 use crate::{SocketKind, StrategyKind};
 
 /// What a handler's build function gets: the server's `options` table and where to resolve paths.
@@ -24,9 +25,12 @@ pub struct HandlerOptions<'a> {
     pub server: &'a str,
 }
 
-/// Builds a handler factory from the server's options, or says what is wrong with them.
-pub type BuildFn =
-    dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> + Send + Sync + 'static;
+/// Builds a handler factory from the server's options, or says what is wrong with them: every
+/// problem, each naming its key, so that `sockserv check` can point at each one.
+pub type BuildFn = dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors>
+    + Send
+    + Sync
+    + 'static;
 
 /// One handler a config can name.
 pub struct HandlerEntry {

@@ -26,6 +26,7 @@ pub mod timestamp;
 
 use std::sync::Arc;
 
+use sockserv_framework::config::OptionErrors;
 use sockserv_framework::{
     HandlerEntry, HandlerOptions, Registry, RegistryError, SocketKind, StrategyKind,
 };
@@ -57,7 +58,10 @@ impl Builtin {
             socket_kinds: self.socket_kinds.to_vec(),
             strategies: self.strategies.to_vec(),
             strategy_note: self.strategy_note.map(str::to_string),
-            build: Box::new(self.build),
+            build: {
+                let build = self.build;
+                Box::new(move |options| build(options).map_err(OptionErrors::from))
+            },
         }
     }
 }

@@ -107,8 +107,15 @@ pub enum ConfigErrorKind {
         supported: Vec<StrategyKind>,
         note: Option<String>,
     },
-    /// The handler's build function refused `[server.options]`; `message` is its reason.
-    HandlerOptions { handler: String, message: String },
+    /// The handler's build function refused `[server.options]`: one error per problem it named.
+    HandlerOptions {
+        /// The handler's name.
+        handler: String,
+        /// The option the problem is about; `None` when it is about the table as a whole.
+        key: Option<String>,
+        /// The handler's reason, naming the key.
+        message: String,
+    },
     /// A strategy setting under another strategy (`max_threads` with forking, say).
     WrongStrategy {
         key: &'static str,
@@ -168,7 +175,9 @@ impl fmt::Display for ConfigErrorKind {
                 }
                 write!(f, " (use {})", list(supported))
             }
-            HandlerOptions { handler, message } => {
+            HandlerOptions {
+                handler, message, ..
+            } => {
                 write!(f, "options of handler {handler:?}: {message}")
             }
             WrongStrategy {

@@ -6,9 +6,10 @@
 //!    missing keys and wrong types stop here, as one error with the parser's message and place.
 //! 2. `validate` (with `server` and `socket`): the raw values become [`ServerSettings`] and a handler factory per
 //!    server. Every problem is collected — bad endpoints, unknown strategies and handlers, a handler
-//!    that cannot serve this socket kind or strategy, options its build function refuses, keys that
-//!    mean nothing for this endpoint or strategy, out-of-range values, duplicate names and endpoints —
-//!    each with its `FILE:LINE:COL` and server name ([`ConfigError`]).
+//!    that cannot serve this socket kind or strategy, options its build function refuses (each bad
+//!    key on its own, at the key or its value: [`OptionErrors`]), keys that mean nothing for this
+//!    endpoint or strategy, out-of-range values, duplicate names and endpoints — each with its
+//!    `FILE:LINE:COL` and server name ([`ConfigError`]).
 //!
 //! The callers: `sockserv serve` and `sockserv check` use [`load_file`], or [`load_default`] for the
 //! config embedded in the binary; tests use [`load_str`].
@@ -25,6 +26,7 @@
 //! every key.
 
 mod error;
+mod options;
 mod plugins;
 mod raw;
 mod server;
@@ -47,6 +49,7 @@ use raw::RawFile;
 use validate::Checker;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Place};
+pub use options::{OptionAt, OptionError, OptionErrors};
 
 /// `config/default.toml`: what `sockserv serve` runs when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
