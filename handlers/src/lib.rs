@@ -32,8 +32,9 @@ use sockserv_framework::{
 };
 use sockserv_plugin::HandlerFactory;
 
-/// Validates a server's options and makes the factory for its requests.
-pub type BuildBuiltin = fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String>;
+/// Validates a server's options and makes the factory for its requests; a refusal names each bad
+/// key (see [`OptionErrors`]).
+pub type BuildBuiltin = fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors>;
 
 /// One built-in handler, as the registry lists it.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +59,7 @@ impl Builtin {
             socket_kinds: self.socket_kinds.to_vec(),
             strategies: self.strategies.to_vec(),
             strategy_note: self.strategy_note.map(str::to_string),
-            build: {
-                let build = self.build;
-                Box::new(move |options| build(options).map_err(OptionErrors::from))
-            },
+            build: Box::new(self.build),
         }
     }
 }
