@@ -146,9 +146,16 @@ impl Hub {
             match delivery {
                 Delivery::Send { to, bytes } => {
                     for id in to {
-                        let pushed = state.mailboxes.get(&id).map(|mailbox| mailbox.push(&bytes));
-                        if pushed == Some(Pushed::Overflow) {
-                            overflowed.push(id);
+                        // A member without a mailbox has left; there is nobody to tell.
+                        let Some(mailbox) = state.mailboxes.get(&id) else {
+                            continue;
+                        };
+                        match mailbox.push(&bytes) {
+                            Pushed::Overflow => overflowed.push(id),
+                            // Dropped: the member hears of it once it catches up. Closed: its
+                            // writer stopped (a failed write); its connection is being shut down
+                            // and it leaves the chat when its handler ends.
+                            Pushed::Queued | Pushed::Dropped | Pushed::Closed => {}
                         }
                     }
                 }
