@@ -110,6 +110,7 @@ impl Chat {
 
     /// A new connection from `peer`: greet it and tell its room — or, when the chat is full, tell it
     /// so and close it.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn connect(
         &mut self,
         id: MemberId,
@@ -158,6 +159,7 @@ impl Chat {
     }
 
     /// The bytes of one read from the member's connection.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn input(
         &mut self,
         id: MemberId,
@@ -174,6 +176,7 @@ impl Chat {
 
     /// The member's connection ended (or failed): a partial line it left is its last message, then
     /// it leaves. Nothing happens for a member that already left.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn disconnect(&mut self, id: MemberId, now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut lines = Vec::new();
         match self.members.get_mut(&id) {
@@ -186,6 +189,7 @@ impl Chat {
     }
 
     /// The member's outbox overflowed: drop it at once and tell its room why.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut out = Out::default();
         self.leave(id, Leaving::TooSlow, &mut out);

@@ -33,6 +33,7 @@ struct Post {
 }
 
 /// What a session's [`Mailbox::take`] did.
+#[must_use = "a closed mailbox means: close the connection; lines left mean: apply the overflow policy"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
     /// Lines handed to the session.
@@ -153,6 +154,7 @@ impl Mailbox {
 
     /// The writer's wait: fills `batch` with up to about `max` bytes once there is mail, and returns
     /// true; returns false once the mailbox is closed and (for a drain) empty.
+    #[must_use = "false means the mailbox is closed: the writer stops"]
     pub fn next_batch(&self, batch: &mut Vec<u8>, max: usize) -> bool {
         let mut post = self.lock();
         loop {

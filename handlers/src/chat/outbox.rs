@@ -102,6 +102,7 @@ impl Outbox {
     }
 
     /// The next line to write, if any.
+    #[must_use = "a popped line is gone from the queue: write it"]
     pub fn pop(&mut self) -> Option<Bytes> {
         if self.queue.is_empty() {
             self.tell_missed();
@@ -136,6 +137,7 @@ impl Outbox {
 
     /// Moves lines into `batch` until it holds at least `max` bytes or the outbox is empty, so a
     /// writer that fell behind catches up in few writes. Returns whether it moved anything.
+    #[must_use = "true means `batch` holds lines to write"]
     pub fn pop_into(&mut self, batch: &mut Vec<u8>, max: usize) -> bool {
         let before = batch.len();
         while batch.len() < max {

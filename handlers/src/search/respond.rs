@@ -196,6 +196,7 @@ fn push_hits(out: &mut Vec<u8>, hits: &[Hit<'_>]) {
 }
 
 /// What [`answer`] made of a buffer.
+#[must_use = "write the replies, drop the consumed bytes, and close after a fatal error"]
 #[derive(Debug, Default)]
 pub struct Answered {
     /// Every reply, framed, in request order: one write's worth.
