@@ -10,9 +10,9 @@
 //! The layers, each its own file:
 //!
 //! - [`frame`]: the sans-IO framing — [`parse_frame`](frame::parse_frame) and its connection-minded
-//!   twin [`Decoder`](frame::Decoder), [`encode_frame`](frame::encode_frame).
+//!   twin [`Decoder`], [`encode_frame`](frame::encode_frame).
 //! - [`respond`]: the sans-IO answers — [`respond`](respond::respond) for one frame,
-//!   [`answer`](respond::answer) for a buffer of pipelined frames, and the error replies.
+//!   [`answer`] for a buffer of pipelined frames, and the error replies.
 //! - [`index`]: the entries and the four match modes; [`config`]: the options.
 //! - [`client`]: the other side — the request the tutorial's client sends, what a reply says.
 //! - [`fuzz`]: the fuzz target's checks, replayed over the committed corpus by `cargo test`.

@@ -56,7 +56,12 @@ pub struct TimeFormat {
 }
 
 impl TimeFormat {
-    /// Parses `format`, refusing specifiers chrono does not know or cannot write out.
+    /// Parses `format`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FormatError`] when chrono does not know a specifier of `format` or cannot write an
+    /// instant with it (`%#z` parses, but only for parsing); it names the first such specifier.
     pub fn new(format: &str) -> Result<TimeFormat, FormatError> {
         let items = usable_items(format).ok_or_else(|| FormatError {
             format: format.to_string(),

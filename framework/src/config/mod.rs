@@ -60,7 +60,9 @@ pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
 /// A validated config: every plugin loaded, every server ready to bind.
 #[derive(Debug)]
 pub struct Config {
+    /// The `[[plugin]]` libraries, loaded, in file order; their handlers are in the registry.
     pub plugins: Vec<LoadedPlugin>,
+    /// The `[[server]]` tables, validated, in file order.
     pub servers: Vec<ServerConfig>,
     /// The file's path as given, or [`EMBEDDED_ORIGIN`].
     pub origin: String,
@@ -68,9 +70,11 @@ pub struct Config {
 
 /// One `[[server]]`: its settings and the factory its handler's build function made from its options.
 pub struct ServerConfig {
+    /// Everything `Server::bind` needs but the handler.
     pub settings: ServerSettings,
     /// The handler's name, as written in the config.
     pub handler: String,
+    /// Makes the handler of each request (or the session of each connection under the reactor).
     pub factory: Arc<dyn HandlerFactory>,
 }
 
@@ -85,6 +89,11 @@ impl fmt::Debug for ServerConfig {
 
 /// Reads and validates a config file. Relative paths in it (Unix socket paths, handler options)
 /// resolve against the file's folder.
+///
+/// # Errors
+///
+/// [`ConfigErrorKind::Io`] alone when the file cannot be read; else every problem of
+/// [`load_str`].
 pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
@@ -103,6 +112,11 @@ pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigE
 }
 
 /// Validates the config embedded in the binary; relative paths resolve against the current folder.
+///
+/// # Errors
+///
+/// The problems of [`load_str`]: none for the shipped file and the built-in handlers, unless a
+/// handler it names is missing from `registry`.
 pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
     load_str(
         DEFAULT_CONFIG,
@@ -114,6 +128,13 @@ pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
 
 /// Validates config text. `origin` names it in error places; relative paths resolve against
 /// `base_dir`. The handlers of its `[[plugin]]`s are added to `registry`.
+///
+/// # Errors
+///
+/// A phase 1 problem alone (TOML syntax, an unknown key, a wrong type), since nothing after it can
+/// be read; else every phase 2 problem, in file order: a refused plugin, a bad value, an unknown
+/// handler or strategy, a refused handler option, a duplicate name or endpoint (see
+/// [`ConfigErrorKind`]).
 pub fn load_str(
     text: &str,
     origin: &str,

@@ -64,7 +64,9 @@ pub(super) struct RawOptions {
 /// The spans of one option: its key and its value.
 #[derive(Debug, Clone)]
 pub(super) struct OptionPlace {
+    /// The key's bytes in the file.
     pub key: Range<usize>,
+    /// The value's bytes in the file.
     pub value: Range<usize>,
 }
 

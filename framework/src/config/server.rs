@@ -31,6 +31,7 @@ fn default_loops() -> usize {
 /// The checks of one server, reporting into the file's [`Checker`].
 pub(super) struct ServerCheck<'c, 'a> {
     checker: &'c mut Checker<'a>,
+    /// The server's table as phase 1 read it.
     pub raw: &'c RawServer,
     /// The parsed endpoint; `None` if it did not parse (already reported).
     pub endpoint: Option<Endpoint>,

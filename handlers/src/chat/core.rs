@@ -25,10 +25,20 @@ pub type MemberId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// Queue `bytes` (whole lines) for each of `to`.
-    Send { to: Vec<MemberId>, bytes: Bytes },
+    Send {
+        /// The members to queue it for, in the order they joined their room.
+        to: Vec<MemberId>,
+        /// One or more whole lines, each ending in `\n`.
+        bytes: Bytes,
+    },
     /// The member has left the chat: send it nothing more, and close its connection — after writing
     /// what is already queued when `drain`, at once otherwise.
-    Close { member: MemberId, drain: bool },
+    Close {
+        /// The member that left.
+        member: MemberId,
+        /// Write what is queued first (it quit, or its peer closed) rather than drop it (too slow).
+        drain: bool,
+    },
 }
 
 /// One connected member.

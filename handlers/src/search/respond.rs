@@ -25,8 +25,11 @@ const BINARY_ECHO_LEN: usize = 10;
 /// A reply before framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The reply header's `content-type`: `text/json`, or the tutorial's binary type.
     pub content_type: &'static str,
+    /// The reply header's `content-encoding`: `utf-8` or `binary`.
     pub content_encoding: &'static str,
+    /// The reply's content, `content-length` bytes once framed.
     pub content: Vec<u8>,
 }
 

@@ -19,7 +19,7 @@
 //!
 //! Plugins — handlers in a shared library loaded at run time — implement [`PluginHandler`] too and
 //! export it with [`export_plugin!`]; [`abi`] is the versioned C ABI that macro targets. Enable the
-//! `serde` feature for [`from_json`], which reads a plugin's options into a serde type.
+//! `serde` feature for `from_json`, which reads a plugin's options into a serde type.
 //!
 //! # A plugin in full
 //!
