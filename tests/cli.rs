@@ -144,7 +144,7 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
         (
             "handler option rejected",
             SERVER.replace("\"echo\"", "\"timestamp\"") + "[server.options]\nframing = \"word\"\n",
-            "5:1",
+            "6:11",
             "server \"s\": options of handler \"timestamp\": option \"framing\" must be \"chunk\" or \"line\"",
         ),
         (
@@ -222,6 +222,31 @@ fn every_problem_of_a_config_is_reported() {
     assert!(
         lines[2].starts_with(&format!("{path}:13:11: server \"b\": socket.nodelay")),
         "{stderr}"
+    );
+}
+
+#[test]
+fn each_bad_handler_option_is_its_own_error_at_its_own_place() {
+    let dir = temp_dir();
+    let text = SERVER.replace("\"echo\"", "\"timestamp\"")
+        + "[server.options]\nframing = \"word\"\nzone = \"CET\"\nutc = true\n";
+    let file = write_config(dir.path(), "options.toml", &text);
+    let path = file.to_str().unwrap();
+    let (stdout, stderr) = expect_exit(&["check", path], b"", 2);
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    let prefix = "server \"s\": options of handler \"timestamp\": ";
+    // A bad value is placed at the value, an unknown key at the key.
+    assert_eq!(
+        lines[0],
+        format!(
+            "{path}:6:11: {prefix}option \"framing\" must be \"chunk\" or \"line\", not \"word\""
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!("{path}:7:1: {prefix}unknown option \"zone\" (handler \"timestamp\" takes: format, utc, framing)")
     );
 }
 

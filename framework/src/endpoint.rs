@@ -91,7 +91,12 @@ pub enum EndpointError {
     /// A scheme other than tcp, udp, unix, unix-dgram.
     UnknownScheme(String),
     /// The address after `tcp://` or `udp://` is not `ip:port` (`[ipv6]:port`).
-    BadAddress { endpoint: String, reason: String },
+    BadAddress {
+        /// The whole endpoint string, as written.
+        endpoint: String,
+        /// Why the address did not parse (the standard library's message).
+        reason: String,
+    },
     /// `unix://` or `unix-dgram://` with no path.
     EmptyPath(String),
 }

@@ -12,28 +12,51 @@ use crate::Endpoint;
 pub enum ServerError {
     /// Making, configuring, binding or listening on the socket failed (address in use, permission…).
     Bind {
+        /// The endpoint being bound.
         endpoint: Endpoint,
+        /// What was being done to it, a verb that reads before the endpoint (`bind`, `listen on`).
         step: &'static str,
+        /// The system's error.
         source: io::Error,
     },
     /// A Unix socket path already has a live server behind it.
-    UnixSocketInUse { path: PathBuf },
+    UnixSocketInUse {
+        /// The socket file.
+        path: PathBuf,
+    },
     /// A Unix socket path exists and is not a socket; sockserv never removes such a file.
-    NotASocket { path: PathBuf },
+    NotASocket {
+        /// The file in the way.
+        path: PathBuf,
+    },
     /// The forking strategy found other threads in this process: fork() is only safe without them.
-    ForkWithThreads { threads: usize },
+    ForkWithThreads {
+        /// How many threads this process has (more than one).
+        threads: usize,
+    },
     /// Forking was refused because this process's thread count could not be read: fork() is only
     /// done when a single thread is proven.
-    ThreadsUnknown { reason: String },
+    ThreadsUnknown {
+        /// Why the count could not be read.
+        reason: String,
+    },
     /// The strategy could not set itself up or keep going (`step` says what it was doing: "block
     /// SIGCHLD", "start an event loop"), or stopped serving (`source` says why).
     Strategy {
+        /// The server the strategy runs.
         server: String,
+        /// What it was doing, a verb phrase that reads after "cannot".
         step: &'static str,
+        /// The system's error.
         source: io::Error,
     },
     /// Waiting for or accepting requests failed in a way that stops the server.
-    Serve { server: String, source: io::Error },
+    Serve {
+        /// The name of the server that stopped.
+        server: String,
+        /// The system's error.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for ServerError {

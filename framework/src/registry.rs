@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use sockserv_plugin::HandlerFactory;
 
+use crate::config::OptionErrors;
 use crate::{SocketKind, StrategyKind};
 
 /// What a handler's build function gets: the server's `options` table and where to resolve paths.
@@ -24,19 +25,26 @@ pub struct HandlerOptions<'a> {
     pub server: &'a str,
 }
 
-/// Builds a handler factory from the server's options, or says what is wrong with them.
-pub type BuildFn =
-    dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> + Send + Sync + 'static;
+/// Builds a handler factory from the server's options, or says what is wrong with them: every
+/// problem, each naming its key, so that `sockserv check` can point at each one.
+pub type BuildFn = dyn Fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors>
+    + Send
+    + Sync
+    + 'static;
 
 /// One handler a config can name.
 pub struct HandlerEntry {
+    /// The name a config uses: `handler = "echo"`; unique in a registry.
     pub name: String,
     /// One line for `sockserv check` and listings.
     pub summary: String,
+    /// The socket kinds the handler serves; `check` refuses the others.
     pub socket_kinds: Vec<SocketKind>,
+    /// The strategies the handler runs under; `check` refuses the others.
     pub strategies: Vec<StrategyKind>,
     /// Why a strategy is missing from `strategies`, for the error message (e.g. chat + forking).
     pub strategy_note: Option<String>,
+    /// Validates a server's options and makes its factory; run once per server, at `check` time.
     pub build: Box<BuildFn>,
 }
 
@@ -80,6 +88,11 @@ impl Registry {
     }
 
     /// Add a handler; names are unique.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::DuplicateName`] when a handler of that name is registered already (a
+    /// plugin's handler named like a built-in, say); the registry is left as it was.
     pub fn register(&mut self, entry: HandlerEntry) -> Result<(), RegistryError> {
         if self.get(&entry.name).is_some() {
             return Err(RegistryError::DuplicateName(entry.name));

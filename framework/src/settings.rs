@@ -116,16 +116,30 @@ pub enum Strategy {
     /// One request at a time, in the serving thread.
     Sync,
     /// A thread per request; with `max_threads`, the server stops accepting while that many run.
-    Threading { max_threads: Option<usize> },
+    Threading {
+        /// The most requests served at once; `None`: no limit.
+        max_threads: Option<usize>,
+    },
     /// A process per request, at most `max_children` at once; the serving process must be
     /// single-threaded (it refuses to fork otherwise).
-    Forking { max_children: usize },
+    Forking {
+        /// The most child processes at once (socketserver's `max_children`).
+        max_children: usize,
+    },
     /// `workers` threads made once; up to `queue` connections wait for a free one, and a connection
     /// beyond that is refused (closed at once, and logged).
-    Pool { workers: usize, queue: usize },
+    Pool {
+        /// Worker threads, all made at bind time.
+        workers: usize,
+        /// Connections that may wait for a free worker.
+        queue: usize,
+    },
     /// `loops` event-loop threads (one per core by default), each driving many connections through
     /// the handler's event-driven session: no thread per connection.
-    Reactor { loops: usize },
+    Reactor {
+        /// Event-loop threads.
+        loops: usize,
+    },
 }
 
 impl Strategy {
@@ -145,8 +159,11 @@ impl Strategy {
 pub struct ServerSettings {
     /// The server's name, used in logs and by handlers.
     pub name: String,
+    /// Where it listens, and so its socket kind.
     pub endpoint: Endpoint,
+    /// How its requests are run.
     pub strategy: Strategy,
+    /// The options its listening socket is made with.
     pub socket: SocketOptions,
     /// The largest datagram a datagram server accepts; larger ones are reported and dropped.
     pub max_packet_size: usize,

@@ -46,6 +46,7 @@ pub mod session;
 
 use std::sync::Arc;
 
+use sockserv_framework::config::OptionErrors;
 use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
 use sockserv_plugin::{HandlerFactory, RequestHandler, Session, SessionInfo};
 
@@ -79,7 +80,11 @@ pub const BUILTIN: Builtin = Builtin {
 };
 
 /// Builds the chat factory: validates the options and makes the server's one [`Hub`].
-pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+///
+/// # Errors
+///
+/// The problems of [`ChatOptions::from_table`].
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     let options = Arc::new(ChatOptions::from_table(opts.table)?);
     let hub = Arc::new(Hub::new(opts.server, options));
     Ok(Arc::new(ChatFactory { hub }))

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use sockserv_framework::config::OptionErrors;
 use sockserv_framework::HandlerOptions;
 use sockserv_plugin::{
     HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind, Session, SessionContext,
@@ -16,7 +17,11 @@ use sockserv_plugin::{
 use crate::{input, options};
 
 /// Builds the echo factory; echo takes no options.
-pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+///
+/// # Errors
+///
+/// One problem per key in the options table.
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     options::reject_unknown(opts.table, "echo", &[])?;
     Ok(Arc::new(EchoFactory))
 }

@@ -26,13 +26,15 @@ pub mod timestamp;
 
 use std::sync::Arc;
 
+use sockserv_framework::config::OptionErrors;
 use sockserv_framework::{
     HandlerEntry, HandlerOptions, Registry, RegistryError, SocketKind, StrategyKind,
 };
 use sockserv_plugin::HandlerFactory;
 
-/// Validates a server's options and makes the factory for its requests.
-pub type BuildBuiltin = fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String>;
+/// Validates a server's options and makes the factory for its requests; a refusal names each bad
+/// key (see [`OptionErrors`]).
+pub type BuildBuiltin = fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors>;
 
 /// One built-in handler, as the registry lists it.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +43,13 @@ pub struct Builtin {
     pub name: &'static str,
     /// One line for `sockserv check` and `sockserv plugins`.
     pub summary: &'static str,
+    /// The socket kinds it serves; `sockserv check` refuses the others.
     pub socket_kinds: &'static [SocketKind],
+    /// The strategies it runs under; `sockserv check` refuses the others.
     pub strategies: &'static [StrategyKind],
     /// Why a strategy is missing from `strategies`, for the refusal message.
     pub strategy_note: Option<&'static str>,
+    /// Validates a server's options and makes its factory, once per server at `check` time.
     pub build: BuildBuiltin,
 }
 
@@ -84,7 +89,12 @@ pub static BUILTINS: &[Builtin] = &[
     chat::BUILTIN,
 ];
 
-/// Registers every built-in; fails if a name is already taken (by a plugin loaded first, say).
+/// Registers every built-in.
+///
+/// # Errors
+///
+/// [`RegistryError::DuplicateName`] when a built-in's name is already taken (by a plugin loaded
+/// first, say); the built-ins before it in [`BUILTINS`] stay registered.
 pub fn register_builtins(registry: &mut Registry) -> Result<(), RegistryError> {
     BUILTINS
         .iter()

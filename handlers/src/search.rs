@@ -10,9 +10,9 @@
 //! The layers, each its own file:
 //!
 //! - [`frame`]: the sans-IO framing — [`parse_frame`](frame::parse_frame) and its connection-minded
-//!   twin [`Decoder`](frame::Decoder), [`encode_frame`](frame::encode_frame).
+//!   twin [`Decoder`], [`encode_frame`](frame::encode_frame).
 //! - [`respond`]: the sans-IO answers — [`respond`](respond::respond) for one frame,
-//!   [`answer`](respond::answer) for a buffer of pipelined frames, and the error replies.
+//!   [`answer`] for a buffer of pipelined frames, and the error replies.
 //! - [`index`]: the entries and the four match modes; [`config`]: the options.
 //! - [`client`]: the other side — the request the tutorial's client sends, what a reply says.
 //! - [`fuzz`]: the fuzz target's checks, replayed over the committed corpus by `cargo test`.
@@ -44,6 +44,7 @@ mod tutorial;
 
 use std::sync::Arc;
 
+use sockserv_framework::config::OptionErrors;
 use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
@@ -68,7 +69,12 @@ pub const BUILTIN: Builtin = Builtin {
 };
 
 /// Builds the search factory: validates the options and loads the index once, for every request.
-pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+///
+/// # Errors
+///
+/// The problems of [`SearchOptions::from_table`], or the index file's
+/// ([`SearchOptions::load_index`]).
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     let options = SearchOptions::from_table(opts.table, opts.base_dir)?;
     let index = Arc::new(options.load_index()?);
     let max_content_length = options.max_content_length;

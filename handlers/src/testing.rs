@@ -87,7 +87,7 @@ impl Write for Writes {
 
 /// Builds a factory from options written as TOML, as the config would.
 pub(crate) fn factory(
-    build: fn(&HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String>,
+    build: crate::BuildBuiltin,
     options: &str,
 ) -> Result<Arc<dyn HandlerFactory>, String> {
     let table: toml::Table = options.parse().expect("test options are valid TOML");
@@ -96,6 +96,7 @@ pub(crate) fn factory(
         base_dir: std::path::Path::new("."),
         server: "test",
     })
+    .map_err(|errors| errors.to_string())
 }
 
 /// Serves one connection whose peer sends `chunks`, then closes; returns the handler's writes.

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Local, TimeZone, Utc};
+use sockserv_framework::config::{OptionError, OptionErrors};
 use sockserv_framework::HandlerOptions;
 use sockserv_plugin::{
     HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind, Session, SessionInfo,
@@ -55,7 +56,12 @@ pub struct TimeFormat {
 }
 
 impl TimeFormat {
-    /// Parses `format`, refusing specifiers chrono does not know or cannot write out.
+    /// Parses `format`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FormatError`] when chrono does not know a specifier of `format` or cannot write an
+    /// instant with it (`%#z` parses, but only for parsing); it names the first such specifier.
     pub fn new(format: &str) -> Result<TimeFormat, FormatError> {
         let items = usable_items(format).ok_or_else(|| FormatError {
             format: format.to_string(),
@@ -276,45 +282,43 @@ pub struct TimestampOptions {
 }
 
 impl TimestampOptions {
-    /// Reads the options table, reporting every problem in it.
-    pub fn from_table(table: &toml::Table) -> Result<TimestampOptions, String> {
-        let mut problems = Vec::new();
+    /// Reads the options table.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the table, each naming its key: a key timestamp does not take, a value of
+    /// the wrong type, a `format` chrono cannot use, a `framing` other than `chunk` or `line`.
+    pub fn from_table(table: &toml::Table) -> Result<TimestampOptions, OptionErrors> {
+        let mut problems = options::Problems::new(table, "timestamp", KEYS);
         let mut parsed = TimestampOptions::default();
-        if let Err(err) = options::reject_unknown(table, "timestamp", KEYS) {
-            problems.push(err);
-        }
-        match options::string(table, "format") {
-            Ok(None) => {}
-            Ok(Some(text)) => match TimeFormat::new(text) {
+        if let Some(text) = problems.note(options::string(table, "format")).flatten() {
+            match TimeFormat::new(text) {
                 Ok(format) => parsed.format = format,
-                Err(err) => problems.push(format!("option \"format\": {err}")),
-            },
-            Err(err) => problems.push(err),
+                Err(err) => problems.push(options::invalid("format", err)),
+            }
         }
-        match options::boolean(table, "utc") {
-            Ok(utc) => parsed.utc = utc.unwrap_or(false),
-            Err(err) => problems.push(err),
+        if let Some(utc) = problems.note(options::boolean(table, "utc")).flatten() {
+            parsed.utc = utc;
         }
-        match options::string(table, "framing") {
-            Ok(None) => {}
-            Ok(Some(name)) => match Framing::from_name(name) {
+        if let Some(name) = problems.note(options::string(table, "framing")).flatten() {
+            match Framing::from_name(name) {
                 Some(framing) => parsed.framing = framing,
-                None => problems.push(format!(
-                    "option \"framing\" must be \"chunk\" or \"line\", not {name:?}"
+                None => problems.push(OptionError::value(
+                    "framing",
+                    format!("option \"framing\" must be \"chunk\" or \"line\", not {name:?}"),
                 )),
-            },
-            Err(err) => problems.push(err),
+            }
         }
-        if problems.is_empty() {
-            Ok(parsed)
-        } else {
-            Err(problems.join("; "))
-        }
+        problems.finish(parsed)
     }
 }
 
 /// Builds the timestamp factory from the server's options.
-pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, String> {
+///
+/// # Errors
+///
+/// The problems of [`TimestampOptions::from_table`].
+pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     let options = Arc::new(TimestampOptions::from_table(opts.table)?);
     Ok(Arc::new(TimestampFactory { options }))
 }

@@ -11,8 +11,11 @@ use crate::{EndpointError, SocketKind, StrategyKind};
 /// Where in a config file a problem is; line and column are 1-based, the column counts characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
+    /// The config file's path as given, or `<embedded default>`.
     pub file: String,
+    /// The line, from 1.
     pub line: usize,
+    /// The column, from 1, in characters (not bytes).
     pub col: usize,
 }
 
@@ -43,9 +46,11 @@ impl std::error::Error for ConfigErrors {}
 /// One problem: what ([`ConfigErrorKind`]), where, and in which server.
 #[derive(Debug)]
 pub struct ConfigError {
+    /// Where the problem is; `None` when it is about no place in the text (an unreadable file).
     pub place: Option<Place>,
     /// The `name` of the `[[server]]` the problem is in, when it is in one.
     pub server: Option<String>,
+    /// What the problem is.
     pub kind: ConfigErrorKind,
 }
 
@@ -75,54 +80,105 @@ impl std::error::Error for ConfigError {
 #[derive(Debug)]
 pub enum ConfigErrorKind {
     /// The file could not be read.
-    Io { path: String, error: std::io::Error },
+    Io {
+        /// The file's path as given.
+        path: String,
+        /// Why reading it failed.
+        error: std::io::Error,
+    },
     /// Phase 1: TOML syntax, an unknown key, a missing key or a wrong type; the parser's message.
-    Toml { message: String },
+    Toml {
+        /// The parser's message, with a hint where a common mistake is behind it.
+        message: String,
+    },
     /// The file has no `[[server]]` table.
     NoServers,
     /// A `[[plugin]]` was refused at load time (not a library, no entry, wrong magic or ABI, …).
     Plugin(crate::plugin::PluginError),
     /// A plugin's handler has the name of a handler already registered.
     PluginHandler(crate::RegistryError),
-    /// Two servers share a name; `first_line` is where the name was first used.
-    DuplicateName { name: String, first_line: usize },
+    /// Two servers share a name.
+    DuplicateName {
+        /// The name used twice.
+        name: String,
+        /// The line where the name was first used.
+        first_line: usize,
+    },
     /// Two servers would bind the same endpoint (port 0 excepted: the system picks a free port).
-    DuplicateListen { endpoint: String, other: String },
+    DuplicateListen {
+        /// The endpoint as this server writes it.
+        endpoint: String,
+        /// The name of the server that has it already.
+        other: String,
+    },
     /// `listen` is not an endpoint string.
     BadEndpoint(EndpointError),
-    /// `strategy` is not sync, threading or forking.
-    UnknownStrategy { name: String },
-    /// `handler` names nothing in the registry; `known` lists what it holds.
-    UnknownHandler { name: String, known: Vec<String> },
+    /// `strategy` is not the name of a strategy ([`StrategyKind::ALL`]).
+    UnknownStrategy {
+        /// The name as written.
+        name: String,
+    },
+    /// `handler` names nothing in the registry.
+    UnknownHandler {
+        /// The name as written.
+        name: String,
+        /// Every name the registry holds, built-ins and plugins' handlers.
+        known: Vec<String>,
+    },
     /// The handler cannot serve this socket kind.
     UnsupportedSocketKind {
+        /// The handler's name.
         handler: String,
+        /// The socket kind of this server's `listen`.
         kind: SocketKind,
+        /// The kinds the handler serves.
         supported: Vec<SocketKind>,
     },
-    /// The handler cannot run under this strategy; `note` is the handler's reason, if it gave one.
+    /// The handler cannot run under this strategy.
     UnsupportedStrategy {
+        /// The handler's name.
         handler: String,
+        /// This server's strategy.
         strategy: StrategyKind,
+        /// The strategies the handler runs under.
         supported: Vec<StrategyKind>,
+        /// The handler's reason, if it gave one (chat + forking).
         note: Option<String>,
     },
-    /// The handler's build function refused `[server.options]`; `message` is its reason.
-    HandlerOptions { handler: String, message: String },
+    /// The handler's build function refused `[server.options]`: one error per problem it named.
+    HandlerOptions {
+        /// The handler's name.
+        handler: String,
+        /// The option the problem is about; `None` when it is about the table as a whole.
+        key: Option<String>,
+        /// The handler's reason, naming the key.
+        message: String,
+    },
     /// A strategy setting under another strategy (`max_threads` with forking, say).
     WrongStrategy {
+        /// The setting, as the config names it.
         key: &'static str,
+        /// The strategy the setting belongs to.
         needs: StrategyKind,
+        /// This server's strategy.
         strategy: StrategyKind,
     },
     /// A socket option that means nothing for this endpoint (`unix_mode` on TCP, `v6only` on IPv4).
     NotForEndpoint {
+        /// The key, as the config names it (`socket.nodelay`).
         key: &'static str,
+        /// This server's endpoint.
         endpoint: String,
+        /// The endpoints the key means something for, in words.
         applies_to: &'static str,
     },
     /// A value out of range or malformed (a zero size, a negative timeout, a non-octal mode).
-    BadValue { key: &'static str, message: String },
+    BadValue {
+        /// The key, as the config names it.
+        key: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigErrorKind {
@@ -168,7 +224,9 @@ impl fmt::Display for ConfigErrorKind {
                 }
                 write!(f, " (use {})", list(supported))
             }
-            HandlerOptions { handler, message } => {
+            HandlerOptions {
+                handler, message, ..
+            } => {
                 write!(f, "options of handler {handler:?}: {message}")
             }
             WrongStrategy {
@@ -210,7 +268,9 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
 /// Turns the byte spans the TOML parser reports into [`Place`]s in one file.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Source<'a> {
+    /// The name places show: the file's path as given, or `<embedded default>`.
     pub file: &'a str,
+    /// The whole config text the spans index into.
     pub text: &'a str,
 }
 

@@ -6,9 +6,10 @@
 //!    missing keys and wrong types stop here, as one error with the parser's message and place.
 //! 2. `validate` (with `server` and `socket`): the raw values become [`ServerSettings`] and a handler factory per
 //!    server. Every problem is collected — bad endpoints, unknown strategies and handlers, a handler
-//!    that cannot serve this socket kind or strategy, options its build function refuses, keys that
-//!    mean nothing for this endpoint or strategy, out-of-range values, duplicate names and endpoints —
-//!    each with its `FILE:LINE:COL` and server name ([`ConfigError`]).
+//!    that cannot serve this socket kind or strategy, options its build function refuses (each bad
+//!    key on its own, at the key or its value: [`OptionErrors`]), keys that mean nothing for this
+//!    endpoint or strategy, out-of-range values, duplicate names and endpoints — each with its
+//!    `FILE:LINE:COL` and server name ([`ConfigError`]).
 //!
 //! The callers: `sockserv serve` and `sockserv check` use [`load_file`], or [`load_default`] for the
 //! config embedded in the binary; tests use [`load_str`].
@@ -25,6 +26,7 @@
 //! every key.
 
 mod error;
+mod options;
 mod plugins;
 mod raw;
 mod server;
@@ -47,6 +49,7 @@ use raw::RawFile;
 use validate::Checker;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Place};
+pub use options::{OptionAt, OptionError, OptionErrors};
 
 /// `config/default.toml`: what `sockserv serve` runs when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
@@ -57,7 +60,9 @@ pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
 /// A validated config: every plugin loaded, every server ready to bind.
 #[derive(Debug)]
 pub struct Config {
+    /// The `[[plugin]]` libraries, loaded, in file order; their handlers are in the registry.
     pub plugins: Vec<LoadedPlugin>,
+    /// The `[[server]]` tables, validated, in file order.
     pub servers: Vec<ServerConfig>,
     /// The file's path as given, or [`EMBEDDED_ORIGIN`].
     pub origin: String,
@@ -65,9 +70,11 @@ pub struct Config {
 
 /// One `[[server]]`: its settings and the factory its handler's build function made from its options.
 pub struct ServerConfig {
+    /// Everything `Server::bind` needs but the handler.
     pub settings: ServerSettings,
     /// The handler's name, as written in the config.
     pub handler: String,
+    /// Makes the handler of each request (or the session of each connection under the reactor).
     pub factory: Arc<dyn HandlerFactory>,
 }
 
@@ -82,6 +89,11 @@ impl fmt::Debug for ServerConfig {
 
 /// Reads and validates a config file. Relative paths in it (Unix socket paths, handler options)
 /// resolve against the file's folder.
+///
+/// # Errors
+///
+/// [`ConfigErrorKind::Io`] alone when the file cannot be read; else every problem of
+/// [`load_str`].
 pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| {
@@ -100,6 +112,11 @@ pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigE
 }
 
 /// Validates the config embedded in the binary; relative paths resolve against the current folder.
+///
+/// # Errors
+///
+/// The problems of [`load_str`]: none for the shipped file and the built-in handlers, unless a
+/// handler it names is missing from `registry`.
 pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
     load_str(
         DEFAULT_CONFIG,
@@ -111,6 +128,13 @@ pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
 
 /// Validates config text. `origin` names it in error places; relative paths resolve against
 /// `base_dir`. The handlers of its `[[plugin]]`s are added to `registry`.
+///
+/// # Errors
+///
+/// A phase 1 problem alone (TOML syntax, an unknown key, a wrong type), since nothing after it can
+/// be read; else every phase 2 problem, in file order: a refused plugin, a bad value, an unknown
+/// handler or strategy, a refused handler option, a duplicate name or endpoint (see
+/// [`ConfigErrorKind`]).
 pub fn load_str(
     text: &str,
     origin: &str,

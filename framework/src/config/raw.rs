@@ -3,7 +3,9 @@
 //! that is well-typed but wrong still gets a `FILE:LINE:COL`. Sizes are read as signed integers so that
 //! a negative size reaches phase 2 and gets a clear message rather than a type error.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -46,7 +48,42 @@ pub(super) struct RawServer {
     pub drain_timeout: Option<Spanned<Seconds>>,
     #[serde(default)]
     pub socket: RawSocket,
-    pub options: Option<Spanned<toml::Table>>,
+    pub options: Option<Spanned<RawOptions>>,
+}
+
+/// A `[server.options]` table: keys only the server's handler understands, so phase 1 takes any.
+/// The place of each key and value is kept, so a key the handler refuses is reported where it is.
+#[derive(Debug, Default)]
+pub(super) struct RawOptions {
+    /// The table as the handler's build function gets it.
+    pub table: toml::Table,
+    /// Where each top-level key of `table` is written.
+    pub places: HashMap<String, OptionPlace>,
+}
+
+/// The spans of one option: its key and its value.
+#[derive(Debug, Clone)]
+pub(super) struct OptionPlace {
+    /// The key's bytes in the file.
+    pub key: Range<usize>,
+    /// The value's bytes in the file.
+    pub value: Range<usize>,
+}
+
+impl<'de> Deserialize<'de> for RawOptions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = BTreeMap::<Spanned<String>, Spanned<toml::Value>>::deserialize(deserializer)?;
+        let mut options = RawOptions::default();
+        for (key, value) in spanned {
+            let place = OptionPlace {
+                key: key.span(),
+                value: value.span(),
+            };
+            options.places.insert(key.get_ref().clone(), place);
+            options.table.insert(key.into_inner(), value.into_inner());
+        }
+        Ok(options)
+    }
 }
 
 /// A `[server.socket]` table; every key is optional.

@@ -11,6 +11,7 @@ use sockserv_plugin::HandlerFactory;
 use toml::Spanned;
 
 use super::error::ConfigErrorKind;
+use super::options::{OptionAt, OptionError, OptionErrors};
 use super::raw::{RawServer, Seconds};
 use super::socket::DATAGRAM_ONLY;
 use super::validate::Checker;
@@ -30,6 +31,7 @@ fn default_loops() -> usize {
 /// The checks of one server, reporting into the file's [`Checker`].
 pub(super) struct ServerCheck<'c, 'a> {
     checker: &'c mut Checker<'a>,
+    /// The server's table as phase 1 read it.
     pub raw: &'c RawServer,
     /// The parsed endpoint; `None` if it did not parse (already reported).
     pub endpoint: Option<Endpoint>,
@@ -267,28 +269,49 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         self.report(span, kind);
     }
 
-    /// Hands `[server.options]` (or an empty table) to the handler's build function; a refusal
-    /// points at the options table, or at `handler` when there is none.
+    /// Hands `[server.options]` (or an empty table) to the handler's build function. Each problem it
+    /// names is reported on its own, at its key or value; one about no key in particular points at
+    /// the options table, or at `handler` when there is none.
     fn build(&mut self, entry: &HandlerEntry) -> Option<Arc<dyn HandlerFactory>> {
         let (raw, empty) = (self.raw, toml::Table::new());
         let options = HandlerOptions {
-            table: raw.options.as_ref().map_or(&empty, |table| table.get_ref()),
+            table: raw
+                .options
+                .as_ref()
+                .map_or(&empty, |table| &table.get_ref().table),
             base_dir: self.checker.base_dir,
             server: raw.name.get_ref(),
         };
-        let message = match (entry.build)(&options) {
+        let OptionErrors(mut errors) = match (entry.build)(&options) {
             Ok(factory) => return Some(factory),
-            Err(message) => message,
+            Err(errors) => errors,
         };
-        let span = raw
-            .options
-            .as_ref()
-            .map_or(raw.handler.span(), Spanned::span);
-        let kind = ConfigErrorKind::HandlerOptions {
-            handler: entry.name.clone(),
-            message,
-        };
-        self.report(span, kind);
+        if errors.is_empty() {
+            // A refusal must not vanish, or the server would be silently left out.
+            errors.push(OptionError::table("refused its options without saying why"));
+        }
+        for error in errors {
+            let kind = ConfigErrorKind::HandlerOptions {
+                handler: entry.name.clone(),
+                key: error.key().map(str::to_string),
+                message: error.message,
+            };
+            self.report(self.option_span(&error.at), kind);
+        }
         None
+    }
+
+    /// Where a problem with the options points: at its key or value when the table has that key,
+    /// else at the table, else at `handler`.
+    fn option_span(&self, at: &OptionAt) -> Range<usize> {
+        let options = self.raw.options.as_ref();
+        let place = |key: &str| options.and_then(|table| table.get_ref().places.get(key));
+        let span = match at {
+            OptionAt::Key(key) => place(key).map(|place| place.key.clone()),
+            OptionAt::Value(key) => place(key).map(|place| place.value.clone()),
+            OptionAt::Table => None,
+        };
+        span.or_else(|| options.map(Spanned::span))
+            .unwrap_or_else(|| self.raw.handler.span())
     }
 }

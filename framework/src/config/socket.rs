@@ -15,6 +15,7 @@ const MAX_UNIX_MODE: u32 = 0o7777;
 
 /// Which endpoints a key means something for.
 pub(super) struct Rule {
+    /// The key, as the config names it in messages (`socket.nodelay`).
     pub key: &'static str,
     applies_to: &'static str,
     test: fn(&Endpoint) -> bool,

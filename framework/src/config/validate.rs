@@ -21,6 +21,7 @@ pub(super) struct Checker<'a> {
     source: Source<'a>,
     /// What relative paths resolve against.
     pub base_dir: &'a Path,
+    /// The handlers servers may name: built-ins, and the handlers of this file's plugins.
     pub registry: &'a Registry,
     errors: Vec<ConfigError>,
 }

@@ -74,6 +74,11 @@ fn usage(form: &str) -> Command<'static> {
 
 /// Checks a nick or room name: 1 to [`MAX_NAME`] letters, digits, `-` or `_`. Such a name can never
 /// look like the `ip:port` a member is known by before it picks a nick.
+///
+/// # Errors
+///
+/// A name that is empty, too long or has another character; the message starts with `what` (`nick`
+/// or `room`) and says what a name may hold.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     let fits = (1..=MAX_NAME).contains(&name.chars().count());
     if fits

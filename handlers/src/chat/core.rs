@@ -25,10 +25,20 @@ pub type MemberId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// Queue `bytes` (whole lines) for each of `to`.
-    Send { to: Vec<MemberId>, bytes: Bytes },
+    Send {
+        /// The members to queue it for, in the order they joined their room.
+        to: Vec<MemberId>,
+        /// One or more whole lines, each ending in `\n`.
+        bytes: Bytes,
+    },
     /// The member has left the chat: send it nothing more, and close its connection — after writing
     /// what is already queued when `drain`, at once otherwise.
-    Close { member: MemberId, drain: bool },
+    Close {
+        /// The member that left.
+        member: MemberId,
+        /// Write what is queued first (it quit, or its peer closed) rather than drop it (too slow).
+        drain: bool,
+    },
 }
 
 /// One connected member.
@@ -110,6 +120,7 @@ impl Chat {
 
     /// A new connection from `peer`: greet it and tell its room — or, when the chat is full, tell it
     /// so and close it.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn connect(
         &mut self,
         id: MemberId,
@@ -158,6 +169,7 @@ impl Chat {
     }
 
     /// The bytes of one read from the member's connection.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn input(
         &mut self,
         id: MemberId,
@@ -174,6 +186,7 @@ impl Chat {
 
     /// The member's connection ended (or failed): a partial line it left is its last message, then
     /// it leaves. Nothing happens for a member that already left.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn disconnect(&mut self, id: MemberId, now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut lines = Vec::new();
         match self.members.get_mut(&id) {
@@ -186,6 +199,7 @@ impl Chat {
     }
 
     /// The member's outbox overflowed: drop it at once and tell its room why.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut out = Out::default();
         self.leave(id, Leaving::TooSlow, &mut out);

@@ -32,6 +32,10 @@ pub struct Prefix {
 
 impl Prefix {
     /// Parses `format` (strftime, with `{from}` for the sender).
+    ///
+    /// # Errors
+    ///
+    /// A strftime specifier chrono does not know or cannot write, as for timestamp's `format`.
     pub fn new(format: &str) -> Result<Prefix, FormatError> {
         Ok(Prefix {
             time: TimeFormat::new(format)?,

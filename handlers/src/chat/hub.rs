@@ -51,11 +51,13 @@ impl Hub {
 
     /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
     /// chat is full): its writer then writes the refusal and stops.
+    #[must_use = "the member's id and mailbox are how it is served and how it leaves"]
     pub fn join(&self, peer: &Address) -> (MemberId, Arc<Mailbox>) {
         self.join_with(peer, Mailbox::new)
     }
 
     /// [`join`](Self::join) for a session: its mailbox wakes it through `waker`.
+    #[must_use = "the member's id and mailbox are how it is served and how it leaves"]
     pub fn join_session(
         &self,
         peer: &Address,
@@ -81,6 +83,7 @@ impl Hub {
 
     /// The bytes of one read from `id`'s connection. Returns whether `id` is still a member (false
     /// once it quit or was dropped: stop reading).
+    #[must_use = "false means the member left the chat: stop reading its connection"]
     pub fn input(&self, id: MemberId, bytes: &[u8]) -> bool {
         let mut state = self.lock();
         let deliveries = state.chat.input(id, bytes, &self.now());
@@ -146,9 +149,16 @@ impl Hub {
             match delivery {
                 Delivery::Send { to, bytes } => {
                     for id in to {
-                        let pushed = state.mailboxes.get(&id).map(|mailbox| mailbox.push(&bytes));
-                        if pushed == Some(Pushed::Overflow) {
-                            overflowed.push(id);
+                        // A member without a mailbox has left; there is nobody to tell.
+                        let Some(mailbox) = state.mailboxes.get(&id) else {
+                            continue;
+                        };
+                        match mailbox.push(&bytes) {
+                            Pushed::Overflow => overflowed.push(id),
+                            // Dropped: the member hears of it once it catches up. Closed: its
+                            // writer stopped (a failed write); its connection is being shut down
+                            // and it leaves the chat when its handler ends.
+                            Pushed::Queued | Pushed::Dropped | Pushed::Closed => {}
                         }
                     }
                 }
@@ -234,7 +244,7 @@ mod tests {
     #[test]
     fn a_refused_member_gets_its_refusal_then_a_drain() {
         let hub = hub("max_members = 1");
-        hub.join(&peer(1));
+        let _member = hub.join(&peer(1));
         let (id, mailbox) = hub.join(&peer(2));
         assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Drain);
         let mut batch = Vec::new();

@@ -18,7 +18,9 @@
 /// One message cut from the stream: its bytes (no line ending), and whether it was cut short.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// The message, without its `\r\n` or `\n`; at most `max_line` bytes.
     pub bytes: Vec<u8>,
+    /// The message was longer than `max_line`: `bytes` is its start, the rest was thrown away.
     pub cut: bool,
 }
 

@@ -33,6 +33,7 @@ struct Post {
 }
 
 /// What a session's [`Mailbox::take`] did.
+#[must_use = "a closed mailbox means: close the connection; lines left mean: apply the overflow policy"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
     /// Lines handed to the session.
@@ -95,11 +96,12 @@ impl Mailbox {
         }
     }
 
-    /// Queues `bytes` for the writer; never waits for it. A closed mailbox takes nothing.
+    /// Queues `bytes` for the writer; never waits for it. Says what became of them: a closed
+    /// mailbox takes nothing ([`Pushed::Closed`]), a full one follows its outbox's policy.
     pub fn push(&self, bytes: &Bytes) -> Pushed {
         let mut post = self.lock();
         if post.closing.is_some() {
-            return Pushed::Queued;
+            return Pushed::Closed;
         }
         let pushed = post.outbox.push(bytes);
         drop(post);
@@ -152,6 +154,7 @@ impl Mailbox {
 
     /// The writer's wait: fills `batch` with up to about `max` bytes once there is mail, and returns
     /// true; returns false once the mailbox is closed and (for a drain) empty.
+    #[must_use = "false means the mailbox is closed: the writer stops"]
     pub fn next_batch(&self, batch: &mut Vec<u8>, max: usize) -> bool {
         let mut post = self.lock();
         loop {
@@ -250,7 +253,7 @@ mod tests {
     #[test]
     fn abort_forgets_the_mail_and_outranks_drain() {
         let mailbox = Mailbox::new(Outbox::new(4, Overflow::Disconnect));
-        mailbox.push(&bytes("a\n"));
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
         mailbox.close(Closing::Abort);
         mailbox.close(Closing::Drain);
         let mut batch = Vec::new();
@@ -264,6 +267,17 @@ mod tests {
         let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
         assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Overflow);
+    }
+
+    #[test]
+    fn a_closed_mailbox_says_it_queued_nothing() {
+        for how in [Closing::Drain, Closing::Abort] {
+            let mailbox = Mailbox::new(Outbox::new(4, Overflow::Drop));
+            mailbox.close(how);
+            assert_eq!(mailbox.push(&bytes("late\n")), Pushed::Closed, "{how:?}");
+            let taken = mailbox.take(usize::MAX, |line| panic!("{line:?} was queued"));
+            assert_eq!((taken.moved, taken.left), (0, 0));
+        }
     }
 
     #[test]

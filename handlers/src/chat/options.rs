@@ -1,6 +1,7 @@
 //! The `[server.options]` of a chat server, validated once at config time; every problem in the table
 //! is reported at once, each naming its key.
 
+use sockserv_framework::config::{OptionError, OptionErrors};
 use toml::{Table, Value};
 
 use super::command;
@@ -72,89 +73,91 @@ impl Default for ChatOptions {
 }
 
 impl ChatOptions {
-    /// Reads the options table, reporting every problem in it.
-    pub fn from_table(table: &Table) -> Result<ChatOptions, String> {
-        let mut problems = Vec::new();
+    /// Reads the options table.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the table, each naming its key: a key chat does not take, a value of the
+    /// wrong type, a `prefix` chrono cannot use, a `room` that is not a valid name, a count out of
+    /// range, an unknown `overflow` policy.
+    pub fn from_table(table: &Table) -> Result<ChatOptions, OptionErrors> {
+        let mut problems = options::Problems::new(table, "chat", KEYS);
         let mut parsed = ChatOptions::default();
-        let mut note = |result: Result<(), String>| {
-            if let Err(problem) = result {
-                problems.push(problem);
-            }
-        };
-        note(options::reject_unknown(table, "chat", KEYS));
-        note(parsed.read_text(table));
-        note(options::boolean(table, "utc").map(|utc| parsed.utc = utc.unwrap_or(false)));
-        note(options::boolean(table, "echo").map(|echo| parsed.echo = echo.unwrap_or(false)));
-        note(count(table, "queue_messages", MAX_QUEUE_MESSAGES).map(|n| {
-            parsed.queue_messages = n.unwrap_or(DEFAULT_QUEUE_MESSAGES);
-        }));
-        note(count(table, "max_line", MAX_MAX_LINE).map(|n| {
-            parsed.max_line = n.unwrap_or(DEFAULT_MAX_LINE);
-        }));
-        note(count(table, "max_members", MAX_MAX_MEMBERS).map(|n| {
-            parsed.max_members = n.unwrap_or(DEFAULT_MAX_MEMBERS);
-        }));
-        note(parsed.read_overflow(table));
-        if problems.is_empty() {
-            Ok(parsed)
-        } else {
-            Err(problems.join("; "))
+        parsed.read_text(table, &mut problems);
+        if let Some(utc) = problems.note(options::boolean(table, "utc")).flatten() {
+            parsed.utc = utc;
         }
+        if let Some(echo) = problems.note(options::boolean(table, "echo")).flatten() {
+            parsed.echo = echo;
+        }
+        let queue = problems.note(count(table, "queue_messages", MAX_QUEUE_MESSAGES));
+        if let Some(n) = queue.flatten() {
+            parsed.queue_messages = n;
+        }
+        if let Some(n) = problems
+            .note(count(table, "max_line", MAX_MAX_LINE))
+            .flatten()
+        {
+            parsed.max_line = n;
+        }
+        let members = problems.note(count(table, "max_members", MAX_MAX_MEMBERS));
+        if let Some(n) = members.flatten() {
+            parsed.max_members = n;
+        }
+        if let Some(overflow) = problems.note(read_overflow(table)).flatten() {
+            parsed.overflow = overflow;
+        }
+        problems.finish(parsed)
     }
 
     /// `prefix` and `room`.
-    fn read_text(&mut self, table: &Table) -> Result<(), String> {
-        let mut problems = Vec::new();
-        match options::string(table, "prefix") {
-            Ok(None) => {}
-            Ok(Some(text)) => match Prefix::new(text) {
+    fn read_text(&mut self, table: &Table, problems: &mut options::Problems) {
+        if let Some(text) = problems.note(options::string(table, "prefix")).flatten() {
+            match Prefix::new(text) {
                 Ok(prefix) => self.prefix = prefix,
-                Err(err) => problems.push(format!("option \"prefix\": {err}")),
-            },
-            Err(err) => problems.push(err),
+                Err(err) => problems.push(options::invalid("prefix", err)),
+            }
         }
-        match options::string(table, "room") {
-            Ok(None) => {}
-            Ok(Some(room)) => match command::check_name("room", room) {
+        if let Some(room) = problems.note(options::string(table, "room")).flatten() {
+            match command::check_name("room", room) {
                 Ok(()) => self.room = room.to_string(),
-                Err(err) => problems.push(format!("option \"room\": {err}")),
-            },
-            Err(err) => problems.push(err),
+                Err(err) => problems.push(options::invalid("room", err)),
+            }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
-    }
-
-    fn read_overflow(&mut self, table: &Table) -> Result<(), String> {
-        let Some(name) = options::string(table, "overflow")? else {
-            return Ok(());
-        };
-        self.overflow = Overflow::from_name(name).ok_or_else(|| {
-            format!("option \"overflow\" must be \"disconnect\" or \"drop\", not {name:?}")
-        })?;
-        Ok(())
     }
 }
 
+/// `overflow`, if present.
+fn read_overflow(table: &Table) -> Result<Option<Overflow>, OptionError> {
+    let Some(name) = options::string(table, "overflow")? else {
+        return Ok(None);
+    };
+    let overflow = Overflow::from_name(name).ok_or_else(|| {
+        let message =
+            format!("option \"overflow\" must be \"disconnect\" or \"drop\", not {name:?}");
+        OptionError::value("overflow", message)
+    })?;
+    Ok(Some(overflow))
+}
+
 /// The whole number under `key`, if present: at least 1 and at most `max`.
-fn count(table: &Table, key: &str, max: usize) -> Result<Option<usize>, String> {
+fn count(table: &Table, key: &str, max: usize) -> Result<Option<usize>, OptionError> {
     let number = match table.get(key) {
         None => return Ok(None),
         Some(Value::Integer(number)) => *number,
         Some(other) => {
-            return Err(format!(
+            let message = format!(
                 "option {key:?} must be a whole number, not {} {other}",
                 other.type_str()
-            ))
+            );
+            return Err(OptionError::value(key, message));
         }
     };
     match usize::try_from(number) {
         Ok(n @ 1..) if n <= max => Ok(Some(n)),
-        _ => Err(format!(
-            "option {key:?} must be from 1 to {max}, got {number}"
+        _ => Err(OptionError::value(
+            key,
+            format!("option {key:?} must be from 1 to {max}, got {number}"),
         )),
     }
 }
@@ -164,7 +167,7 @@ mod tests {
     use super::*;
     use crate::chat::format::DEFAULT_PREFIX;
 
-    fn parse(text: &str) -> Result<ChatOptions, String> {
+    fn parse(text: &str) -> Result<ChatOptions, OptionErrors> {
         ChatOptions::from_table(&text.parse().unwrap())
     }
 
@@ -196,23 +199,40 @@ mod tests {
     }
 
     #[test]
-    fn every_problem_is_reported_with_its_key() {
-        let err = parse(
+    fn every_problem_is_reported_on_its_own_with_its_key() {
+        let errors = parse(
             "prefix = '%Q'\nroom = 'a b'\necho = 1\nqueue_messages = 0\noverflow = 'block'\n\
              max_line = 'big'\nmax_members = -1\ncolour = 2",
         )
-        .unwrap_err();
-        for key in [
-            "\"prefix\"",
-            "room \"a b\"",
-            "\"echo\"",
-            "\"queue_messages\" must be from 1 to",
-            "\"overflow\" must be \"disconnect\" or \"drop\", not \"block\"",
-            "\"max_line\" must be a whole number, not string",
-            "\"max_members\" must be from 1 to 1048576, got -1",
-            "unknown option \"colour\"",
-        ] {
-            assert!(err.contains(key), "{key} missing from: {err}");
+        .unwrap_err()
+        .0;
+        let expected = [
+            ("colour", "unknown option \"colour\""),
+            ("prefix", "option \"prefix\": "),
+            ("room", "option \"room\": room \"a b\""),
+            ("echo", "option \"echo\" must be a boolean"),
+            (
+                "queue_messages",
+                "option \"queue_messages\" must be from 1 to",
+            ),
+            (
+                "max_line",
+                "option \"max_line\" must be a whole number, not string",
+            ),
+            (
+                "max_members",
+                "option \"max_members\" must be from 1 to 1048576, got -1",
+            ),
+            (
+                "overflow",
+                "option \"overflow\" must be \"disconnect\" or \"drop\", not \"block\"",
+            ),
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:?}");
+        for (key, part) in expected {
+            let error = errors.iter().find(|error| error.key() == Some(key));
+            let error = error.unwrap_or_else(|| panic!("no problem with {key}: {errors:?}"));
+            assert!(error.message.starts_with(part), "{part:?}: {error:?}");
         }
     }
 }

@@ -40,14 +40,20 @@ impl Overflow {
     }
 }
 
-/// What became of a pushed message.
+/// What became of a pushed message. Only `Queued` means it will be written; the caller acts on
+/// `Overflow` (disconnect the member) and says why it may ignore the others.
+#[must_use = "a message that was not queued may need acting on (`Overflow`: disconnect the member)"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
+    /// Queued: the member's writer will write it.
     Queued,
     /// Dropped under [`Overflow::Drop`]; the member will hear of it.
     Dropped,
     /// Not queued: the outbox is full and the policy is [`Overflow::Disconnect`].
     Overflow,
+    /// Not queued: the member's mailbox is closed, its connection closing (only
+    /// [`Mailbox::push`](super::mailbox::Mailbox::push) says this).
+    Closed,
 }
 
 /// One place in the queue: a line, or the notice of messages missed there (written when popped, so
@@ -96,6 +102,7 @@ impl Outbox {
     }
 
     /// The next line to write, if any.
+    #[must_use = "a popped line is gone from the queue: write it"]
     pub fn pop(&mut self) -> Option<Bytes> {
         if self.queue.is_empty() {
             self.tell_missed();
@@ -130,6 +137,7 @@ impl Outbox {
 
     /// Moves lines into `batch` until it holds at least `max` bytes or the outbox is empty, so a
     /// writer that fell behind catches up in few writes. Returns whether it moved anything.
+    #[must_use = "true means `batch` holds lines to write"]
     pub fn pop_into(&mut self, batch: &mut Vec<u8>, max: usize) -> bool {
         let before = batch.len();
         while batch.len() < max {
@@ -196,9 +204,9 @@ mod tests {
     #[test]
     fn drop_counts_and_tells_at_the_gap() {
         let mut outbox = Outbox::new(2, Overflow::Drop);
-        for text in ["a", "b", "c", "d"] {
-            outbox.push(&line(text));
-        }
+        let pushed = ["a", "b", "c", "d"].map(|text| outbox.push(&line(text)));
+        let (queued, dropped) = (Pushed::Queued, Pushed::Dropped);
+        assert_eq!(pushed, [queued, queued, dropped, dropped]);
         assert_eq!(outbox.pop().as_deref(), Some(&b"a\n"[..]));
         assert_eq!(outbox.push(&line("e")), Pushed::Queued);
         assert_eq!(outbox.push(&line("f")), Pushed::Dropped);
@@ -218,7 +226,7 @@ mod tests {
     fn batches_stop_near_the_limit() {
         let mut outbox = Outbox::new(10, Overflow::Drop);
         for text in ["aaa", "bbb", "ccc"] {
-            outbox.push(&line(text));
+            assert_eq!(outbox.push(&line(text)), Pushed::Queued);
         }
         let mut batch = Vec::new();
         assert!(outbox.pop_into(&mut batch, 5));
@@ -233,7 +241,7 @@ mod tests {
     fn pop_up_to_stops_at_the_room_and_missing_the_rest_keeps_the_count() {
         let mut outbox = Outbox::new(8, Overflow::Drop);
         for text in ["a", "b", "c"] {
-            outbox.push(&line(text));
+            assert_eq!(outbox.push(&line(text)), Pushed::Queued);
         }
         let mut written = Vec::new();
         assert_eq!(
@@ -244,8 +252,8 @@ mod tests {
         outbox.miss_queued();
         assert_eq!(outbox.len(), 0);
         // A notice already queued counts for what it told: 2 + 2 missed, one notice.
-        outbox.push(&line("d"));
-        outbox.push(&line("e"));
+        assert_eq!(outbox.push(&line("d")), Pushed::Queued);
+        assert_eq!(outbox.push(&line("e")), Pushed::Queued);
         outbox.miss_queued();
         assert_eq!(
             drain(&mut outbox),
@@ -256,8 +264,8 @@ mod tests {
     #[test]
     fn clear_forgets_everything() {
         let mut outbox = Outbox::new(1, Overflow::Drop);
-        outbox.push(&line("a"));
-        outbox.push(&line("b"));
+        assert_eq!(outbox.push(&line("a")), Pushed::Queued);
+        assert_eq!(outbox.push(&line("b")), Pushed::Dropped);
         outbox.clear();
         assert!(outbox.is_empty() && outbox.pop().is_none());
     }

@@ -111,7 +111,9 @@ impl Session for ChatSession {
     /// One read, as the reader thread hands it over; then this member's own mail (replies to its
     /// commands, its echo) goes out at once rather than on the next wake.
     fn on_data(&mut self, data: &[u8], ctx: &mut SessionContext<'_>) {
-        self.hub.input(self.id, data);
+        // Whether it is still a member needs no check here: a member that left (it quit, or was
+        // dropped) has its mailbox closed, and `pump` closes the connection when it sees that.
+        let _still_member = self.hub.input(self.id, data);
         self.pump(ctx);
     }
 

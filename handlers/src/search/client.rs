@@ -26,22 +26,32 @@ pub fn request(action: &str, value: &str) -> Vec<u8> {
 /// What a reply says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// A `text/json` reply. `error` is set on an error reply (its code); `results` holds the hits
-    /// (key, value) a non-exact match mode lists.
+    /// A `text/json` reply.
     Json {
+        /// `result`: the value found, or the sentence a miss or an error reads as (text of any
+        /// other JSON type as written; empty when absent).
         result: String,
+        /// `results`: the hits (key, value) a non-exact match mode lists.
         results: Option<Vec<(String, String)>>,
+        /// `error`: the error code of an error reply.
         error: Option<String>,
     },
     /// Any other content type: the content as sent.
     Binary {
+        /// The reply's `content-type`.
         content_type: String,
+        /// The reply's content, byte for byte.
         content: Vec<u8>,
     },
 }
 
 /// The reply at the start of `buf`: `Ok(None)` until all of it is there, then the answer and the
 /// reply's length. Replies up to `max_content_length` bytes of content are read.
+///
+/// # Errors
+///
+/// A message starting `bad reply:` when the reply is not a frame (see [`parse_frame`]) or its
+/// `text/json` content is not JSON.
 pub fn read_answer(
     buf: &[u8],
     max_content_length: usize,

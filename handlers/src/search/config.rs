@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sockserv_framework::config::{OptionError, OptionErrors};
 use toml::{Table, Value};
 
 use super::frame::DEFAULT_MAX_CONTENT_LENGTH;
@@ -46,72 +47,78 @@ impl Default for SearchOptions {
 
 impl SearchOptions {
     /// Reads the options table; relative paths resolve against `base_dir`.
-    pub fn from_table(table: &Table, base_dir: &Path) -> Result<SearchOptions, String> {
-        let mut problems = Vec::new();
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the table, each naming its key: a key search does not take, a value of the
+    /// wrong type, an unknown `match` mode, a `limit` or `max_content_length` out of range. Whether
+    /// the index file can be read is [`load_index`](Self::load_index)'s to say.
+    pub fn from_table(table: &Table, base_dir: &Path) -> Result<SearchOptions, OptionErrors> {
+        let mut problems = options::Problems::new(table, "search", KEYS);
         let mut parsed = SearchOptions::default();
-        if let Err(err) = options::reject_unknown(table, "search", KEYS) {
-            problems.push(err);
+        if let Some(path) = problems.note(options::string(table, "index")) {
+            parsed.index = path.map(|path| base_dir.join(path));
         }
-        match options::string(table, "index") {
-            Ok(path) => parsed.index = path.map(|path| base_dir.join(path)),
-            Err(err) => problems.push(err),
-        }
-        match options::string(table, "match") {
-            Ok(None) => {}
-            Ok(Some(name)) => match MatchMode::from_name(name) {
+        if let Some(name) = problems.note(options::string(table, "match")).flatten() {
+            match MatchMode::from_name(name) {
                 Some(mode) => parsed.mode = mode,
-                None => problems.push(format!(
+                None => problems.push(OptionError::value("match", format!(
                     "option \"match\" must be \"exact\", \"case-insensitive\", \"prefix\" or \"substring\", not {name:?}"
-                )),
-            },
-            Err(err) => problems.push(err),
+                ))),
+            }
         }
-        match integer(table, "limit", 1, MAX_LIMIT) {
-            Ok(limit) => parsed.limit = limit.unwrap_or(DEFAULT_LIMIT),
-            Err(err) => problems.push(err),
+        if let Some(limit) = problems
+            .note(integer(table, "limit", 1, MAX_LIMIT))
+            .flatten()
+        {
+            parsed.limit = limit;
         }
-        match integer(table, "max_content_length", 0, MAX_MAX_CONTENT_LENGTH) {
-            Ok(max) => parsed.max_content_length = max.unwrap_or(DEFAULT_MAX_CONTENT_LENGTH),
-            Err(err) => problems.push(err),
+        let max = integer(table, "max_content_length", 0, MAX_MAX_CONTENT_LENGTH);
+        if let Some(max) = problems.note(max).flatten() {
+            parsed.max_content_length = max;
         }
-        if problems.is_empty() {
-            Ok(parsed)
-        } else {
-            Err(problems.join("; "))
-        }
+        problems.finish(parsed)
     }
 
     /// The index these options describe: the file's entries, or the tutorial's.
-    pub fn load_index(&self) -> Result<Index, String> {
+    ///
+    /// # Errors
+    ///
+    /// The `index` file cannot be read, has no `.json` or `.toml` extension, or is not a table of
+    /// key → string value; the error is about the `index` option's value.
+    pub fn load_index(&self) -> Result<Index, OptionError> {
         let entries = match &self.index {
             None => tutorial_entries(),
-            Some(path) => load_entries(path).map_err(|err| format!("option \"index\": {err}"))?,
+            Some(path) => load_entries(path).map_err(|err| options::invalid("index", err))?,
         };
         Ok(Index::new(entries, self.mode, self.limit))
     }
 }
 
 /// The integer under `key`, if present, within `min..=max`.
-fn integer(table: &Table, key: &str, min: usize, max: usize) -> Result<Option<usize>, String> {
-    match table.get(key) {
-        None => Ok(None),
-        Some(Value::Integer(n)) => usize::try_from(*n)
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .map(Some)
-            .ok_or_else(|| format!("option {key:?} must be between {min} and {max}, not {n}")),
-        Some(other) => Err(format!(
+fn integer(table: &Table, key: &str, min: usize, max: usize) -> Result<Option<usize>, OptionError> {
+    let message = match table.get(key) {
+        None => return Ok(None),
+        Some(Value::Integer(n)) => {
+            let within = usize::try_from(*n).ok().filter(|n| (min..=max).contains(n));
+            if within.is_some() {
+                return Ok(within);
+            }
+            format!("option {key:?} must be between {min} and {max}, not {n}")
+        }
+        Some(other) => format!(
             "option {key:?} must be an integer, not {} {other}",
             other.type_str()
-        )),
-    }
+        ),
+    };
+    Err(OptionError::value(key, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<SearchOptions, String> {
+    fn parse(text: &str) -> Result<SearchOptions, OptionErrors> {
         SearchOptions::from_table(&text.parse().unwrap(), Path::new("/etc/sockserv"))
     }
 
@@ -142,21 +149,35 @@ mod tests {
     }
 
     #[test]
-    fn every_problem_is_reported_by_key() {
-        let err =
+    fn every_problem_is_reported_on_its_own_with_its_key() {
+        let errors =
             parse("index = 3\nmatch = 'fuzzy'\nlimit = 0\nmax_content_length = 'big'\ncolour = 1")
-                .unwrap_err();
-        for part in [
-            r#"unknown option "colour""#,
-            r#"option "index" must be a string"#,
-            r#"option "match" must be "exact", "case-insensitive", "prefix" or "substring", not "fuzzy""#,
-            r#"option "limit" must be between 1 and 10000, not 0"#,
-            r#"option "max_content_length" must be an integer, not string "big""#,
-        ] {
-            assert!(err.contains(part), "{part:?} missing from {err:?}");
+                .unwrap_err()
+                .0;
+        let expected = [
+            ("colour", r#"unknown option "colour""#),
+            ("index", r#"option "index" must be a string"#),
+            (
+                "match",
+                r#"option "match" must be "exact", "case-insensitive", "prefix" or "substring", not "fuzzy""#,
+            ),
+            (
+                "limit",
+                r#"option "limit" must be between 1 and 10000, not 0"#,
+            ),
+            (
+                "max_content_length",
+                r#"option "max_content_length" must be an integer, not string "big""#,
+            ),
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:?}");
+        for (error, (key, part)) in errors.iter().zip(expected) {
+            assert_eq!(error.key(), Some(key));
+            assert!(error.message.starts_with(part), "{part:?}: {error:?}");
         }
         assert!(parse("max_content_length = -1")
             .unwrap_err()
+            .to_string()
             .contains("between 0 and"));
     }
 
@@ -166,7 +187,8 @@ mod tests {
             .unwrap()
             .load_index()
             .unwrap_err();
-        assert!(err.contains("option \"index\""), "{err}");
-        assert!(err.contains("/etc/sockserv/nowhere.json"), "{err}");
+        assert_eq!(err.key(), Some("index"));
+        assert!(err.message.starts_with("option \"index\""), "{err}");
+        assert!(err.message.contains("/etc/sockserv/nowhere.json"), "{err}");
     }
 }

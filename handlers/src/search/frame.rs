@@ -74,16 +74,23 @@ impl ByteOrder {
 /// A frame's header, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// `byteorder`: the sender's byte order; required and checked, but the content is bytes, so
+    /// nothing depends on it.
     pub byteorder: ByteOrder,
+    /// `content-type`: `text/json` is answered as a search, anything else as binary.
     pub content_type: String,
+    /// `content-encoding`: must be `utf-8` for `text/json` content; anything for binary content.
     pub content_encoding: String,
+    /// `content-length`: the bytes of content after the header.
     pub content_length: usize,
 }
 
 /// One whole frame; the content borrows the caller's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The validated header.
     pub header: Header,
+    /// The content, `header.content_length` bytes.
     pub content: &'a [u8],
 }
 
@@ -97,13 +104,24 @@ pub enum FrameError {
     /// `content-length` is missing or not a non-negative integer.
     BadContentLength(String),
     /// `content-length` is above the configured maximum.
-    ContentTooLarge { length: u64, max: usize },
-    /// Another header field is missing or mistyped; the frame is `frame_len` bytes long.
-    BadField { problem: String, frame_len: usize },
-    /// The peer closed the connection after `received` bytes of a frame (`expected` long, when its
-    /// header had arrived).
+    ContentTooLarge {
+        /// The `content-length` announced.
+        length: u64,
+        /// The server's `max_content_length`.
+        max: usize,
+    },
+    /// Another header field is missing or mistyped.
+    BadField {
+        /// Which field, and what is wrong with it.
+        problem: String,
+        /// The bad frame's whole length, so the stream can skip it and go on.
+        frame_len: usize,
+    },
+    /// The peer closed the connection in the middle of a frame.
     Truncated {
+        /// The bytes of the frame that arrived.
         received: usize,
+        /// The frame's whole length, when its header had arrived.
         expected: Option<usize>,
     },
 }
@@ -159,7 +177,12 @@ impl fmt::Display for FrameError {
 impl std::error::Error for FrameError {}
 
 /// Parses the frame at the start of `buf`: `Ok(None)` until all of it is there, then the frame and its
-/// length. Errors as [`FrameError`] says; `max_content_length` bounds `content-length`.
+/// length; `max_content_length` bounds `content-length`.
+///
+/// # Errors
+///
+/// The [`FrameError`] of a bad frame: an empty or non-JSON header, a missing, bad or too large
+/// `content-length`, another field missing or mistyped. Never `Truncated`: more bytes may come.
 pub fn parse_frame(
     buf: &[u8],
     max_content_length: usize,
@@ -195,6 +218,11 @@ impl Decoder {
     }
 
     /// The frame at the start of `buf`, `Ok(None)` if it is not all there yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_frame`]. After an error with a [`FrameError::frame_len`], skip that many bytes
+    /// and call again; after any other, the stream cannot be cut into frames any more.
     pub fn decode<'b>(&mut self, buf: &'b [u8]) -> Result<Option<(Frame<'b>, usize)>, FrameError> {
         let head = match self.pending.take() {
             Some(head) => head,

@@ -70,7 +70,9 @@ impl fmt::Display for MatchMode {
 /// One entry found by a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit<'a> {
+    /// The entry's key, as the index holds it (the query may differ in case or length).
     pub key: &'a str,
+    /// The entry's value.
     pub value: &'a str,
 }
 
@@ -231,6 +233,11 @@ impl Index {
 
 /// Reads an index file: a JSON object or a TOML table of key → string value, by its extension
 /// (`.json` or `.toml`).
+///
+/// # Errors
+///
+/// A message naming the file when its extension is neither, it cannot be read, or it is not a
+/// table of key → string value.
 pub fn load_entries(path: &Path) -> Result<Vec<(String, String)>, String> {
     let shown = path.display();
     let kind = path.extension().and_then(|ext| ext.to_str()).unwrap_or("");

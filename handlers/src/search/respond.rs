@@ -25,8 +25,11 @@ const BINARY_ECHO_LEN: usize = 10;
 /// A reply before framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The reply header's `content-type`: `text/json`, or the tutorial's binary type.
     pub content_type: &'static str,
+    /// The reply header's `content-encoding`: `utf-8` or `binary`.
     pub content_encoding: &'static str,
+    /// The reply's content, `content-length` bytes once framed.
     pub content: Vec<u8>,
 }
 
@@ -196,6 +199,7 @@ fn push_hits(out: &mut Vec<u8>, hits: &[Hit<'_>]) {
 }
 
 /// What [`answer`] made of a buffer.
+#[must_use = "write the replies, drop the consumed bytes, and close after a fatal error"]
 #[derive(Debug, Default)]
 pub struct Answered {
     /// Every reply, framed, in request order: one write's worth.

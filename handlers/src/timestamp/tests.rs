@@ -1,6 +1,7 @@
 //! Unit tests of the timestamp core (with a pinned clock) and of the handler over in-memory requests.
 
 use chrono::FixedOffset;
+use sockserv_framework::config::OptionAt;
 
 use super::*;
 use crate::testing;
@@ -111,7 +112,7 @@ fn datagram_reply_is_one_buffer() {
 
 // --- options ---
 
-fn options(text: &str) -> Result<TimestampOptions, String> {
+fn options(text: &str) -> Result<TimestampOptions, OptionErrors> {
     TimestampOptions::from_table(&text.parse().unwrap())
 }
 
@@ -128,15 +129,30 @@ fn options_default_to_the_seed() {
 }
 
 #[test]
-fn options_report_every_problem_by_key() {
-    let err = options("format = '%Q'\nutc = 'yes'\nframing = 'lines'\nzone = 'UTC'").unwrap_err();
-    for part in [
-        r#"unknown option "zone""#,
-        r#"option "format": "%Q" is not a valid strftime format"#,
-        r#"option "utc" must be a boolean"#,
-        r#"option "framing" must be "chunk" or "line", not "lines""#,
-    ] {
-        assert!(err.contains(part), "{part:?} missing from {err:?}");
+fn options_report_every_problem_on_its_own_with_its_key() {
+    let errors = options("format = '%Q'\nutc = 'yes'\nframing = 'lines'\nzone = 'UTC'")
+        .unwrap_err()
+        .0;
+    let expected = [
+        (OptionAt::Key("zone".into()), r#"unknown option "zone""#),
+        (
+            OptionAt::Value("format".into()),
+            r#"option "format": "%Q" is not a valid strftime format"#,
+        ),
+        (
+            OptionAt::Value("utc".into()),
+            r#"option "utc" must be a boolean"#,
+        ),
+        (
+            OptionAt::Value("framing".into()),
+            r#"option "framing" must be "chunk" or "line", not "lines""#,
+        ),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:?}");
+    for (at, part) in expected {
+        let error = errors.iter().find(|error| error.at == at);
+        let error = error.unwrap_or_else(|| panic!("no problem at {at:?} in {errors:?}"));
+        assert!(error.message.starts_with(part), "{part:?}: {error:?}");
     }
     assert!(testing::factory(build, "colour = 'red'").is_err());
 }

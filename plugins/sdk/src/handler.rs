@@ -115,6 +115,10 @@ pub struct Request<'a> {
 pub trait RequestControl: Sync {
     /// Shut down reading, writing or both (`shutdown(2)`): a read blocked on another thread returns
     /// end-of-file. A no-op on datagram requests.
+    ///
+    /// # Errors
+    ///
+    /// The system's refusal, such as `NotConnected` once the peer is gone.
     fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()>;
 }
 
@@ -133,16 +137,85 @@ impl RequestControl for NoControl {
 /// The server calls, in order: `setup`, `handle`, `finish`. `finish` runs even when `handle` returns an
 /// error or panics; if `setup` fails, neither `handle` nor `finish` runs. Override `handle`; override
 /// `setup` and `finish` when the handler has per-request state to prepare or release.
+///
+/// A handler that answers each line in capitals, served here over in-memory buffers the way the
+/// server serves a connection:
+///
+/// ```
+/// use std::io::{BufRead, Write};
+/// use sockserv_plugin::{
+///     Address, HandlerResult, NoControl, Request, RequestHandler, RequestKind, ServerContext,
+/// };
+///
+/// struct Upper;
+///
+/// impl RequestHandler for Upper {
+///     fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+///         let mut line = String::new();
+///         while req.rfile.read_line(&mut line)? > 0 { // rfile: buffered reader (BufRead)
+///             req.wfile.write_all(line.to_uppercase().as_bytes())?; // wfile: to the peer
+///             line.clear();
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// /// The server the request arrived at, as a handler sees it.
+/// struct Server;
+///
+/// impl ServerContext for Server {
+///     fn server_name(&self) -> &str {
+///         "upper"
+///     }
+///     fn shutdown(&self) {}
+/// }
+///
+/// let (peer, local) = (Address::UnixUnnamed, Address::Unix("/run/upper.sock".into()));
+/// let mut rfile: &[u8] = b"hello\nworld\n";
+/// let mut wfile = Vec::new();
+/// let mut req = Request {
+///     kind: RequestKind::Stream,
+///     rfile: &mut rfile,
+///     wfile: &mut wfile,
+///     peer: &peer,
+///     local: &local,
+///     packet: None,
+///     server: &Server,
+///     control: &NoControl,
+/// };
+/// let mut handler = Upper;
+/// handler.setup(&mut req)?;
+/// let handled = handler.handle(&mut req);
+/// handler.finish(&mut req)?; // even when `handle` failed
+/// handled?;
+/// assert_eq!(wfile, b"HELLO\nWORLD\n");
+/// # Ok::<(), sockserv_plugin::HandlerError>(())
+/// ```
 pub trait RequestHandler: Send {
     /// Prepare for the request. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever stops the request before it is handled; the server reports it and then runs
+    /// neither `handle` nor `finish`.
     fn setup(&mut self, _req: &mut Request<'_>) -> HandlerResult {
         Ok(())
     }
 
     /// Serve the request.
+    ///
+    /// # Errors
+    ///
+    /// [`HandlerError::Io`] when reading from or writing to the peer fails,
+    /// [`HandlerError::Protocol`] when the peer broke the protocol. The server reports it, runs
+    /// `finish`, closes this request and goes on serving.
     fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult;
 
     /// Clean up after the request. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever failed while cleaning up; the server reports it (the request is over either way).
     fn finish(&mut self, _req: &mut Request<'_>) -> HandlerResult {
         Ok(())
     }

@@ -187,10 +187,83 @@ fn options_the_handler_refuses_carry_its_message() {
     );
     let error = one_error(&text);
     assert!(
-        matches!(&error.kind, ConfigErrorKind::HandlerOptions { handler, message }
-        if handler == "timestamp" && message.contains("\"zone\""))
+        matches!(&error.kind, ConfigErrorKind::HandlerOptions { handler, key: Some(key), message }
+        if handler == "timestamp" && key == "zone" && message.contains("\"zone\""))
     );
-    assert_eq!(line_col(&error).0, 5, "at the options table");
+    assert_eq!(line_col(&error), (7, 1), "at the key");
+}
+
+#[test]
+fn each_refused_option_is_its_own_error_at_its_own_place() {
+    let extra = "[server.options]\ncolour = \"red\"\nutc = \"yes\"\nzone = \"CET\"\n";
+    let text = server("tcp://127.0.0.1:1", "timestamp", extra);
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    let keys: Vec<_> = errors
+        .iter()
+        .map(|error| match &error.kind {
+            ConfigErrorKind::HandlerOptions { key, message, .. } => {
+                assert!(!message.contains("; "), "one problem per error: {message}");
+                key.as_deref()
+            }
+            other => panic!("not an options error: {other:?}"),
+        })
+        .collect();
+    assert_eq!(keys, [Some("colour"), Some("utc"), Some("zone")]);
+    // An unknown key points at the key, a bad value at the value.
+    assert_eq!(line_col(&errors[0]), position(&text, "colour"));
+    assert_eq!(line_col(&errors[1]), position(&text, "\"yes\""));
+    assert_eq!(line_col(&errors[2]), position(&text, "zone"));
+    assert!(errors.iter().all(|e| e.server.as_deref() == Some("s")));
+    let shown = ConfigErrors(errors).to_string();
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert!(
+        shown.starts_with(
+            "test.toml:6:1: server \"s\": options of handler \"timestamp\": unknown option \"colour\""
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_refusal_that_names_no_key_points_at_the_table_or_the_handler() {
+    let mut registry = registry();
+    let mut picky = entry("picky", &SocketKind::ALL, &StrategyKind::ALL);
+    picky.build = Box::new(|_| Err("nothing pleases me".to_string().into()));
+    registry.register(picky).unwrap();
+    let mut mute = entry("mute", &SocketKind::ALL, &StrategyKind::ALL);
+    mute.build = Box::new(|_| Err(OptionErrors(Vec::new())));
+    registry.register(mute).unwrap();
+    let check = |registry: &mut Registry, text: &str| {
+        load_str(text, "test.toml", Path::new("/base"), registry)
+            .expect_err("refused")
+            .0
+    };
+
+    let text = server("tcp://127.0.0.1:1", "picky", "[server.options]\na = 1\n");
+    let errors = check(&mut registry, &text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(matches!(
+        &errors[0].kind,
+        ConfigErrorKind::HandlerOptions { key: None, message, .. } if message == "nothing pleases me"
+    ));
+    assert_eq!(line_col(&errors[0]), (5, 1), "at the options table");
+
+    let text = server("tcp://127.0.0.1:1", "picky", "");
+    let errors = check(&mut registry, &text);
+    assert_eq!(
+        line_col(&errors[0]),
+        (4, 11),
+        "at handler, with no options table"
+    );
+
+    let text = server("tcp://127.0.0.1:1", "mute", "");
+    let errors = check(&mut registry, &text);
+    assert_eq!(
+        errors.len(),
+        1,
+        "a silent refusal is still reported: {errors:#?}"
+    );
 }
 
 #[test]

@@ -38,19 +38,30 @@ fn entry(name: &str, kinds: &[SocketKind], strategies: &[StrategyKind]) -> Handl
     }
 }
 
-/// Like the built-in timestamp handler: refuses keys it does not know.
+/// Like the built-in timestamp handler: refuses each key it does not know, and a `utc` that is not a
+/// boolean.
 fn strict_timestamp() -> HandlerEntry {
     let mut entry = entry("timestamp", &SocketKind::ALL, &StrategyKind::ALL);
     entry.build = Box::new(|options| {
-        match options
+        let mut errors: Vec<OptionError> = options
             .table
             .keys()
-            .find(|key| !["format", "utc", "framing"].contains(&key.as_str()))
-        {
-            Some(key) => Err(format!(
-                "unknown option {key:?}: expected format, utc or framing"
-            )),
-            None => Ok(nop_factory()),
+            .filter(|key| !["format", "utc", "framing"].contains(&key.as_str()))
+            .map(|key| {
+                let message = format!("unknown option {key:?}: expected format, utc or framing");
+                OptionError::unknown_key(key, message)
+            })
+            .collect();
+        if options.table.get("utc").is_some_and(|utc| !utc.is_bool()) {
+            errors.push(OptionError::value(
+                "utc",
+                "option \"utc\" must be a boolean",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(nop_factory())
+        } else {
+            Err(OptionErrors(errors))
         }
     });
     entry

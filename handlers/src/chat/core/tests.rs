@@ -28,7 +28,7 @@ fn chat_with(options: &str) -> Chat {
 fn chat_of(options: &str, ids: &[MemberId]) -> Chat {
     let mut chat = chat_with(options);
     for &id in ids {
-        chat.connect(id, &peer(id), &now());
+        let _greetings_and_notices = chat.connect(id, &peer(id), &now());
     }
     chat
 }
@@ -141,7 +141,7 @@ fn nicks_replace_the_address_and_are_unique() {
 fn a_nick_is_freed_when_its_member_leaves() {
     let mut chat = chat_of("", &[A, B]);
     say(&mut chat, A, "/nick bob\n");
-    chat.disconnect(A, &now());
+    let _goodbyes = chat.disconnect(A, &now());
     let out = say(&mut chat, B, "/nick bob\n");
     assert_eq!(inbox(&out, B), ["*** you are now bob\n"]);
 }
@@ -264,7 +264,7 @@ fn a_full_chat_refuses_newcomers_politely() {
     assert!(inbox(&out, A).is_empty());
     assert_eq!(closes(&out), [(C, true)]);
     assert_eq!(chat.len(), 2);
-    chat.disconnect(A, &now());
+    let _goodbyes = chat.disconnect(A, &now());
     assert_eq!(inbox(&chat.connect(C, &peer(C), &now()), C).len(), 1);
 }
 
