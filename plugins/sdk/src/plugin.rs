@@ -9,18 +9,38 @@ use crate::{RequestHandler, Session, SessionInfo};
 /// A handler a plugin exports: the same [`RequestHandler`] the built-ins implement, plus a name, an
 /// options type and a constructor. One handler is made per request, from options parsed once.
 ///
-/// ```ignore
-/// #[derive(serde::Deserialize)]
+/// ```
+/// use std::io::Write;
+/// use std::sync::Arc;
+///
+/// use sockserv_plugin::{HandlerResult, PluginHandler, Request, RequestHandler};
+///
 /// struct Options { greeting: String }
 ///
 /// struct Hello { options: Arc<Options> }
 ///
+/// impl RequestHandler for Hello {
+///     fn handle(&mut self, req: &mut Request<'_>) -> HandlerResult {
+///         writeln!(req.wfile, "{}", self.options.greeting)?;
+///         Ok(())
+///     }
+/// }
+///
 /// impl PluginHandler for Hello {
 ///     type Options = Options;
 ///     const NAME: &'static str = "hello";
-///     fn options(json: &str) -> Result<Options, String> { sockserv_plugin::from_json(json) }
+///     // With the SDK's `serde` feature, `sockserv_plugin::from_json(json)` reads a
+///     // `#[derive(Deserialize)]` struct instead.
+///     fn options(json: &str) -> Result<Options, String> {
+///         let greeting = json.trim().trim_start_matches('{').trim_end_matches('}');
+///         Ok(Options { greeting: greeting.to_string() })
+///     }
 ///     fn new(options: &Arc<Options>) -> Self { Hello { options: Arc::clone(options) } }
 /// }
+///
+/// let options = Arc::new(Hello::options("{hi}").unwrap());
+/// assert_eq!(options.greeting, "hi");
+/// let _handler = Hello::new(&options);
 /// ```
 pub trait PluginHandler: RequestHandler + Sized + 'static {
     /// The handler's options, read from the server's `[server.options]` table.
@@ -58,8 +78,24 @@ pub fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String
 
 /// Export a plugin: its name, its version and the [`PluginHandler`] types it provides.
 ///
-/// ```ignore
+/// ```
+/// # use std::sync::Arc;
+/// # use sockserv_plugin::{HandlerResult, PluginHandler, Request, RequestHandler};
+/// # struct Kv;
+/// # impl RequestHandler for Kv {
+/// #     fn handle(&mut self, _req: &mut Request<'_>) -> HandlerResult { Ok(()) }
+/// # }
+/// # impl PluginHandler for Kv {
+/// #     type Options = ();
+/// #     const NAME: &'static str = "kv";
+/// #     fn options(_json: &str) -> Result<(), String> { Ok(()) }
+/// #     fn new(_options: &Arc<()>) -> Self { Kv }
+/// # }
 /// sockserv_plugin::export_plugin!(name: "kv", version: env!("CARGO_PKG_VERSION"), handlers: [Kv]);
+///
+/// // The entry the host looks up, and the table it returns.
+/// let table = unsafe { &*sockserv_plugin_entry() };
+/// assert_eq!(table.magic, sockserv_plugin::abi::ABI_MAGIC);
 /// ```
 ///
 /// This generates the `sockserv_plugin_entry` symbol, the static tables and the `extern "C"` glue,

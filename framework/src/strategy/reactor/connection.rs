@@ -186,7 +186,7 @@ impl Connection {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return self.failed(&err),
+                Err(err) => return self.failed(err),
             }
         }
         self.after_event()
@@ -225,7 +225,7 @@ impl Connection {
                 return Next::Close;
             }
             if let Err(err) = self.flush() {
-                return self.failed(&err);
+                return self.failed(err);
             }
             if self.pending() > 0 || !self.wake_when_written || self.closing {
                 return self.next();
@@ -276,8 +276,11 @@ impl Connection {
         Next::Linger
     }
 
-    fn failed(&mut self, err: &io::Error) -> Next {
-        log::debug!("{}: {}: {err}", self.shared.name, self.peer);
+    /// A read or write failed: reported like a blocking handler's I/O failure (a peer's reset at
+    /// info level and a bounded rate), and the connection closes.
+    fn failed(&mut self, err: io::Error) -> Next {
+        let failure = RequestFailure::Connection(err);
+        self.shared.report(&self.peer, &failure);
         self.output.discard();
         Next::Close
     }

@@ -75,11 +75,6 @@ impl ReactorDispatcher {
             .filter(|event_loop| !event_loop.is_alive())
             .count()
     }
-
-    /// Whether every loop has ended, so no connection can be served any more.
-    pub(crate) fn all_loops_dead(&self) -> bool {
-        self.dead_loops() == self.loops.len()
-    }
 }
 
 /// Start `count` loops with `spawn`. If one cannot be started, those already running are stopped

@@ -229,7 +229,7 @@ fn a_loop_that_ended_is_skipped_its_connections_close_and_none_left_is_reported(
     assert_eq!(echo(&mut on_second, b"still"), b"still");
     // With no loop left, a connection is refused, reported, and closed.
     dispatcher.loops[1].stop();
-    assert!(eventually(|| dispatcher.all_loops_dead()));
+    assert!(eventually(|| dispatcher.dead_loops() == 2));
     assert_eq!(
         dispatcher.failure().as_deref(),
         Some("2 of its 2 event loops ended")
