@@ -183,6 +183,27 @@ fn the_tutorial_exchanges_byte_for_byte_on_every_stream_and_strategy() {
     );
 }
 
+/// A miss and an unknown action read exactly as the tutorial's server words them (single quotes),
+/// so its app-client prints the same line against either server.
+#[test]
+fn misses_and_unknown_actions_are_worded_as_the_tutorials_server_words_them() {
+    let serve = serve_matrix("");
+    for &(name, _, _) in MATRIX {
+        let mut client = Client::connect(serve.endpoint(name)).unwrap();
+        client.send(&search("neo")).unwrap();
+        let miss = read_reply(&mut client).unwrap();
+        assert_eq!(
+            miss.content, br#"{"result": "No match for 'neo'."}"#,
+            "{name}"
+        );
+        let find = request("text/json", "utf-8", br#"{"action": "find", "value": "x"}"#);
+        client.send(&find).unwrap();
+        let unknown = read_reply(&mut client).unwrap();
+        let want = br#"{"result": "Error: invalid action 'find'."}"#;
+        assert_eq!(unknown.content, want, "{name}");
+    }
+}
+
 /// What a bad input must get: the error code, and whether the connection then goes on.
 struct BadInput {
     name: &'static str,
@@ -415,7 +436,7 @@ fn eight_clients_times_a_thousand_requests_all_answered_right() {
                             1 => ("🐶".to_string(), "🐾 Playing ball! 🏐".to_string()),
                             _ => {
                                 let miss = format!("client {id} request {n}");
-                                let want = format!("No match for \"{miss}\".");
+                                let want = format!("No match for '{miss}'.");
                                 (miss, want)
                             }
                         };
@@ -522,7 +543,7 @@ fn the_client_command_speaks_like_the_tutorial_app_client() {
             client("search", "ring"),
             "In the caves beneath the Misty Mountains. 💍\n"
         );
-        assert_eq!(client("search", "neo"), "No match for \"neo\".\n");
+        assert_eq!(client("search", "neo"), "No match for 'neo'.\n");
         assert_eq!(
             client("binary", "😃"),
             "First 10 bytes of request: binary😃\n"

@@ -166,11 +166,7 @@ mod tests {
             "text/json",
             "utf-8",
         );
-        let miss = frame(
-            br#"{"result": "No match for \"x\"."}"#,
-            "text/json",
-            "utf-8",
-        );
+        let miss = frame(br#"{"result": "No match for 'x'."}"#, "text/json", "utf-8");
         let mut stream = [good.clone(), miss.clone()].concat();
         stream.extend_from_slice(b"rest");
         let mut r = &stream[..];

@@ -146,8 +146,8 @@ mod tests {
         assert_eq!(printed(json("found", None, None)).unwrap(), "found\n");
         let hits = Some(vec![("a", "1"), ("b", "2")]);
         assert_eq!(printed(json("1", hits, None)).unwrap(), "a: 1\nb: 2\n");
-        let miss = json("No match for \"x\".", Some(vec![]), None);
-        assert_eq!(printed(miss).unwrap(), "No match for \"x\".\n");
+        let miss = json("No match for 'x'.", Some(vec![]), None);
+        assert_eq!(printed(miss).unwrap(), "No match for 'x'.\n");
     }
 
     #[test]

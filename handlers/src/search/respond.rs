@@ -2,7 +2,8 @@
 //! frames in, every reply in order out ([`answer`]).
 //!
 //! The answers are the tutorial's: a `text/json` request `{"action": "search", "value": Q}` gets
-//! `{"result": V}` (or `No match for "Q".`), another action gets `Error: invalid action "A".`, and any
+//! `{"result": V}` (or `No match for 'Q'.`), another action gets `Error: invalid action 'A'.` (the
+//! tutorial's current wording, single quotes and all), and any
 //! other content type gets the binary reply `First 10 bytes of request: ` + those bytes. With a match
 //! mode other than exact, the reply also lists every hit: `"results": [{"key": K, "value": V}, ...]`,
 //! and `"result"` is the first hit's value.
@@ -167,7 +168,7 @@ fn search_reply(request: &JsonRequest, index: &Index) -> Reply {
     let query = match (&request.action[..], &request.value) {
         ("search", Some(query)) => query,
         (action, _) => {
-            object.string("result", &format!("Error: invalid action \"{action}\"."));
+            object.string("result", &format!("Error: invalid action '{action}'."));
             object.finish();
             return Reply::json(content);
         }
@@ -175,7 +176,7 @@ fn search_reply(request: &JsonRequest, index: &Index) -> Reply {
     let hits = index.lookup(query);
     match hits.first() {
         Some(hit) => object.string("result", hit.value),
-        None => object.string("result", &format!("No match for \"{query}\".")),
+        None => object.string("result", &format!("No match for '{query}'.")),
     };
     if index.mode() != MatchMode::Exact {
         push_hits(object.key("results"), &hits);

@@ -115,7 +115,7 @@ mod tests {
         let got = answers(&out.event(|ctx| session.on_data(&two, ctx)));
         assert_eq!(got.len(), 2);
         assert!(got[0].0.starts_with("Follow the white rabbit."), "{got:?}");
-        assert_eq!(got[1].0, "No match for \"neo\".");
+        assert_eq!(got[1].0, "No match for 'neo'.");
         assert!(session.pending.is_empty());
         out.event(|ctx| session.on_eof(ctx));
         assert!(out.closing);

@@ -74,17 +74,17 @@ fn a_miss_and_another_action_read_as_in_the_tutorial() {
         &json_request(r#"{"action": "search", "value": "neo"}"#),
         &index,
     );
-    assert_eq!(miss.content, br#"{"result": "No match for \"neo\"."}"#);
+    assert_eq!(miss.content, br#"{"result": "No match for 'neo'."}"#);
     let other = reply_to(&json_request(r#"{"action": "find", "value": 1}"#), &index);
     assert_eq!(
         other.content,
-        br#"{"result": "Error: invalid action \"find\"."}"#
+        br#"{"result": "Error: invalid action 'find'."}"#
     );
     let quoted = reply_to(
         &json_request(r#"{"value": "a\"b", "action": "search"}"#),
         &index,
     );
-    assert_eq!(quoted.content, br#"{"result": "No match for \"a\"b\"."}"#);
+    assert_eq!(quoted.content, br#"{"result": "No match for 'a\"b'."}"#);
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn non_exact_modes_list_every_hit() {
     );
     assert_eq!(
         content_json(&miss),
-        json!({"result": "No match for \"x\".", "results": []})
+        json!({"result": "No match for 'x'.", "results": []})
     );
 }
 
