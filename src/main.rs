@@ -19,7 +19,11 @@ use sockserv_framework::Registry;
 #[command(
     name = "sockserv",
     version,
-    about = "Socket servers from a TOML config, like Python's socketserver"
+    about = "Socket servers from a TOML config, like Python's socketserver",
+    after_help = "Logging goes to stderr; RUST_LOG sets how much (RUST_LOG=debug for more, \
+RUST_LOG=warn for less; the default is info).\n\n\
+Exit codes: 0 ok (serve: every server drained cleanly), 1 runtime failure (an address in use, a \
+server that died, a drain cut short by a second signal), 2 bad usage or config."
 )]
 struct Cli {
     /// What to do; without a command, `serve` the embedded default config.

@@ -451,3 +451,13 @@ fn serve_without_a_file_serves_the_embedded_default() {
         "the default socket file was left"
     );
 }
+
+/// `--help` tells a new user how to see more or fewer log lines, and what the exit codes mean.
+#[test]
+fn help_names_rust_log_and_the_exit_codes() {
+    let output = run(&["--help"], b"", common::WAIT);
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("RUST_LOG"), "{help}");
+    assert!(help.contains("Exit codes: 0 ok"), "{help}");
+}

@@ -528,6 +528,34 @@ fn check_refuses_search_on_datagram_endpoints() {
     }
 }
 
+/// Pointed at a server that is not a search server (echo sends the request back; timestamp never
+/// sends a frame), the client says so and fails instead of printing a blank line.
+#[test]
+fn the_client_says_when_the_server_is_not_a_search_server() {
+    let rows = [
+        ("echo", "tcp://127.0.0.1:0", "echo", "threading", ""),
+        ("stamp", "tcp://127.0.0.1:0", "timestamp", "threading", ""),
+    ];
+    let serve = ServeProcess::start(&config(&rows));
+    for name in ["echo", "stamp"] {
+        let endpoint = serve.endpoint(name).to_string();
+        let args = [
+            "client",
+            "search",
+            &endpoint,
+            "search",
+            "morpheus",
+            "--timeout",
+            "1",
+        ];
+        let output = run(&args, b"", WAIT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {output:?}");
+        assert!(output.stdout.is_empty(), "{name}: {output:?}");
+        assert!(stderr.contains("a search server?"), "{name}: {stderr}");
+    }
+}
+
 #[test]
 fn the_client_command_speaks_like_the_tutorial_app_client() {
     let serve = serve_matrix("");

@@ -55,15 +55,25 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         bail!("search runs over streams: use tcp:// or unix://, not {endpoint}");
     }
     let mut connection = Connection::open(&endpoint, args.timeout)?;
+    let answer = exchange(&mut connection, &endpoint, &args)
+        .with_context(|| format!("is {endpoint} a search server? no search reply came back"))?;
+    print(&answer, &mut io::stdout().lock())
+}
+
+/// Send the request and read one reply.
+fn exchange(
+    connection: &mut Connection,
+    endpoint: &Endpoint,
+    args: &SearchArgs,
+) -> anyhow::Result<Answer> {
     connection.send(&request(&args.action, &args.value))?;
     let reply = connection
         .receive(&|received| !matches!(read_answer(received, MAX_REPLY_CONTENT), Ok(None)))?;
-    let answer = match read_answer(&reply, MAX_REPLY_CONTENT) {
-        Ok(Some((answer, _))) => answer,
+    match read_answer(&reply, MAX_REPLY_CONTENT) {
+        Ok(Some((answer, _))) => Ok(answer),
         Ok(None) => bail!("{endpoint} sent an incomplete reply"),
         Err(err) => bail!("{endpoint} sent a {err}"),
-    };
-    print(&answer, &mut io::stdout().lock())
+    }
 }
 
 /// Print what the answer says; an error reply is a failure.

@@ -29,7 +29,7 @@ pub enum Answer {
     /// A `text/json` reply.
     Json {
         /// `result`: the value found, or the sentence a miss or an error reads as (text of any
-        /// other JSON type as written; empty when absent).
+        /// other JSON type as written). A reply without it is not a search server's.
         result: String,
         /// `results`: the hits (key, value) a non-exact match mode lists.
         results: Option<Vec<(String, String)>>,
@@ -50,8 +50,8 @@ pub enum Answer {
 ///
 /// # Errors
 ///
-/// A message starting `bad reply:` when the reply is not a frame (see [`parse_frame`]) or its
-/// `text/json` content is not JSON.
+/// A message starting `bad reply:` when the reply is not a frame (see [`parse_frame`]), or its
+/// `text/json` content is not JSON or has no `"result"` (an echo server sends the request back).
 pub fn read_answer(
     buf: &[u8],
     max_content_length: usize,
@@ -74,7 +74,10 @@ pub fn read_answer(
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let result = body.get("result").map(text).unwrap_or_default();
+    let result = body
+        .get("result")
+        .map(text)
+        .ok_or("bad reply: a text/json reply with no \"result\"")?;
     let error = body.get("error").map(text);
     let results = body.get("results").and_then(Value::as_array).map(|hits| {
         hits.iter()
