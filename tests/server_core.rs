@@ -550,3 +550,22 @@ fn panicking_hooks_refuse_one_peer_and_the_loop_goes_on() {
         assert_eq!(hooks.verified.load(Ordering::SeqCst), 4);
     }
 }
+
+/// A UDP port in use cannot be taken over: without an explicit `reuse_address`, a second server
+/// on it fails to bind, as it does for TCP, instead of sharing the port's datagrams.
+#[test]
+fn a_udp_port_in_use_cannot_be_bound_again() {
+    let first = Server::bind(settings("udp://127.0.0.1:0", THREADING), echo_factory()).unwrap();
+    let taken = first.local_endpoint().to_string();
+    let err = Server::bind(settings(&taken, THREADING), echo_factory())
+        .err()
+        .expect("a second server bound a UDP port in use");
+    assert!(matches!(err, ServerError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    // Opting in still works, for a deliberate port-sharing setup (both sockets opt in).
+    let mut shared = settings("udp://127.0.0.1:0", THREADING);
+    shared.socket.reuse_address = true;
+    let one = Server::bind(shared.clone(), echo_factory()).unwrap();
+    shared.endpoint = one.local_endpoint().clone();
+    Server::bind(shared, echo_factory()).expect("both opted in to SO_REUSEADDR");
+}

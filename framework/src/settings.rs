@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::Endpoint;
+use crate::{Endpoint, SocketKind};
 
 /// The listen backlog (socketserver's `request_queue_size`). socketserver's 5 makes clients that
 /// connect in a burst (the sockets tutorial's multiconn-client opens 100 at once) see
@@ -23,7 +23,11 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// (nodelay on UDP, v6only on IPv4), and the config check says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketOptions {
-    /// `SO_REUSEADDR`; on by default, like Twisted (socketserver's `allow_reuse_address`).
+    /// `SO_REUSEADDR` (socketserver's `allow_reuse_address`). On by default for TCP, like Twisted:
+    /// there it only lets a restarted server bind while old connections sit in TIME_WAIT. Off by
+    /// default for UDP (see [`SocketOptions::for_kind`]): on a datagram socket it lets a second
+    /// socket — another sockserv, or any local user — bind the same port and take the clients'
+    /// datagrams. Meaningless for Unix sockets.
     pub reuse_address: bool,
     /// `SO_REUSEPORT`; opt-in (socketserver's `allow_reuse_port`).
     pub reuse_port: bool,
@@ -41,6 +45,19 @@ pub struct SocketOptions {
     pub unix_mode: Option<u32>,
 }
 
+impl SocketOptions {
+    /// The defaults for a socket of `kind`: those of [`Default`], with `SO_REUSEADDR` off for UDP,
+    /// so that a second server on a UDP port in use fails to bind as it does for TCP, instead of
+    /// sharing (and stealing) the port's datagrams.
+    pub fn for_kind(kind: SocketKind) -> SocketOptions {
+        SocketOptions {
+            reuse_address: kind != SocketKind::Udp,
+            ..SocketOptions::default()
+        }
+    }
+}
+
+/// The defaults for TCP (and Unix); use [`SocketOptions::for_kind`] for a UDP socket.
 impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {
@@ -182,11 +199,12 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Settings with every default, for a server named `name` on `endpoint`.
     pub fn new(name: impl Into<String>, endpoint: Endpoint) -> Self {
+        let socket = SocketOptions::for_kind(endpoint.kind());
         ServerSettings {
             name: name.into(),
             endpoint,
             strategy: Strategy::Threading { max_threads: None },
-            socket: SocketOptions::default(),
+            socket,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             timeout: None,
             spawn_per_datagram: false,

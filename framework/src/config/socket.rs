@@ -56,7 +56,13 @@ pub(super) const DATAGRAM_ONLY: Rule = Rule {
 impl ServerCheck<'_, '_> {
     /// The socket options, defaults where the file says nothing or something wrong.
     pub(super) fn socket_options(&mut self) -> SocketOptions {
-        let (raw, defaults) = (&self.raw.socket, SocketOptions::default());
+        let defaults = self
+            .endpoint
+            .as_ref()
+            .map_or_else(SocketOptions::default, |endpoint| {
+                SocketOptions::for_kind(endpoint.kind())
+            });
+        let raw = &self.raw.socket;
         let queue = self.applicable(raw.request_queue_size.as_ref(), &STREAM_ONLY);
         let queue = self.positive(queue.as_ref(), STREAM_ONLY.key, i32::MAX.into());
         let nodelay = self.applicable(raw.nodelay.as_ref(), &NODELAY);
