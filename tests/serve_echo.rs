@@ -290,3 +290,44 @@ fn sigterm_does_not_wait_for_an_idle_client_of_a_sync_server() {
     );
     drop(idle);
 }
+
+/// The sockets tutorial's multiconn-client opens 100 connections at once before the server has
+/// accepted any: with the default listen backlog every one of them is served, none reset.
+#[test]
+fn a_hundred_connections_at_once_are_all_served_with_the_default_backlog() {
+    const CLIENTS: usize = 100;
+    // The kernel completes a loopback handshake by itself while the backlog has room; a full
+    // backlog drops the SYN, and the retry comes only after the initial 1 s retransmission time.
+    const HANDSHAKE: Duration = Duration::from_millis(900);
+    for strategy in ["threading", "reactor"] {
+        let rows = [("e", "tcp://127.0.0.1:0", "echo", strategy, "")];
+        let serve = ServeProcess::start(&config(&rows));
+        let endpoint = serve.endpoint("e").clone();
+        // Every connection is opened before any is used, as the tutorial's client does.
+        let common::Endpoint::Tcp(addr) = endpoint else {
+            unreachable!()
+        };
+        let clients: Vec<Client> = (0..CLIENTS)
+            .map(|n| {
+                let stream = std::net::TcpStream::connect_timeout(&addr, HANDSHAKE)
+                    .unwrap_or_else(|err| panic!("{strategy} #{n}: backlog full? {err}"));
+                stream.set_read_timeout(Some(common::WAIT)).unwrap();
+                Client::Tcp(stream)
+            })
+            .collect();
+        let failures: Vec<String> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut client)| {
+                let message = format!("message {n}");
+                match client.echo(message.as_bytes()) {
+                    Ok(reply) if reply == message.as_bytes() => None,
+                    Ok(reply) => Some(format!("#{n}: {reply:?}")),
+                    Err(err) => Some(format!("#{n}: {err}")),
+                }
+            })
+            .flatten()
+            .collect();
+        assert!(failures.is_empty(), "{strategy}: {failures:#?}");
+    }
+}
