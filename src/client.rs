@@ -90,18 +90,26 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
 
 /// Open one connection and run the request/reply loop over it, printing to stdout.
 fn request_reply(args: RequestArgs, dialect: &dyn Dialect) -> anyhow::Result<()> {
-    let endpoint: Endpoint = args
-        .endpoint
-        .parse()
-        .with_context(|| format!("bad endpoint {:?}", args.endpoint))?;
+    let endpoint = endpoint(&args.endpoint)?;
     let mut connection = Connection::open(&endpoint, args.timeout)?;
     let messages = exchange::messages(args.messages, io::stdin().lock());
     exchange::converse(&mut connection, dialect, messages, &mut io::stdout().lock())
 }
 
-/// Check an endpoint string while parsing arguments, so a typo is a usage error; keep it as typed.
+/// Check an endpoint string while parsing arguments, so a typo or a host name that does not
+/// resolve is a usage error; keep it as typed.
 fn endpoint_string(text: &str) -> Result<String, EndpointError> {
-    text.parse::<Endpoint>().map(|_| text.to_string())
+    Endpoint::resolve(text).map(|_| text.to_string())
+}
+
+/// The endpoint to connect to: a host name (`tcp://localhost:20000`) is looked up, and when it gives
+/// several addresses the one taken is said on stderr.
+fn endpoint(text: &str) -> anyhow::Result<Endpoint> {
+    let resolved = Endpoint::resolve(text).with_context(|| format!("bad endpoint {text:?}"))?;
+    if let Some(choice) = resolved.choice(text) {
+        eprintln!("sockserv: {choice}");
+    }
+    Ok(resolved.endpoint)
 }
 
 /// Parse `--timeout`: a positive, finite number of seconds.

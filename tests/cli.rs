@@ -125,9 +125,9 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ),
         (
             "bad endpoint",
-            SERVER.replace("127.0.0.1:0", "localhost:80"),
+            SERVER.replace("127.0.0.1:0", "localhost"),
             "3:10",
-            "server \"s\": listen: endpoint \"tcp://localhost:80\"",
+            "server \"s\": listen: endpoint \"tcp://localhost\"",
         ),
         (
             "duplicate name",

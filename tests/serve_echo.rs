@@ -331,3 +331,35 @@ fn a_hundred_connections_at_once_are_all_served_with_the_default_backlog() {
         assert!(failures.is_empty(), "{strategy}: {failures:#?}");
     }
 }
+
+/// Host names work where users write them, as socketserver's `("localhost", 9999)` does: in a
+/// config's `listen` and in `sockserv client`; a name that does not resolve says so.
+#[test]
+fn host_names_work_in_the_config_and_the_client() {
+    let rows = [("e", "tcp://localhost:0", "echo", "threading", "")];
+    let serve = ServeProcess::start(&config(&rows));
+    let common::Endpoint::Tcp(addr) = serve.endpoint("e").clone() else {
+        panic!("tcp expected")
+    };
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let by_name = format!("tcp://localhost:{}", addr.port());
+    let output = common::run(&["client", "echo", &by_name, "hello"], b"", common::WAIT);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+    let dir = common::temp_dir();
+    let bad = [(
+        "x",
+        "tcp://no-such-host.invalid:80",
+        "echo",
+        "threading",
+        "",
+    )];
+    let path = common::write_config(dir.path(), "bad.toml", &config(&bad));
+    let output = common::run(&["check", path.to_str().unwrap()], b"", common::WAIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("host name \"no-such-host.invalid\" does not resolve"),
+        "{stderr}"
+    );
+}

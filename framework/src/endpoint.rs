@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -99,6 +100,15 @@ pub enum EndpointError {
     },
     /// `unix://` or `unix-dgram://` with no path.
     EmptyPath(String),
+    /// `tcp://HOST:PORT` or `udp://HOST:PORT` whose host name does not resolve.
+    Unresolved {
+        /// The whole endpoint string, as written.
+        endpoint: String,
+        /// The host name, as written.
+        host: String,
+        /// The resolver's message.
+        reason: String,
+    },
 }
 
 impl fmt::Display for EndpointError {
@@ -117,6 +127,14 @@ impl fmt::Display for EndpointError {
                 "endpoint {endpoint:?}: {reason} (write IP:PORT, with IPv6 in brackets: [::1]:PORT)"
             ),
             EndpointError::EmptyPath(s) => write!(f, "endpoint {s:?} has an empty socket path"),
+            EndpointError::Unresolved {
+                endpoint,
+                host,
+                reason,
+            } => write!(
+                f,
+                "endpoint {endpoint:?}: host name {host:?} does not resolve ({reason})"
+            ),
         }
     }
 }
@@ -152,6 +170,101 @@ impl FromStr for Endpoint {
             other => Err(EndpointError::UnknownScheme(other.to_string())),
         }
     }
+}
+
+/// An endpoint as written, its host name looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The endpoint to use: for a host name, at the address taken (see [`Endpoint::resolve`]).
+    pub endpoint: Endpoint,
+    /// Every address the host name gave, in the resolver's order; one for an IP or a Unix path's
+    /// none.
+    pub addresses: Vec<SocketAddr>,
+}
+
+impl Resolved {
+    /// A line saying which address a host name that gave several was taken at, or `None` when
+    /// there was no choice to make.
+    pub fn choice(&self, written: &str) -> Option<String> {
+        let taken = self.endpoint.inet()?;
+        let others: Vec<String> = self
+            .addresses
+            .iter()
+            .filter(|addr| **addr != taken)
+            .map(SocketAddr::to_string)
+            .collect();
+        (!others.is_empty()).then(|| {
+            format!(
+                "{written} resolves to several addresses; using {taken} (not {})",
+                others.join(", ")
+            )
+        })
+    }
+}
+
+impl Endpoint {
+    /// Parse `text` as [`FromStr`] does, and where a `tcp://` or `udp://` endpoint names a host
+    /// (`tcp://localhost:20000`) instead of an IP, look the name up with the system's resolver, as
+    /// socketserver's `bind(("localhost", 9999))` does. Of several addresses the first IPv4 one is
+    /// taken (socketserver's sockets are IPv4 unless told otherwise), else the first;
+    /// [`Resolved::choice`] says which.
+    ///
+    /// # Errors
+    ///
+    /// What [`FromStr`] refuses, and [`EndpointError::Unresolved`] for a host name the resolver does
+    /// not know (or that gives no address).
+    pub fn resolve(text: &str) -> Result<Resolved, EndpointError> {
+        let refused = match text.parse::<Endpoint>() {
+            Ok(endpoint) => {
+                let addresses = endpoint.inet().into_iter().collect();
+                return Ok(Resolved {
+                    endpoint,
+                    addresses,
+                });
+            }
+            Err(refused) => refused,
+        };
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(refused);
+        };
+        let Some((host, port)) = host_and_port(rest) else {
+            return Err(refused);
+        };
+        let unresolved = |reason: String| EndpointError::Unresolved {
+            endpoint: text.to_string(),
+            host: host.to_string(),
+            reason,
+        };
+        let addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|err| unresolved(err.to_string()))?
+            .collect();
+        let taken = addresses
+            .iter()
+            .find(|addr| addr.is_ipv4())
+            .or(addresses.first())
+            .copied()
+            .ok_or_else(|| unresolved("no address".into()))?;
+        let endpoint = match scheme {
+            "tcp" => Endpoint::Tcp(taken),
+            "udp" => Endpoint::Udp(taken),
+            _ => return Err(refused),
+        };
+        Ok(Resolved {
+            endpoint,
+            addresses,
+        })
+    }
+}
+
+/// `HOST:PORT` where HOST is a name (not an IP, not bracketed) and PORT a port number.
+fn host_and_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let name = !host.is_empty()
+        && !host.contains([':', '[', ']', '/'])
+        && host.parse::<std::net::IpAddr>().is_err();
+    name.then_some(())?;
+    Some((host, port.parse().ok()?))
 }
 
 impl fmt::Display for Endpoint {
@@ -209,5 +322,49 @@ mod tests {
             "unix://".parse::<Endpoint>(),
             Err(EndpointError::EmptyPath(_))
         ));
+    }
+
+    #[test]
+    fn a_host_name_is_looked_up_and_the_choice_said() {
+        let resolved = Endpoint::resolve("tcp://localhost:20000").unwrap();
+        let taken = resolved.endpoint.inet().unwrap();
+        assert!(taken.ip().is_loopback() && taken.port() == 20000, "{taken}");
+        assert!(resolved.addresses.contains(&taken));
+        if resolved.addresses.iter().any(SocketAddr::is_ipv4) {
+            assert!(taken.is_ipv4(), "IPv4 first, as socketserver");
+        }
+        let ip = Endpoint::resolve("udp://127.0.0.1:9").unwrap();
+        assert_eq!(ip.addresses.len(), 1);
+        assert_eq!(ip.choice("udp://127.0.0.1:9"), None);
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_says_so() {
+        // `.invalid` never resolves (RFC 2606).
+        let error = Endpoint::resolve("tcp://no-such-host.invalid:80").unwrap_err();
+        assert!(
+            matches!(&error, EndpointError::Unresolved { host, .. } if host == "no-such-host.invalid"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("does not resolve"), "{error}");
+        // Not a name: the parse error stands.
+        assert!(matches!(
+            Endpoint::resolve("tcp://localhost"),
+            Err(EndpointError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn the_choice_among_several_addresses_is_said() {
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        let resolved = Resolved {
+            endpoint: Endpoint::Tcp(v4),
+            addresses: vec![v6, v4],
+        };
+        assert_eq!(
+            resolved.choice("tcp://example:80").unwrap(),
+            "tcp://example:80 resolves to several addresses; using 127.0.0.1:80 (not [::1]:80)"
+        );
     }
 }

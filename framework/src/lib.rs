@@ -43,7 +43,7 @@ mod strategy;
 mod transport;
 
 pub use close::FORCED_CLOSE_WAIT;
-pub use endpoint::{Endpoint, EndpointError, SocketKind};
+pub use endpoint::{Endpoint, EndpointError, Resolved, SocketKind};
 pub use error::ServerError;
 pub use hooks::{DefaultHooks, Hooks, RequestFailure};
 pub use peer_log::{

@@ -38,10 +38,7 @@ pub struct ChatArgs {
 
 /// Connect, then chat between stdin/stdout and the server until either side ends.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let endpoint: Endpoint = args
-        .endpoint
-        .parse()
-        .with_context(|| format!("bad endpoint {:?}", args.endpoint))?;
+    let endpoint = super::endpoint(&args.endpoint)?;
     let stream =
         ChatStream::connect(&endpoint).with_context(|| format!("cannot connect to {endpoint}"))?;
     let stdin = io::BufReader::new(io::stdin());

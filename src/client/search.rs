@@ -47,10 +47,7 @@ pub struct SearchArgs {
 
 /// Send one request, print its reply.
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let endpoint: Endpoint = args
-        .endpoint
-        .parse()
-        .with_context(|| format!("bad endpoint {:?}", args.endpoint))?;
+    let endpoint = super::endpoint(&args.endpoint)?;
     if !endpoint.kind().is_stream() {
         bail!("search runs over streams: use tcp:// or unix://, not {endpoint}");
     }

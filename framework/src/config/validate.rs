@@ -113,8 +113,14 @@ impl<'a> Checker<'a> {
 
     /// The endpoint, with a relative Unix socket path resolved against the base folder.
     fn endpoint(&mut self, raw: &RawServer) -> Option<Endpoint> {
-        match raw.listen.get_ref().parse::<Endpoint>() {
-            Ok(endpoint) => Some(resolve(endpoint, self.base_dir)),
+        let written = raw.listen.get_ref();
+        match Endpoint::resolve(written) {
+            Ok(resolved) => {
+                if let Some(choice) = resolved.choice(written) {
+                    log::info!("server {:?}: listen: {choice}", raw.name.get_ref());
+                }
+                Some(resolve(resolved.endpoint, self.base_dir))
+            }
             Err(error) => {
                 let kind = ConfigErrorKind::BadEndpoint(error);
                 self.report(raw.listen.span(), raw.name.get_ref(), kind);
