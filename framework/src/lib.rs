@@ -26,6 +26,7 @@
 
 mod close;
 pub mod config;
+mod descriptors;
 mod endpoint;
 mod error;
 mod hooks;

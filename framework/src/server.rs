@@ -23,6 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory};
 
+use crate::descriptors::{is_out_of_descriptors, Reserve};
 use crate::request::Shared;
 use crate::strategy::{dispatcher, Dispatcher};
 use crate::transport::{bind, to_address, Datagram, UnixFile};
@@ -32,10 +33,6 @@ use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSe
 /// the loop looks at shutdown and its other descriptors again: a poll per datagram was a third of
 /// the system calls of a UDP round trip.
 const DATAGRAM_BATCH: usize = 64;
-
-/// How long the loop pauses after accept fails for lack of descriptors, so that a full fd table does
-/// not turn the loop into a busy spin while connections wait in the backlog.
-const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(10);
 
 /// A bound server. Dropping it closes it (see [`Server::server_close`]).
 pub struct Server {
@@ -51,6 +48,8 @@ pub struct Server {
     /// The strategy's dispatcher, made when serving first starts (forking checks threads then).
     dispatcher: Option<Box<dyn Dispatcher>>,
     recv_buf: Vec<u8>,
+    /// The reserve descriptor for running out of descriptors at accept (see `descriptors`).
+    reserve: Reserve,
     closed: bool,
 }
 
@@ -109,6 +108,7 @@ impl Server {
         });
         Ok(Server {
             recv_buf: Vec::new(),
+            reserve: Reserve::new(),
             settings,
             listener: Some(bound.socket),
             endpoint: bound.endpoint,
@@ -257,11 +257,17 @@ impl Server {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             fds.len() - 1
         });
-        let listener = self.listener.as_ref().filter(|_| dispatcher.has_capacity());
+        let listening = self.reserve.listening() && dispatcher.has_capacity();
+        let listener = self.listener.as_ref().filter(|_| listening);
         let listener_index = listener.map(|socket| {
             fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
+        // A paused listener is looked at again when its pause is over.
+        let timeout = match (timeout, self.reserve.pause_left()) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
+        };
         let timeout = timeout.map_or(PollTimeout::NONE, |t| {
             PollTimeout::try_from(t.as_millis().max(1)).unwrap_or(PollTimeout::MAX)
         });
@@ -304,8 +310,13 @@ impl Server {
         };
         let (conn, addr) = match listener.accept() {
             Ok(accepted) => accepted,
+            Err(err) if is_out_of_descriptors(&err) => {
+                self.reserve.refuse_one(&self.settings.name, listener, &err);
+                return Ok(());
+            }
             Err(err) => return self.accept_failed(err),
         };
+        self.reserve.accepted(&self.settings.name);
         let peer = to_address(&addr);
         if !self.shared.verify(&peer) {
             log::info!("{}: refused {peer} (verify_request)", self.settings.name);
@@ -349,15 +360,12 @@ impl Server {
         Ok(true)
     }
 
-    /// accept/recv failed: "nothing there after all" and per-connection errors are not fatal; a full
-    /// descriptor table pauses briefly; anything else is logged and the loop goes on.
+    /// accept/recv failed: "nothing there after all" and per-connection errors (a connection reset
+    /// while it waited in the backlog) are not fatal: logged, and the loop goes on. Running out of
+    /// descriptors is handled before this (see `descriptors`).
     fn accept_failed(&self, err: io::Error) -> Result<(), ServerError> {
         match err.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
-            _ if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                log::error!("{}: out of file descriptors: {err}", self.settings.name);
-                std::thread::sleep(OUT_OF_FDS_PAUSE);
-            }
             _ => log::warn!("{}: accept failed: {err}", self.settings.name),
         }
         Ok(())

@@ -13,8 +13,9 @@ mod reactor;
 mod sync;
 mod threading;
 
+use std::fs::File;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socket2::Socket;
@@ -114,12 +115,30 @@ pub(crate) fn dispatcher(
 
 /// The number of threads in this process, from /proc (Linux).
 ///
+/// The stat file stays open once read (one per process: a forked child opens its own, since the
+/// parent's names the parent), so the count can still be read when the process is out of
+/// descriptors — exactly when a forking server most needs to keep forking.
+///
 /// # Errors
 ///
-/// Why the count could not be read (no /proc, out of descriptors, an unexpected format).
+/// Why the count could not be read (no /proc, an unexpected format).
 pub(crate) fn thread_count() -> Result<usize, String> {
+    use std::os::unix::fs::FileExt;
     const STAT: &str = "/proc/self/stat";
-    let stat = std::fs::read_to_string(STAT).map_err(|err| format!("cannot read {STAT}: {err}"))?;
+    static OPEN: Mutex<Option<(u32, File)>> = Mutex::new(None);
+    // Forks happen only in single-threaded processes, so no other thread can hold this lock then.
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if open.as_ref().is_none_or(|(opened_by, _)| *opened_by != pid) {
+        let file = File::open(STAT).map_err(|err| format!("cannot read {STAT}: {err}"))?;
+        *open = Some((pid, file));
+    }
+    let (_, file) = open.as_ref().expect("opened above");
+    let mut buf = [0u8; 4096];
+    let len = file
+        .read_at(&mut buf, 0)
+        .map_err(|err| format!("cannot read {STAT}: {err}"))?;
+    let stat = String::from_utf8_lossy(&buf[..len]);
     // Fields after the command name, which is in parentheses and may itself hold spaces.
     let rest = stat.rfind(')').and_then(|end| stat.get(end + 2..));
     rest.and_then(|rest| rest.split_whitespace().nth(17))
