@@ -57,7 +57,8 @@ impl RequestFailure {
     }
 }
 
-/// I/O errors that mean the peer went away or refused us.
+/// I/O errors that mean the peer went away, refused us, or ran into one of the server's time limits
+/// (`idle_timeout`, `first_byte_timeout`, `max_connection_duration`).
 fn is_peer_io_error(err: &io::Error) -> bool {
     matches!(
         err.kind(),
@@ -67,6 +68,7 @@ fn is_peer_io_error(err: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::NotConnected
             | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::TimedOut
     )
 }
 

@@ -26,10 +26,12 @@
 
 mod close;
 pub mod config;
+mod deadline;
 mod descriptors;
 mod endpoint;
 mod error;
 mod hooks;
+pub mod limits;
 mod peer_log;
 #[allow(unsafe_code)]
 pub mod plugin;

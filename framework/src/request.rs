@@ -20,6 +20,8 @@ use sockserv_plugin::{
 };
 
 use crate::close::close_gracefully;
+use crate::deadline::{timed_out, Deadlines, Expiry, SetTimeout, Watched};
+use crate::limits::Gate;
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
 
@@ -35,6 +37,8 @@ pub(crate) struct Shared {
     pub local: Address,
     /// `TCP_NODELAY` for accepted connections, when the config sets it.
     pub nodelay: Option<bool>,
+    /// The server's limits, and the counts they are checked against.
+    pub gate: Arc<Gate>,
 }
 
 impl ServerContext for Shared {
@@ -136,8 +140,9 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Out
             let _ = conn.set_tcp_nodelay(nodelay);
         }
     }
-    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(conn));
-    let mut wfile = Counted::new(conn);
+    let watched = Deadlines::of(shared.gate.limits()).map(|d| Watched::new(d, started));
+    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(conn, watched.as_ref()));
+    let mut wfile = Counted::new(conn, watched.as_ref());
     let mut req = Request {
         kind: RequestKind::Stream,
         rfile: &mut rfile,
@@ -149,7 +154,9 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Out
         control: &Control(conn),
     };
     let outcome = run_handler(shared, &mut req);
-    close_gracefully(conn, rfile.get_ref().eof);
+    // A connection a limit ended has an idle (or over-long) peer: nothing to wait for at close.
+    let expired = watched.as_ref().is_some_and(Watched::has_expired);
+    close_gracefully(conn, rfile.get_ref().eof || expired);
     log::info!(
         "{}: {peer} served in {:.1} ms, {} bytes in, {} bytes out",
         shared.name,
@@ -262,27 +269,64 @@ impl RequestControl for Control<'_> {
     }
 }
 
-/// A reader or writer over the connection that counts the bytes it moves, for the log line.
+/// A reader or writer over the connection that counts the bytes it moves, for the log line, and
+/// keeps the connection's time limits (see `deadline`).
 struct Counted<'a> {
     conn: &'a Socket,
     bytes: u64,
     /// A read returned end of stream: the peer has closed its sending side.
     eof: bool,
+    /// The connection's time limits, shared by its reader and writer; `None` without limits.
+    watched: Option<&'a Watched>,
+    /// The socket timeout this side last set.
+    timeout: SetTimeout,
 }
 
 impl<'a> Counted<'a> {
-    fn new(conn: &'a Socket) -> Self {
+    fn new(conn: &'a Socket, watched: Option<&'a Watched>) -> Self {
         Counted {
             conn,
             bytes: 0,
             eof: false,
+            watched,
+            timeout: SetTimeout::default(),
+        }
+    }
+
+    /// Run one read or write under the connection's time limits: a wait that outlasts the socket
+    /// timeout is tried again unless a limit has passed (bytes may have moved on the other side).
+    fn limited(
+        &mut self,
+        reading: bool,
+        mut io: impl FnMut(&Socket) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let Some(watched) = self.watched else {
+            return io(self.conn);
+        };
+        loop {
+            let limit = watched.wait_limit(Instant::now()).map_err(Expiry::error)?;
+            if reading {
+                self.timeout.read(self.conn, limit)?;
+            } else {
+                self.timeout.write(self.conn, limit)?;
+            }
+            match io(self.conn) {
+                Ok(n) => {
+                    if n > 0 {
+                        watched.touch(reading);
+                    }
+                    return Ok(n);
+                }
+                Err(err) if timed_out(&err) => continue,
+                Err(err) => return Err(err),
+            }
         }
     }
 }
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&mut &*self.conn).read(buf)?;
+        let n = self.limited(true, |conn| (&mut &*conn).read(buf))?;
         self.bytes += n as u64;
         self.eof |= n == 0 && !buf.is_empty();
         Ok(n)
@@ -291,7 +335,7 @@ impl Read for Counted<'_> {
 
 impl Write for Counted<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (&mut &*self.conn).write(buf)?;
+        let n = self.limited(false, |conn| (&mut &*conn).write(buf))?;
         self.bytes += n as u64;
         Ok(n)
     }

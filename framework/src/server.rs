@@ -24,8 +24,10 @@ use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory};
 
 use crate::descriptors::{is_out_of_descriptors, Reserve};
+use crate::limits::{Gate, Peer, Ticket};
+use crate::peer_log::log_peer_event;
 use crate::request::Shared;
-use crate::strategy::{dispatcher, Dispatcher};
+use crate::strategy::{dispatcher, Accepted, Dispatcher};
 use crate::transport::{bind, to_address, Datagram, UnixFile};
 use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
 
@@ -105,6 +107,7 @@ impl Server {
             shutdown,
             local: bound.local.clone(),
             nodelay: settings.socket.nodelay,
+            gate: Gate::new(settings.limits.clone()),
         });
         Ok(Server {
             recv_buf: Vec::new(),
@@ -129,6 +132,7 @@ impl Server {
             shutdown: self.shared.shutdown.clone(),
             local: self.shared.local.clone(),
             nodelay: self.shared.nodelay,
+            gate: Arc::clone(&self.shared.gate),
         };
         self.shared = Arc::new(shared);
     }
@@ -318,6 +322,9 @@ impl Server {
         };
         self.reserve.accepted(&self.settings.name);
         let peer = to_address(&addr);
+        let Some(ticket) = self.admit(&conn, &peer) else {
+            return Ok(());
+        };
         if !self.shared.verify(&peer) {
             log::info!("{}: refused {peer} (verify_request)", self.settings.name);
             return Ok(());
@@ -330,8 +337,28 @@ impl Server {
             return Ok(());
         }
         let dispatcher = self.dispatcher.as_mut().expect("started before taking");
-        dispatcher.stream(&self.shared, conn, peer);
+        let accepted = Accepted {
+            socket: conn,
+            peer,
+            ticket,
+        };
+        dispatcher.stream(&self.shared, accepted);
         Ok(())
+    }
+
+    /// The server's limits for a new connection: its ticket, or `None` when refused (logged at a
+    /// bounded rate; the connection is closed without a byte when dropped).
+    fn admit(&self, conn: &Socket, peer: &Address) -> Option<Ticket> {
+        let uid = peer.inet().is_none().then(|| peer_uid(conn)).flatten();
+        match self.shared.gate.admit(Peer::of(peer, uid), Instant::now()) {
+            Ok(ticket) => Some(ticket),
+            Err(refusal) => {
+                let uid = uid.map(|uid| format!(" (uid {uid})")).unwrap_or_default();
+                let server = &self.settings.name;
+                log_peer_event(format_args!("{server}: refused {peer}{uid}: {refusal}"));
+                None
+            }
+        }
     }
 
     /// Receive one datagram and hand it to the strategy; false when there was none to receive.
@@ -346,6 +373,17 @@ impl Server {
         if len > limit {
             self.shared
                 .report(&peer, &RequestFailure::Oversized { limit });
+            return Ok(true);
+        }
+        if let Err(refusal) = self
+            .shared
+            .gate
+            .admit_datagram(Peer::of(&peer, None), Instant::now())
+        {
+            let server = &self.settings.name;
+            log_peer_event(format_args!(
+                "{server}: refused a datagram from {peer}: {refusal}"
+            ));
             return Ok(true);
         }
         if !self.shared.verify(&peer) {
@@ -406,6 +444,14 @@ impl Server {
             file.remove();
         }
     }
+}
+
+/// The uid of a Unix stream peer, as the kernel reports it (`SO_PEERCRED`).
+fn peer_uid(conn: &Socket) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(conn, PeerCredentials)
+        .ok()
+        .map(|cred| cred.uid())
 }
 
 impl Drop for Server {

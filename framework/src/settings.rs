@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::limits::Limits;
 use crate::{Endpoint, SocketKind};
 
 /// The listen backlog (socketserver's `request_queue_size`). socketserver's 5 makes clients that
@@ -172,7 +173,7 @@ impl Strategy {
 }
 
 /// Everything about one server but its handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// The server's name, used in logs and by handlers.
     pub name: String,
@@ -194,6 +195,9 @@ pub struct ServerSettings {
     /// How long `server_close` lets requests in flight finish (their reads end at once) before it
     /// closes their connections under them; see [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
+    /// What the server lets its clients hold (`[server.limits]`); safe defaults for the open
+    /// internet (see [`Limits::default`]).
+    pub limits: Limits,
 }
 
 impl ServerSettings {
@@ -209,6 +213,7 @@ impl ServerSettings {
             timeout: None,
             spawn_per_datagram: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            limits: Limits::default(),
         }
     }
 }

@@ -72,6 +72,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             timeout,
             spawn_per_datagram,
             drain_timeout,
+            limits: crate::limits::Limits::default(),
         };
         let handler = self.raw.handler.get_ref().clone();
         Some(ServerConfig {

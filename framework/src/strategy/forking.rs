@@ -32,8 +32,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 use socket2::Socket;
 use sockserv_plugin::Address;
 
-use super::{require_single_thread, Dispatcher, Inline};
+use super::{require_single_thread, Accepted, Dispatcher, Inline};
 use crate::close::FORCED_CLOSE_WAIT;
+use crate::limits::Ticket;
 use crate::peer_log::{enter_request_child, log_peer_event};
 use crate::process::become_child_of;
 use crate::request::{serve_datagram, serve_stream, Outcome, Shared};
@@ -43,6 +44,8 @@ use crate::{RequestFailure, ServerError, PEER_FAULT_STATUS};
 struct Child {
     /// The parent's copy of the child's connection, for `close` to shut it down.
     conn: Option<Socket>,
+    /// The connection's place in the server's limits, given back when the child is reaped.
+    _ticket: Option<Ticket>,
     /// For the log line when the child dies of a signal.
     peer: Address,
 }
@@ -144,6 +147,7 @@ impl ForkingDispatcher {
         shared: &Shared,
         peer: &Address,
         conn: Option<Socket>,
+        ticket: Option<Ticket>,
         work: impl FnOnce() -> Outcome,
     ) {
         if let Err(err) = require_single_thread() {
@@ -167,7 +171,15 @@ impl ForkingDispatcher {
             }
             Ok(ForkResult::Parent { child }) => {
                 let peer = peer.clone();
-                self.children.insert(child, Child { conn, peer });
+                let _ticket = ticket;
+                self.children.insert(
+                    child,
+                    Child {
+                        conn,
+                        _ticket,
+                        peer,
+                    },
+                );
             }
             Err(errno) => {
                 let failure = RequestFailure::Dispatch(format!("fork failed: {errno}"));
@@ -230,13 +242,22 @@ impl Dispatcher for ForkingDispatcher {
         self.reap();
     }
 
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {
         // The parent keeps its copy until the child is reaped; the child shuts the connection down
         // when it is done, so the peer sees the close at once all the same.
-        let parent_copy = conn.try_clone().ok();
-        self.spawn(shared, &peer.clone(), parent_copy, move || {
-            serve_stream(shared, &conn, peer)
-        });
+        let Accepted {
+            socket,
+            peer,
+            ticket,
+        } = conn;
+        let parent_copy = socket.try_clone().ok();
+        self.spawn(
+            shared,
+            &peer.clone(),
+            parent_copy,
+            Some(ticket),
+            move || serve_stream(shared, &socket, peer),
+        );
     }
 
     fn datagram(
@@ -249,7 +270,7 @@ impl Dispatcher for ForkingDispatcher {
         if !self.spawn_per_datagram {
             return self.inline.serve(shared, socket, packet, &from);
         }
-        self.spawn(shared, &from.address(), None, || {
+        self.spawn(shared, &from.address(), None, None, || {
             serve_datagram(shared, socket, packet, &from, &mut Vec::new())
         });
     }

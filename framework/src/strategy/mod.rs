@@ -21,9 +21,19 @@ use std::time::Duration;
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use crate::limits::Ticket;
 use crate::request::{serve_datagram, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{ServerError, ServerSettings, Strategy};
+
+/// A connection the serving loop accepted and admitted: its socket, its peer, and its place in the
+/// server's limits, given back when this (or the ticket moved out of it) is dropped — wherever
+/// the connection ends.
+pub(crate) struct Accepted {
+    pub socket: Socket,
+    pub peer: Address,
+    pub ticket: Ticket,
+}
 
 /// Where requests run. One per server, driven by the serving loop only.
 pub(crate) trait Dispatcher: Send {
@@ -47,7 +57,7 @@ pub(crate) trait Dispatcher: Send {
     }
 
     /// Run one connection.
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address);
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted);
 
     /// Run one datagram: in the serving thread, or handed on (a copy of `packet`) where the
     /// strategy runs datagrams elsewhere.

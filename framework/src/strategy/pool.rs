@@ -16,14 +16,15 @@ use socket2::Socket;
 use sockserv_plugin::Address;
 
 use super::live::{Live, TaskId};
-use super::Dispatcher;
+use super::{Accepted, Dispatcher};
+use crate::limits::Ticket;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::RequestFailure;
 
 /// One unit of work for a worker.
 enum Job {
-    Stream(Arc<Shared>, Arc<Socket>, Address),
+    Stream(Arc<Shared>, Arc<Socket>, Address, Ticket),
     Datagram(Arc<Shared>, Arc<Datagram>, Vec<u8>, ReplyTo),
 }
 
@@ -111,10 +112,11 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
             continue;
         }
         match job {
-            Job::Stream(shared, conn, peer) => {
+            Job::Stream(shared, conn, peer, ticket) => {
                 state.live.set(id, Some(Arc::clone(&conn)));
                 serve_stream(&shared, &conn, peer);
                 state.live.set(id, None);
+                drop(ticket);
             }
             Job::Datagram(shared, socket, packet, from) => {
                 serve_datagram(&shared, &socket, &packet, &from, &mut Vec::new());
@@ -124,8 +126,13 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
 }
 
 impl Dispatcher for PoolDispatcher {
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        let job = Job::Stream(Arc::clone(shared), Arc::new(conn), peer.clone());
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {
+        let Accepted {
+            socket,
+            peer,
+            ticket,
+        } = conn;
+        let job = Job::Stream(Arc::clone(shared), Arc::new(socket), peer.clone(), ticket);
         self.submit(shared, &peer, job);
     }
 

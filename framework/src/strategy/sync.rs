@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::Socket;
-use sockserv_plugin::Address;
-
-use super::{Dispatcher, Inline};
+use super::{Accepted, Dispatcher, Inline};
 use crate::request::{serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 
@@ -20,11 +17,17 @@ pub(crate) struct SyncDispatcher {
 }
 
 impl Dispatcher for SyncDispatcher {
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
-        let conn = Arc::new(conn);
-        shared.shutdown.set_in_loop(Some(Arc::clone(&conn)));
-        serve_stream(shared, &conn, peer);
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {
+        let Accepted {
+            socket,
+            peer,
+            ticket,
+        } = conn;
+        let socket = Arc::new(socket);
+        shared.shutdown.set_in_loop(Some(Arc::clone(&socket)));
+        serve_stream(shared, &socket, peer);
         shared.shutdown.set_in_loop(None);
+        drop(ticket);
     }
 
     fn datagram(

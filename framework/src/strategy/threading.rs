@@ -15,7 +15,7 @@ use socket2::Socket;
 use sockserv_plugin::Address;
 
 use super::live::Live;
-use super::{Dispatcher, Inline};
+use super::{Accepted, Dispatcher, Inline};
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, Shutdown};
@@ -82,14 +82,20 @@ impl Dispatcher for ThreadingDispatcher {
         self.max_threads.is_none_or(|max| self.live.len() < max)
     }
 
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {
         // The connection is closed when its thread drops the last Arc, after leaving `live`.
-        let conn = Arc::new(conn);
-        let task_conn = Arc::clone(&conn);
+        let Accepted {
+            socket,
+            peer,
+            ticket,
+        } = conn;
+        let socket = Arc::new(socket);
+        let task_conn = Arc::clone(&socket);
         let task_shared = Arc::clone(shared);
         let task_peer = peer.clone();
-        self.spawn(shared, &peer, Some(conn), move || {
+        self.spawn(shared, &peer, Some(socket), move || {
             serve_stream(&task_shared, &task_conn, task_peer);
+            drop(ticket);
         });
     }
 

@@ -178,6 +178,7 @@ v6only = true
         timeout: Some(Duration::from_millis(2500)),
         spawn_per_datagram: false,
         drain_timeout: Duration::from_millis(1500),
+        limits: crate::limits::Limits::default(),
     };
     assert_eq!(server.settings, expected);
 }

@@ -11,6 +11,7 @@ use socket2::Socket;
 use sockserv_plugin::{Address, OutputBuffer, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
+use crate::deadline::{Deadlines, Expiry, Progress};
 use crate::request::{guarded, Shared};
 use crate::RequestFailure;
 
@@ -80,6 +81,8 @@ pub(super) struct Connection {
     started: Instant,
     bytes_in: u64,
     bytes_out: u64,
+    /// The server's time limits, and where this connection stands against them (`None`: none).
+    deadlines: Option<(Deadlines, Progress)>,
 }
 
 impl Connection {
@@ -103,7 +106,41 @@ impl Connection {
             started: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
+            deadlines: None,
         }
+    }
+
+    /// Keep the server's time limits from now on (see `deadline`).
+    pub fn watch(&mut self, deadlines: Deadlines) {
+        self.deadlines = Some((deadlines, Progress::new(self.started)));
+    }
+
+    /// When this connection's next time limit falls, if it has any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let (deadlines, progress) = self.deadlines.as_ref()?;
+        deadlines.next(progress)
+    }
+
+    /// The limit passed by `now`, if any.
+    pub fn expired(&self, now: Instant) -> Option<Expiry> {
+        let (deadlines, progress) = self.deadlines.as_ref()?;
+        deadlines.expired(progress, now)
+    }
+
+    /// Bytes moved: the idle clock starts again (and, reading, the first byte has come).
+    fn touch(&mut self, read: bool) {
+        if let Some((_, progress)) = self.deadlines.as_mut() {
+            progress.last_activity = Instant::now();
+            progress.got_first_byte |= read;
+        }
+    }
+
+    /// A time limit ended the connection: reported like a blocking handler's timeout, and its
+    /// output dropped.
+    pub fn expire(&mut self, expiry: Expiry) {
+        let failure = RequestFailure::Connection(expiry.error());
+        self.shared.report(&self.peer, &failure);
+        self.output.discard();
     }
 
     /// Run one session callback (`hook` names it) with a context over this connection's output,
@@ -176,6 +213,7 @@ impl Connection {
                 }
                 Ok(n) => {
                     self.bytes_in += n as u64;
+                    self.touch(true);
                     let data = &buffer[..n];
                     self.event("on_data", |session, ctx| session.on_data(data, ctx));
                     if n < buffer.len() && !peer_closed {
@@ -242,6 +280,7 @@ impl Connection {
                 Ok(n) => {
                     self.output.consume(n);
                     self.bytes_out += n as u64;
+                    self.touch(false);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,7 +1,8 @@
 //! One event loop thread: a mio `Poll` over its connections, an inbox for new connections, and a
 //! queue of sessions to wake, both signalled through the loop's mio `Waker`.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -16,6 +17,8 @@ use socket2::Socket;
 use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
+use crate::deadline::Deadlines;
+use crate::limits::Ticket;
 use crate::request::{guarded, panic_message, Shared};
 use crate::{RequestFailure, Shutdown};
 
@@ -33,6 +36,8 @@ pub(super) struct NewConnection {
     pub shared: Arc<Shared>,
     pub socket: Socket,
     pub peer: Address,
+    /// Its place in the server's limits, kept in its slot until it closes.
+    pub ticket: Ticket,
 }
 
 /// What other threads share with a loop.
@@ -186,6 +191,7 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         slots: Vec::new(),
         free: Vec::new(),
         lingering: VecDeque::new(),
+        deadlines: BinaryHeap::new(),
     };
     let running = Running {
         mailbox: Arc::clone(&mailbox),
@@ -208,6 +214,8 @@ struct Slot {
     lingers: bool,
     /// Set while a wake is queued for this slot, so wakes coalesce.
     wake_pending: Arc<AtomicBool>,
+    /// The connection's place in the server's limits, given back when it is removed.
+    ticket: Option<Ticket>,
 }
 
 struct EventLoop {
@@ -220,6 +228,9 @@ struct EventLoop {
     /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
     /// queue stays in deadline order): (deadline, slot, generation).
     lingering: VecDeque<(Instant, usize, u64)>,
+    /// The connections' next time limits, earliest first: (deadline, slot, generation). One entry
+    /// per connection with limits (see `end_expired`), so it holds at most as many as the slots.
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
 }
 
 /// Wakes one session: queue its slot and wake its loop, unless a wake is already queued.
@@ -255,7 +266,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         let mut buffer = vec![0u8; READ_BUFFER];
         loop {
-            let timeout = self.linger_timeout();
+            let timeout = self.poll_timeout();
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -283,13 +294,56 @@ impl EventLoop {
             self.adopt_new();
             self.run_wakes();
             self.end_lingers();
+            self.end_expired();
         }
     }
 
-    /// How long poll may sleep: until the oldest linger's deadline, or for ever.
-    fn linger_timeout(&self) -> Option<Duration> {
-        let (deadline, ..) = self.lingering.front()?;
-        Some(deadline.saturating_duration_since(Instant::now()))
+    /// How long poll may sleep: until the oldest linger's deadline or the next time limit, or for
+    /// ever.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let linger = self.lingering.front().map(|(at, ..)| *at);
+        let limit = self.deadlines.peek().map(|Reverse((at, ..))| *at);
+        let next = linger.into_iter().chain(limit).min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Queue `slot`'s next time limit, if it has one.
+    fn queue_deadline(&mut self, slot: usize) {
+        let entry = &self.slots[slot];
+        if let Some(at) = entry
+            .connection
+            .as_ref()
+            .and_then(Connection::next_deadline)
+        {
+            self.deadlines.push(Reverse((at, slot, entry.generation)));
+        }
+    }
+
+    /// Close the connections whose time limit has passed. Each connection has one entry in the
+    /// heap; an entry that comes due for a connection that has moved on (its idle clock restarted)
+    /// is queued again at the connection's real next deadline, so activity costs nothing here.
+    fn end_expired(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, slot, generation))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let entry = &mut self.slots[slot];
+            if entry.generation != generation {
+                continue;
+            }
+            let Some(connection) = entry.connection.as_mut() else {
+                continue;
+            };
+            match connection.expired(now) {
+                Some(expiry) => {
+                    connection.expire(expiry);
+                    self.remove(slot);
+                }
+                None => self.queue_deadline(slot),
+            }
+        }
     }
 
     /// Close the lingering connections whose time is up.
@@ -329,17 +383,18 @@ impl EventLoop {
     /// Take the inbox's connections: make each one's session and register it.
     fn adopt_new(&mut self) {
         let adopted = std::mem::take(&mut *Mailbox::lock(&self.mailbox.inbox));
-        for NewConnection {
-            shared,
-            socket,
-            peer,
-        } in adopted
-        {
-            self.adopt(shared, socket, peer);
+        for connection in adopted {
+            self.adopt(connection);
         }
     }
 
-    fn adopt(&mut self, shared: Arc<Shared>, socket: Socket, peer: Address) {
+    fn adopt(&mut self, connection: NewConnection) {
+        let NewConnection {
+            shared,
+            socket,
+            peer,
+            ticket,
+        } = connection;
         if let Err(err) = socket.set_nonblocking(true) {
             log::warn!("{}: {peer}: {err}", shared.name);
             return;
@@ -351,6 +406,7 @@ impl EventLoop {
                 interest: None,
                 lingers: false,
                 wake_pending: Arc::default(),
+                ticket: None,
             });
             self.slots.len() - 1
         });
@@ -378,7 +434,11 @@ impl EventLoop {
             self.poll
                 .registry()
                 .register(&mut SourceFd(&fd), Token(slot + 1), Interest::READABLE);
+        let deadlines = Deadlines::of(shared.gate.limits());
         let mut connection = Connection::new(socket, session, shared, peer);
+        if let Some(deadlines) = deadlines {
+            connection.watch(deadlines);
+        }
         if let Err(err) = registered {
             log::warn!("{}: cannot watch a connection: {err}", self.name);
             connection.close();
@@ -388,6 +448,8 @@ impl EventLoop {
         let next = connection.on_open();
         self.slots[slot].connection = Some(connection);
         self.slots[slot].interest = Some(Interest::READABLE);
+        self.slots[slot].ticket = Some(ticket);
+        self.queue_deadline(slot);
         self.apply(slot, next);
     }
 
@@ -456,6 +518,7 @@ impl EventLoop {
     fn remove(&mut self, slot: usize) {
         self.slots[slot].interest = None;
         self.slots[slot].lingers = false;
+        self.slots[slot].ticket = None;
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));

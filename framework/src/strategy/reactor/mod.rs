@@ -27,10 +27,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::Socket;
-use sockserv_plugin::Address;
-
-use super::{Dispatcher, Inline};
+use super::{Accepted, Dispatcher, Inline};
 use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError};
@@ -111,11 +108,12 @@ fn stop_all(loops: Vec<LoopHandle>) {
 impl Dispatcher for ReactorDispatcher {
     /// The next live loop in the round robin adopts the connection; with none left, it is refused
     /// through `handle_error` and closed (and `failure` stops the server).
-    fn stream(&mut self, shared: &Arc<Shared>, conn: Socket, peer: Address) {
+    fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {
         let mut connection = NewConnection {
             shared: Arc::clone(shared),
-            socket: conn,
-            peer,
+            socket: conn.socket,
+            peer: conn.peer,
+            ticket: conn.ticket,
         };
         for _ in 0..self.loops.len() {
             let event_loop = &self.loops[self.next % self.loops.len()];

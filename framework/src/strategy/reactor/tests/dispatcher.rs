@@ -13,8 +13,9 @@ use sockserv_plugin::{Session, SessionContext, SessionInfo, SessionWaker};
 use super::super::event_loop::spawn_loop;
 use super::super::{start_loops, ReactorDispatcher};
 use super::{peer, shared, socket_pair, Recorded};
+use crate::limits::Peer;
 use crate::request::Shared;
-use crate::strategy::Dispatcher;
+use crate::strategy::{Accepted, Dispatcher};
 use crate::Shutdown;
 
 /// How long a reply may take: a failure bound, never waited out by a passing test.
@@ -98,7 +99,16 @@ fn connect(dispatcher: &mut ReactorDispatcher, shared: &Arc<Shared>, port: u16) 
     let (server, client) = socket_pair();
     client.set_read_timeout(Some(WAIT)).unwrap();
     client.set_write_timeout(Some(WAIT)).unwrap();
-    dispatcher.stream(shared, server, peer(port));
+    let ticket = shared
+        .gate
+        .admit(Peer::Unknown, Instant::now())
+        .expect("no limits in these tests");
+    let accepted = Accepted {
+        socket: server,
+        peer: peer(port),
+        ticket,
+    };
+    dispatcher.stream(shared, accepted);
     client
 }
 

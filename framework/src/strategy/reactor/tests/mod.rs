@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory, RequestHandler, Session, SessionInfo};
 
+use crate::limits::{Gate, Limits};
 use crate::request::Shared;
 use crate::{Hooks, RequestFailure, Shutdown};
 
@@ -70,6 +71,7 @@ where
         shutdown: Shutdown::new().unwrap(),
         local: Address::Inet(([127, 0, 0, 1], 20_000).into()),
         nodelay: None,
+        gate: Gate::new(Limits::none()),
     };
     (Arc::new(shared), hooks)
 }
