@@ -456,3 +456,35 @@ colour = "blue"
     assert!(lines[0].starts_with("test.toml:7:16: server \"first\": max_children applies only"));
     assert!(lines[1].starts_with("test.toml:11:10: server \"second\": listen: endpoint"));
 }
+
+// --- plugins ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_plugin_that_fails_to_load_carries_the_loaders_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough to have a header to read: a shorter file is "file too short".
+    let fake = "not an ELF file, only text\n".repeat(20);
+    std::fs::write(dir.path().join("fake.so"), fake).unwrap();
+    let text = format!(
+        "[[plugin]]\npath = \"missing.so\"\n[[plugin]]\npath = \"fake.so\"\n{}",
+        server("tcp://127.0.0.1:1", "echo", "")
+    );
+    let errors = load_str(&text, "test.toml", dir.path(), &mut registry())
+        .expect_err("refused")
+        .0;
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let folder = dir.path().display();
+    assert_eq!(
+        shown,
+        [
+            format!(
+                "test.toml:2:8: plugin {folder}/missing.so: cannot load as a shared library: \
+                 cannot open shared object file: No such file or directory"
+            ),
+            format!(
+                "test.toml:4:8: plugin {folder}/fake.so: cannot load as a shared library: \
+                 invalid ELF header"
+            ),
+        ]
+    );
+}
