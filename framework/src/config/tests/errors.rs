@@ -107,6 +107,16 @@ fn bad_endpoints_point_at_listen() {
 }
 
 #[test]
+fn a_port_beyond_65535_is_out_of_range() {
+    let error = one_error(&server("tcp://127.0.0.1:70000", "echo", ""));
+    assert_eq!(
+        error.to_string(),
+        "test.toml:3:10: server \"s\": listen: endpoint \"tcp://127.0.0.1:70000\": port 70000 is \
+         out of range (0 to 65535; 0 lets the system pick a free port)"
+    );
+}
+
+#[test]
 fn unknown_strategies_and_handlers_are_named() {
     let text = server("tcp://127.0.0.1:1", "ehco", "strategy = \"pools\"\n");
     let errors = errors(&text);
