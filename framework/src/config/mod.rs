@@ -26,6 +26,7 @@
 //! every key.
 
 mod error;
+mod limits;
 mod options;
 mod plugins;
 mod raw;

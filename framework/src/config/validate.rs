@@ -64,6 +64,12 @@ impl<'a> Checker<'a> {
         self.errors.push(error);
     }
 
+    /// The text at `span` as the file has it, to quote a value back as the user wrote it (`0o600`,
+    /// `1_000_000`, a number too large for any integer type).
+    pub(super) fn written(&self, span: Range<usize>) -> &'a str {
+        self.source.text.get(span).unwrap_or_default()
+    }
+
     /// Names are non-empty and unique.
     fn check_names(&mut self, servers: &[RawServer]) {
         let mut first_lines: HashMap<&str, usize> = HashMap::new();
