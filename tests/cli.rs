@@ -110,7 +110,12 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "2:10",
             "invalid basic string",
         ),
-        ("unknown key", with("max_thread = 4\n"), "5:1", "unknown field `max_thread`"),
+        (
+            "unknown key",
+            with("max_thread = 4\n"),
+            "5:1",
+            "server \"s\": unknown key `max_thread`: did you mean `max_threads`?",
+        ),
         (
             "unknown handler",
             SERVER.replace("\"echo\"", "\"ehco\""),

@@ -86,10 +86,42 @@ pub enum ConfigErrorKind {
         /// Why reading it failed.
         error: std::io::Error,
     },
-    /// Phase 1: TOML syntax, an unknown key, a missing key or a wrong type; the parser's message.
+    /// Phase 1: the text is not TOML; the parser's message.
     Toml {
-        /// The parser's message, with a hint where a common mistake is behind it.
+        /// The parser's message.
         message: String,
+    },
+    /// Phase 1: a key set twice in one table (or a table defined twice).
+    DuplicateKey {
+        /// The key, as written.
+        key: String,
+    },
+    /// Phase 1: a key the table does not have.
+    UnknownKey {
+        /// The key as the docs name it (`socket.reuse_adress`).
+        key: String,
+        /// The known key it is closest to, if it is close enough to be a typo of it.
+        suggestion: Option<String>,
+        /// The keys the table has.
+        expected: &'static [&'static str],
+    },
+    /// Phase 1: a required key is missing.
+    MissingKey {
+        /// The key.
+        key: &'static str,
+        /// What the table needs, in words (`every [[server]] needs name, listen and handler`).
+        needs: &'static str,
+    },
+    /// Phase 1: a value of the wrong type.
+    WrongType {
+        /// The key as the docs name it (`socket.unix_mode`).
+        key: String,
+        /// What the value must be, in words (`a positive whole number`).
+        expected: &'static str,
+        /// The value as written (`"lots"`, `0o600`), or its kind (`a table`).
+        found: String,
+        /// How to write it instead, where that can be told.
+        hint: Option<String>,
     },
     /// The file has no `[[server]]` table.
     NoServers,
@@ -187,6 +219,30 @@ impl fmt::Display for ConfigErrorKind {
         match self {
             Io { path, error } => write!(f, "{path}: cannot read the config file: {error}"),
             Toml { message } => f.write_str(message.trim_end()),
+            DuplicateKey { key } => {
+                write!(f, "duplicate key `{key}`: it is already set in this table")
+            }
+            UnknownKey {
+                key,
+                suggestion: Some(suggestion),
+                ..
+            } => write!(f, "unknown key `{key}`: did you mean `{suggestion}`?"),
+            UnknownKey { key, expected, .. } => {
+                write!(f, "unknown key `{key}`: expected {}", list(expected))
+            }
+            MissingKey { key, needs } => write!(f, "missing key `{key}`: {needs}"),
+            WrongType {
+                key,
+                expected,
+                found,
+                hint,
+            } => {
+                write!(f, "{key}: expected {expected}, found {found}")?;
+                if let Some(hint) = hint {
+                    write!(f, "; {hint}")?;
+                }
+                Ok(())
+            }
             NoServers => f.write_str("no [[server]] table: a config needs at least one server"),
             Plugin(error) => write!(f, "plugin {error}"),
             PluginHandler(error) => write!(f, "plugin handler refused: {error}"),

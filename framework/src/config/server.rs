@@ -121,8 +121,11 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         self.checker.report(span, self.raw.name.get_ref(), kind);
     }
 
-    /// The strategy's kind (threading when not given); `None` when unknown.
+    /// The strategy's kind (threading when not given); `None` when unknown or unreadable.
     fn strategy_kind(&mut self) -> Option<StrategyKind> {
+        if self.raw.unreadable("strategy") {
+            return None;
+        }
         let Some(written) = &self.raw.strategy else {
             return Some(StrategyKind::Threading);
         };
@@ -263,6 +266,10 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         };
         self.check_socket_kind(entry);
         self.check_strategy(entry, strategy);
+        if self.raw.unreadable("options") {
+            // Reported in phase 1; an empty table would make up errors of its own.
+            return None;
+        }
         self.build(entry)
     }
 

@@ -38,12 +38,6 @@ impl<'a> Checker<'a> {
 
     /// Every server, or every problem (in file order).
     pub fn check(mut self, raw: &RawFile) -> Result<Vec<ServerConfig>, Vec<ConfigError>> {
-        if raw.server.is_empty() {
-            let error = self
-                .source
-                .error(Some(0..0), None, ConfigErrorKind::NoServers);
-            self.errors.push(error);
-        }
         self.check_names(&raw.server);
         let endpoints: Vec<_> = raw.server.iter().map(|s| self.endpoint(s)).collect();
         self.check_listens(&raw.server, &endpoints);

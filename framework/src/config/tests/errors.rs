@@ -1,81 +1,8 @@
-//! Bad configs: one test per kind of problem, each checking the kind, the place and the server, and
-//! one config with several problems to show they are all reported, in file order.
+//! Bad configs, phase 2: one test per kind of problem, each checking the kind, the place and the
+//! server, and one config with several problems to show they are all reported, in file order.
+//! (Phase 1's problems — syntax, keys, types — are in `reading.rs`.)
 
 use super::*;
-
-// --- phase 1: the parser's errors -----------------------------------------------------------------
-
-#[test]
-fn syntax_errors_have_the_parsers_place() {
-    let text = "[[server]]\nname = \"s\nlisten = \"tcp://127.0.0.1:1\"\n";
-    let error = one_error(text);
-    assert!(
-        matches!(error.kind, ConfigErrorKind::Toml { .. }),
-        "{error:?}"
-    );
-    assert_eq!(line_col(&error).0, 2);
-    assert!(error.server.is_none());
-}
-
-#[test]
-fn unknown_keys_are_refused_where_they_are() {
-    let text = server("tcp://127.0.0.1:1", "echo", "max_thread = 4\n");
-    let error = one_error(&text);
-    assert!(
-        matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("max_thread"))
-    );
-    assert_eq!(line_col(&error), (5, 1));
-
-    let text = server(
-        "tcp://127.0.0.1:1",
-        "echo",
-        "[server.socket]\nno_delay = true\n",
-    );
-    let error = one_error(&text);
-    assert_eq!(line_col(&error), position(&text, "no_delay"));
-    assert!(matches!(
-        one_error("[[servers]]\n").kind,
-        ConfigErrorKind::Toml { .. }
-    ));
-}
-
-#[test]
-fn a_single_bracket_server_table_gets_a_hint() {
-    let error =
-        one_error("[server]\nname = \"s\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n");
-    assert!(
-        error
-            .to_string()
-            .ends_with("write [[server]], with double brackets, at the top of each server's table"),
-        "{error}"
-    );
-    assert_eq!(line_col(&error), (1, 1));
-}
-
-#[test]
-fn wrong_types_and_missing_keys_are_parse_errors() {
-    let text = server("tcp://127.0.0.1:1", "echo", "max_threads = \"many\"\n");
-    let error = one_error(&text);
-    assert!(matches!(error.kind, ConfigErrorKind::Toml { .. }));
-    assert_eq!(line_col(&error), position(&text, "\"many\""));
-
-    let text = server("tcp://127.0.0.1:1", "echo", "timeout = \"2s\"\n");
-    let error = one_error(&text);
-    assert!(error.to_string().contains("a number of seconds"), "{error}");
-
-    let text = server("unix:///x", "echo", "[server.socket]\nunix_mode = 0o660\n");
-    let error = one_error(&text);
-    assert!(
-        error
-            .to_string()
-            .contains("expected an octal mode in a string"),
-        "{error}"
-    );
-
-    let error = one_error("[[server]]\nname = \"s\"\nhandler = \"echo\"\n");
-    assert!(matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("listen")));
-    assert!(error.place.is_some());
-}
 
 // --- phase 2: one kind per check ------------------------------------------------------------------
 

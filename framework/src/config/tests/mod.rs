@@ -1,6 +1,7 @@
 //! The config module's tests: good files become the expected settings (here), and every kind of
 //! mistake is reported as its own [`ConfigErrorKind`] at the right `LINE:COL`, all of them at once
-//! (`errors.rs`). The fake registry here stands in for the built-in handlers.
+//! (`reading.rs` for phase 1, `errors.rs` for phase 2). The fake registry here stands in for the
+//! built-in handlers.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use sockserv_plugin::{HandlerFactory, HandlerResult, Request, RequestHandler};
 use super::*;
 
 mod errors;
+mod reading;
 use crate::{
     Endpoint, HandlerEntry, SocketKind, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
 };
@@ -360,7 +362,12 @@ fn the_embedded_config_is_the_shipped_default_and_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shipped = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
     assert_eq!(DEFAULT_CONFIG, shipped);
-    let raw: super::raw::RawFile = toml::from_str(DEFAULT_CONFIG).unwrap();
+    let source = error::Source {
+        file: EMBEDDED_ORIGIN,
+        text: DEFAULT_CONFIG,
+    };
+    let (raw, problems) = super::read::read(source).unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
     assert!(raw.server.len() >= 5);
 }
 
