@@ -143,6 +143,35 @@ pub enum ConfigErrorKind {
         /// The name of the server that has it already.
         other: String,
     },
+    /// A wildcard and a specific address on one port, which the kernel would not let both bind.
+    SharedPort {
+        /// The endpoint as this server writes it.
+        endpoint: String,
+        /// The name of the server whose endpoint this one clashes with.
+        other: String,
+        /// That server's endpoint, as written.
+        other_endpoint: String,
+        /// The line of that server's `listen`.
+        other_line: usize,
+        /// What would let both bind.
+        fix: String,
+    },
+    /// The folder a Unix socket file would be made in does not exist (or is not a folder).
+    SocketFolder {
+        /// The folder.
+        folder: std::path::PathBuf,
+        /// What is wrong with it (`does not exist`).
+        problem: String,
+    },
+    /// A Unix socket path longer than a socket address holds.
+    SocketPathTooLong {
+        /// The path, resolved.
+        path: std::path::PathBuf,
+        /// Its length in bytes.
+        length: usize,
+        /// The most bytes it may have.
+        max: usize,
+    },
     /// `listen` is not an endpoint string.
     BadEndpoint(EndpointError),
     /// `strategy` is not the name of a strategy ([`StrategyKind::ALL`]).
@@ -252,6 +281,29 @@ impl fmt::Display for ConfigErrorKind {
             DuplicateListen { endpoint, other } => {
                 write!(f, "{endpoint} is already the endpoint of server {other:?}")
             }
+            SharedPort {
+                endpoint,
+                other,
+                other_endpoint,
+                other_line,
+                fix,
+            } => write!(
+                f,
+                "{endpoint} and {other_endpoint} of server {other:?} (line {other_line}) cannot both \
+                 bind: a wildcard address takes the port on every address, so the second bind would \
+                 fail with \"Address already in use\"; {fix}"
+            ),
+            SocketFolder { folder, problem } => write!(
+                f,
+                "listen: the socket file's folder {} {problem}",
+                folder.display()
+            ),
+            SocketPathTooLong { path, length, max } => write!(
+                f,
+                "listen: the socket path {} is {length} bytes long, more than the {max} a Unix \
+                 socket address holds",
+                path.display()
+            ),
             BadEndpoint(error) => write!(f, "listen: {error}"),
             UnknownStrategy { name } => write!(
                 f,

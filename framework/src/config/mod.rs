@@ -29,6 +29,7 @@
 //! `config/default.toml` and `config/examples/all-options.toml` at the repository root document
 //! every key.
 
+mod binds;
 mod error;
 mod limits;
 mod options;

@@ -3,7 +3,7 @@
 //! (`reading.rs` for phase 1, `errors.rs` for phase 2). The fake registry here stands in for the
 //! built-in handlers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use sockserv_plugin::{HandlerFactory, HandlerResult, Request, RequestHandler};
 
 use super::*;
 
+mod binds;
 mod errors;
 mod reading;
 use crate::{
@@ -306,16 +307,19 @@ fn relative_unix_paths_resolve_against_the_base_folder() {
         server("unix://a.sock", "echo", ""),
         "[[server]]\nname = \"d\"\nlisten = \"unix-dgram://sub/b.sock\"\nhandler = \"echo\"\n"
     );
-    let config = load(&text).unwrap();
+    // The folders must exist: the check refuses a socket it could not make.
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("sub")).unwrap();
+    let config = load_str(&text, "test.toml", base.path(), &mut registry()).unwrap();
     let endpoints: Vec<_> = config
         .servers
         .iter()
         .map(|s| &s.settings.endpoint)
         .collect();
-    assert_eq!(endpoints[0], &Endpoint::Unix(PathBuf::from("/base/a.sock")));
+    assert_eq!(endpoints[0], &Endpoint::Unix(base.path().join("a.sock")));
     assert_eq!(
         endpoints[1],
-        &Endpoint::UnixDatagram(PathBuf::from("/base/sub/b.sock"))
+        &Endpoint::UnixDatagram(base.path().join("sub/b.sock"))
     );
 }
 
