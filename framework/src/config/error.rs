@@ -100,8 +100,9 @@ pub enum ConfigErrorKind {
     UnknownKey {
         /// The key as the docs name it (`socket.reuse_adress`).
         key: String,
-        /// The known key it is closest to, if it is close enough to be a typo of it.
-        suggestion: Option<String>,
+        /// What the user likely meant: the known key it is closest to (`did you mean ...?`), or
+        /// the table it belongs to.
+        hint: Option<String>,
         /// The keys the table has.
         expected: &'static [&'static str],
     },
@@ -253,9 +254,9 @@ impl fmt::Display for ConfigErrorKind {
             }
             UnknownKey {
                 key,
-                suggestion: Some(suggestion),
+                hint: Some(hint),
                 ..
-            } => write!(f, "unknown key `{key}`: did you mean `{suggestion}`?"),
+            } => write!(f, "unknown key `{key}`: {hint}"),
             UnknownKey { key, expected, .. } => {
                 write!(f, "unknown key `{key}`: expected {}", list(expected))
             }

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{OptionPlace, RawFile, RawOptions, RawPlugin, RawServer, RawSocket};
-use super::table::{Nested, TableReader};
+use super::table::{Nested, Outer, TableReader};
 
 const FILE_KEYS: &[&str] = &["server", "plugin"];
 
@@ -172,10 +172,10 @@ fn read_plugin(reader: &mut TableReader<'_>) -> Option<RawPlugin> {
 
 /// A server, if it has its three required keys; its problems are in `reader` either way.
 fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
-    let name = reader.required("name", SERVER_NEEDS);
+    let name = required(reader, "name");
     reader.server = name.as_ref().map(|name| name.get_ref().clone());
-    let listen = reader.required("listen", SERVER_NEEDS);
-    let handler = reader.required("handler", SERVER_NEEDS);
+    let listen = required(reader, "listen");
+    let handler = required(reader, "handler");
     let strategy = reader.string("strategy");
     let max_threads = reader.count("max_threads");
     let max_children = reader.count("max_children");
@@ -213,6 +213,18 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
     })
 }
 
+/// A required key of a server. One written below the `[server.socket]` header by mistake (so in
+/// the socket table) is reported there, as belonging above it, and not here as missing too.
+fn required(reader: &mut TableReader<'_>, key: &'static str) -> Option<Spanned<String>> {
+    let socket = reader
+        .value("socket")
+        .and_then(|socket| socket.get_ref().as_table());
+    if socket.is_some_and(|socket| socket.contains_key(key)) {
+        return None;
+    }
+    reader.required(key, SERVER_NEEDS)
+}
+
 /// `[server.socket]`, or every default when there is none.
 fn read_socket(server: &mut TableReader<'_>) -> RawSocket {
     let Some(table) = server.table("socket") else {
@@ -229,7 +241,12 @@ fn read_socket(server: &mut TableReader<'_>) -> RawSocket {
         v6only: reader.boolean("v6only"),
         unix_mode: reader.mode("unix_mode"),
     };
-    reader.refuse_others(SOCKET_KEYS, None);
+    let outer = Outer {
+        keys: SERVER_KEYS,
+        table: "[[server]]",
+        header: "[server.socket]",
+    };
+    reader.refuse_others_within(SOCKET_KEYS, outer);
     server.absorb(reader);
     socket
 }

@@ -169,13 +169,38 @@ impl<'d> TableReader<'d> {
     /// Every key that is not one of `known` is reported, with the closest key of `known` (or of
     /// `nested`, a table within this one) when one is close.
     pub fn refuse_others(&mut self, known: &'static [&'static str], nested: Option<Nested>) {
+        self.refuse(known, nested, None);
+    }
+
+    /// As [`Self::refuse_others`], for a table within `outer`: a key of the outer table written
+    /// below this table's header is told to move above it.
+    pub fn refuse_others_within(&mut self, known: &'static [&'static str], outer: Outer) {
+        self.refuse(known, None, Some(outer));
+    }
+
+    fn refuse(
+        &mut self,
+        known: &'static [&'static str],
+        nested: Option<Nested>,
+        outer: Option<Outer>,
+    ) {
         let table = self.table;
         let unknown = (table.keys()).filter(|key| !known.contains(&key.get_ref().as_ref()));
         for key in unknown {
-            let suggestion = suggest(key.get_ref(), known, nested.as_ref());
+            let name = key.get_ref().as_ref();
+            let misplaced = outer.as_ref().filter(|outer| outer.keys.contains(&name));
+            let hint = match misplaced {
+                Some(outer) => Some(format!(
+                    "`{name}` is a key of {}: write it above the {} header (the keys after a \
+                     header belong to its table)",
+                    outer.table, outer.header
+                )),
+                None => suggest(name, known, nested.as_ref())
+                    .map(|close| format!("did you mean `{}{close}`?", self.prefix)),
+            };
             let kind = ConfigErrorKind::UnknownKey {
-                key: format!("{}{}", self.prefix, key.get_ref()),
-                suggestion: suggestion.map(|s| format!("{}{s}", self.prefix)),
+                key: format!("{}{name}", self.prefix),
+                hint,
                 expected: known,
             };
             self.report(key.span(), kind);
@@ -202,6 +227,17 @@ pub(super) struct Nested {
     pub key: &'static str,
     /// Its keys.
     pub known: &'static [&'static str],
+}
+
+/// The table around the one being read (`[[server]]` around `[server.socket]`), whose keys are
+/// easily written below the inner table's header by mistake.
+pub(super) struct Outer {
+    /// The outer table's keys.
+    pub keys: &'static [&'static str],
+    /// The outer table, as the user knows it: `[[server]]`.
+    pub table: &'static str,
+    /// The inner table's header: `[server.socket]`.
+    pub header: &'static str,
 }
 
 /// The key of `known` (or `socket.X` of `nested`) closest to `key`, if it is close enough to be a

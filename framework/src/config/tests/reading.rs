@@ -22,8 +22,8 @@ fn unknown_keys_are_refused_where_they_are_naming_the_server_and_the_closest_key
     let error = one_error(&text);
     assert!(matches!(
         &error.kind,
-        ConfigErrorKind::UnknownKey { key, suggestion: Some(close), .. }
-        if key == "max_thread" && close == "max_threads"
+        ConfigErrorKind::UnknownKey { key, hint: Some(hint), .. }
+        if key == "max_thread" && hint == "did you mean `max_threads`?"
     ));
     assert_eq!(
         error.to_string(),
@@ -51,6 +51,24 @@ fn unknown_keys_are_refused_where_they_are_naming_the_server_and_the_closest_key
             .to_string()
             .ends_with("did you mean `socket.nodelay`?"),
         "{error}"
+    );
+
+    // A server key below the [server.socket] header, where TOML puts it in the socket table.
+    let text = "[[server]]\nname = \"s\"\n[server.socket]\nnodelay = true\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n";
+    let shown: Vec<String> = errors(text).iter().map(ToString::to_string).collect();
+    let below = |key: &str| {
+        format!(
+            "server \"s\": unknown key `socket.{key}`: `{key}` is a key of [[server]]: write it \
+             above the [server.socket] header (the keys after a header belong to its table)"
+        )
+    };
+    // Not also "missing key `listen`": the one message says where it is and where it goes.
+    assert_eq!(
+        shown,
+        [
+            format!("test.toml:5:1: {}", below("listen")),
+            format!("test.toml:6:1: {}", below("handler")),
+        ]
     );
 
     // Nothing close: the keys the table has.
