@@ -55,8 +55,9 @@ const PLUGIN_NEEDS: &str = "every [[plugin]] needs the path of its library";
 pub(super) fn read(source: Source<'_>) -> Result<(RawFile, Vec<ConfigError>), Vec<ConfigError>> {
     let (document, parse_errors) = DeTable::parse_recoverable(source.text);
     let (duplicates, syntax): (Vec<_>, Vec<_>) =
-        (parse_errors.iter()).partition(|error| error.message() == "duplicate key");
+        (parse_errors.iter()).partition(|error| error.message() == DUPLICATE_KEY);
     if !syntax.is_empty() {
+        // Duplicate keys too: without the document, the server they are in is not known.
         let errors = parse_errors
             .iter()
             .map(|error| toml_error(source, error, &[]));
@@ -72,38 +73,46 @@ pub(super) fn read(source: Source<'_>) -> Result<(RawFile, Vec<ConfigError>), Ve
     Ok((raw, errors))
 }
 
-/// Where each `[[server]]` and `[[plugin]]` table starts, with the server's name if it has one,
-/// to say in which server a duplicate key is.
-type Headers = Vec<(usize, Option<String>)>;
+/// Where a `[[server]]` or `[[plugin]]` table starts, to say in which server a duplicate key is.
+struct Header {
+    /// The table's first byte.
+    start: usize,
+    /// The server's name; `None` for a plugin, or a server without a readable name.
+    server: Option<String>,
+}
+
+/// The parser's message for a key set twice. It is matched as text, the parser having no error
+/// kinds; were its wording to change, a duplicate key would be reported as a syntax error, alone
+/// and without the key's name (the tests would say so).
+const DUPLICATE_KEY: &str = "duplicate key";
 
 /// A problem the parser found. A duplicate key is named (the parser says only "duplicate key"),
 /// with the server it is in.
-fn toml_error(
-    source: Source<'_>,
-    error: &toml::de::Error,
-    headers: &[(usize, Option<String>)],
-) -> ConfigError {
+fn toml_error(source: Source<'_>, error: &toml::de::Error, headers: &[Header]) -> ConfigError {
     let span = error.span().unwrap_or(0..0);
-    if error.message() != "duplicate key" {
+    if error.message() != DUPLICATE_KEY {
         let message = error.message().trim_end().to_string();
         return source.error(Some(span), None, ConfigErrorKind::Toml { message });
     }
     let key = source.text.get(span.clone()).unwrap_or_default();
     let key = key.trim_matches(|c| c == '"' || c == '\'').to_string();
     let server = (headers.iter().rev())
-        .find(|(start, _)| *start <= span.start)
-        .and_then(|(_, name)| name.as_deref());
+        .find(|header| header.start <= span.start)
+        .and_then(|header| header.server.as_deref());
     source.error(Some(span), server, ConfigErrorKind::DuplicateKey { key })
 }
 
 fn read_document<'d>(
     document: Spanned<&'d DeTable<'d>>,
     source: Source<'d>,
-) -> (RawFile, Headers, Vec<ConfigError>) {
+) -> (RawFile, Vec<Header>, Vec<ConfigError>) {
     let mut top = TableReader::new(document, "", source);
-    let (mut raw, mut headers) = (RawFile::default(), Headers::new());
+    let (mut raw, mut headers) = (RawFile::default(), Vec::new());
     for table in tables(&mut top, "plugin") {
-        headers.push((table.span().start, None));
+        headers.push(Header {
+            start: table.span().start,
+            server: None,
+        });
         let mut reader = top.nested(table, "");
         raw.plugin.extend(read_plugin(&mut reader));
         top.absorb(reader);
@@ -114,7 +123,10 @@ fn read_document<'d>(
         let start = table.span().start;
         let mut reader = top.nested(table, "");
         let server = read_server(&mut reader);
-        headers.push((start, reader.server.clone()));
+        headers.push(Header {
+            start,
+            server: reader.server.clone(),
+        });
         raw.server.extend(server);
         top.absorb(reader);
     }
@@ -122,7 +134,7 @@ fn read_document<'d>(
     if no_servers && !top.has_errors() {
         top.report(0..0, ConfigErrorKind::NoServers);
     }
-    headers.sort_by_key(|(start, _)| *start);
+    headers.sort_by_key(|header| header.start);
     (raw, headers, top.into_errors())
 }
 

@@ -16,11 +16,11 @@ use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{OctalMode, Seconds};
 
 /// What a key's value must be, in the user's words.
-pub(super) const STRING: &str = "a string";
-pub(super) const COUNT: &str = "a positive whole number";
-pub(super) const BOOLEAN: &str = "true or false";
-pub(super) const SECONDS: &str = "a number of seconds (an integer or a float)";
-pub(super) const TABLE: &str = "a table";
+const STRING: &str = "a string";
+const COUNT: &str = "a positive whole number";
+const BOOLEAN: &str = "true or false";
+const SECONDS: &str = "a number of seconds (an integer or a float)";
+const TABLE: &str = "a table";
 const MODE: &str = "an octal mode in a string, such as \"0660\"";
 
 /// One table being read; the problems found are kept until [`TableReader::into_errors`].
