@@ -1,7 +1,7 @@
 //! The config module's tests: good files become the expected settings (here), and every kind of
 //! mistake is reported as its own [`ConfigErrorKind`] at the right `LINE:COL`, all of them at once
-//! (`reading.rs` for phase 1, `errors.rs` for phase 2). The fake registry here stands in for the
-//! built-in handlers.
+//! (`reading.rs` for phase 1; `errors.rs`, `ranges.rs` and `binds.rs` for phase 2). The fake
+//! registry here stands in for the built-in handlers.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use super::*;
 
 mod binds;
 mod errors;
+mod ranges;
 mod reading;
 use crate::{
     Endpoint, HandlerEntry, SocketKind, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
