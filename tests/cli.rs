@@ -1,6 +1,7 @@
 //! The `sockserv` command line from the outside: `check` on the shipped configs and on every kind of
-//! bad config (exit 2, each problem with its `FILE:LINE:COL`), `serve` on a taken port (exit 1),
-//! `client echo|timestamp` against served configs, and `serve` with no file (the embedded default).
+//! bad config (exit 2, each problem with its `FILE:LINE:COL`, every problem of a file in one run),
+//! `serve` on a taken port (exit 1), `client echo|timestamp` against served configs, and `serve`
+//! with no file (the embedded default).
 
 mod common;
 
@@ -110,7 +111,12 @@ fn bad_configs() -> Vec<(&'static str, String, &'static str, &'static str)> {
             "2:10",
             "invalid basic string",
         ),
-        ("unknown key", with("max_thread = 4\n"), "5:1", "unknown field `max_thread`"),
+        (
+            "unknown key",
+            with("max_thread = 4\n"),
+            "5:1",
+            "server \"s\": unknown key `max_thread`: did you mean `max_threads`?",
+        ),
         (
             "unknown handler",
             SERVER.replace("\"echo\"", "\"ehco\""),
@@ -247,6 +253,166 @@ fn each_bad_handler_option_is_its_own_error_at_its_own_place() {
     assert_eq!(
         lines[1],
         format!("{path}:7:1: {prefix}unknown option \"zone\" (handler \"timestamp\" takes: format, utc, framing)")
+    );
+}
+
+/// `sockserv check` on `text`, written as `name` in `dir`: exit 2, nothing on stdout, and each
+/// stderr line returned with the file's path (and its colon) cut from its start.
+fn check_refuses(dir: &Path, name: &str, text: &str) -> Vec<String> {
+    let file = write_config(dir, name, text);
+    let path = file.to_str().unwrap();
+    let (stdout, stderr) = expect_exit(&["check", path], b"", 2);
+    assert_eq!(stdout, "");
+    let prefix = format!("{path}:");
+    let lines = stderr.lines().map(|line| {
+        let cut = line.strip_prefix(&prefix);
+        cut.unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+    });
+    lines.map(str::to_string).collect()
+}
+
+#[test]
+fn check_reports_both_typos_of_a_file_in_one_run() {
+    let text = with("max_thread = 10\n[server.socket]\nreuse_adress = true\n");
+    let lines = check_refuses(temp_dir().path(), "typos.toml", &text);
+    assert_eq!(
+        lines,
+        [
+            "5:1: server \"s\": unknown key `max_thread`: did you mean `max_threads`?",
+            "7:1: server \"s\": unknown key `socket.reuse_adress`: did you mean \
+             `socket.reuse_address`?",
+        ]
+    );
+}
+
+#[test]
+fn check_names_what_the_user_wrote_and_where() {
+    let text = r#"[[server]]
+name = "web"
+name = "www"
+listen = "tcp://127.0.0.1:70000"
+handler = "echo"
+max_threads = "lots"
+
+[[server]]
+name = "files"
+listen = "unix://{dir}/files.sock"
+handler = "echo"
+colour = "blue"
+[server.socket]
+unix_mode = 0o600
+
+[[server]]
+name = "nameless-listen"
+handler = "echo"
+"#;
+    let lines = check_refuses(temp_dir().path(), "wrote.toml", text);
+    assert_eq!(
+        lines,
+        [
+            "3:1: server \"web\": duplicate key `name`: it is already set in this table",
+            "4:10: server \"web\": listen: endpoint \"tcp://127.0.0.1:70000\": port 70000 is out \
+             of range (0 to 65535; 0 lets the system pick a free port)",
+            "6:15: server \"web\": max_threads: expected a positive whole number, found \"lots\"",
+            "12:1: server \"files\": unknown key `colour`: expected name, listen, handler, \
+             strategy, max_threads, max_children, workers, queue, loops, datagrams, \
+             max_packet_size, timeout, drain_timeout, socket or options",
+            "14:13: server \"files\": socket.unix_mode: expected an octal mode in a string, such \
+             as \"0660\", found 0o600; write it as a string: \"0600\"",
+            "16:1: server \"nameless-listen\": missing key `listen`: every [[server]] needs name, \
+             listen and handler",
+        ]
+    );
+}
+
+#[test]
+fn check_refuses_what_cannot_run_every_problem_in_one_run() {
+    let text = r#"[[server]]
+name = "any"
+listen = "tcp://0.0.0.0:20900"
+handler = "echo"
+
+[[server]]
+name = "loopback"
+listen = "tcp://127.0.0.1:20900"
+handler = "echo"
+strategy = "pool"
+queue = 1000000000
+workers = 20000
+
+[[server]]
+name = "datagrams"
+listen = "udp://127.0.0.1:0"
+handler = "echo"
+max_packet_size = 1000000000000
+
+[[server]]
+name = "loops"
+listen = "tcp://127.0.0.1:0"
+handler = "echo"
+strategy = "reactor"
+loops = 20000
+
+[[server]]
+name = "nowhere"
+listen = "unix://{dir}/no-such-folder/x.sock"
+handler = "echo"
+[server.socket]
+unix_mode = "07777"
+"#;
+    let dir = temp_dir();
+    let lines = check_refuses(dir.path(), "cannot-run.toml", text);
+    let folder = dir.path().join("no-such-folder");
+    assert_eq!(
+        lines,
+        [
+            "8:10: server \"loopback\": tcp://127.0.0.1:20900 and tcp://0.0.0.0:20900 of server \
+             \"any\" (line 3) cannot both bind: a wildcard address takes the port on every \
+             address, so the second bind would fail with \"Address already in use\"; listen on \
+             one address, or set socket.reuse_port = true on both"
+                .to_string(),
+            "11:9: server \"loopback\": queue: must be between 1 and 65536, got 1000000000"
+                .to_string(),
+            "12:11: server \"loopback\": workers: must be between 1 and 4096, got 20000"
+                .to_string(),
+            "18:19: server \"datagrams\": max_packet_size: must be between 1 and 65507 (the \
+             largest UDP payload over IPv4), got 1000000000000"
+                .to_string(),
+            "25:9: server \"loops\": loops: must be between 1 and 1024, got 20000".to_string(),
+            format!(
+                "29:10: server \"nowhere\": listen: the socket file's folder {} does not exist",
+                folder.display()
+            ),
+            "32:13: server \"nowhere\": socket.unix_mode: \"07777\" has bits beyond the \
+             permission bits: write a mode from \"0000\" to \"0777\" (setuid, setgid and sticky \
+             mean nothing on a socket file)"
+                .to_string(),
+        ]
+    );
+}
+
+#[test]
+fn check_gives_the_loaders_reason_for_a_plugin_that_does_not_load() {
+    let dir = temp_dir();
+    // Long enough for the loader to read a header: a shorter file is "file too short".
+    fs::write(dir.path().join("libtext.so"), "not a library\n".repeat(40)).unwrap();
+    let text = format!(
+        "[[plugin]]\npath = \"libmissing.so\"\n\n[[plugin]]\npath = \"libtext.so\"\n\n{SERVER}"
+    );
+    let lines = check_refuses(dir.path(), "plugins.toml", &text);
+    let folder = dir.path().display();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "2:8: plugin {folder}/libmissing.so: cannot load as a shared library: cannot \
+                 open shared object file: No such file or directory"
+            ),
+            format!(
+                "5:8: plugin {folder}/libtext.so: cannot load as a shared library: invalid ELF \
+                 header"
+            ),
+        ]
     );
 }
 

@@ -173,7 +173,7 @@ fn a_full_pool_queues_one_refuses_the_next_and_serves_the_queued_one_later() {
     let logged = eventually(Duration::from_secs(5), || {
         serve
             .stderr()
-            .contains("every worker is busy and the queue is full")
+            .contains("limit: queue (every worker busy, 1 waiting)")
     });
     assert!(logged, "the refusal is not logged:\n{}", serve.stderr());
     // Still queued while the first holds the worker...

@@ -3,8 +3,7 @@
 //! and a client command line read the same.
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::net::ToSocketAddrs;
+use std::net::{AddrParseError, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -109,6 +108,13 @@ pub enum EndpointError {
         /// The resolver's message.
         reason: String,
     },
+    /// `tcp://` or `udp://` with a good address but a port beyond 65535.
+    PortOutOfRange {
+        /// The whole endpoint string, as written.
+        endpoint: String,
+        /// The port, as written.
+        port: String,
+    },
 }
 
 impl fmt::Display for EndpointError {
@@ -135,6 +141,10 @@ impl fmt::Display for EndpointError {
                 f,
                 "endpoint {endpoint:?}: host name {host:?} does not resolve ({reason})"
             ),
+            EndpointError::PortOutOfRange { endpoint, port } => write!(
+                f,
+                "endpoint {endpoint:?}: port {port} is out of range (0 to 65535; 0 lets the system pick a free port)"
+            ),
         }
     }
 }
@@ -150,10 +160,7 @@ impl FromStr for Endpoint {
             .ok_or_else(|| EndpointError::MissingScheme(s.to_string()))?;
         let inet = |rest: &str| {
             rest.parse::<SocketAddr>()
-                .map_err(|err| EndpointError::BadAddress {
-                    endpoint: s.to_string(),
-                    reason: err.to_string(),
-                })
+                .map_err(|err| address_error(s, rest, &err))
         };
         let path = |rest: &str| {
             if rest.is_empty() {
@@ -267,6 +274,30 @@ fn host_and_port(address: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
+/// Why `address` (the part after `tcp://` or `udp://` of `endpoint`) is not an `IP:PORT`. The
+/// standard library says "invalid socket address syntax" for a port beyond 65535 too; a user who
+/// wrote a good IP and a number deserves to hear that the number is the problem.
+fn address_error(endpoint: &str, address: &str, error: &AddrParseError) -> EndpointError {
+    let out_of_range = address.rsplit_once(':').filter(|(host, port)| {
+        let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        let ip = bracketed.map_or(host.parse::<Ipv4Addr>().is_ok(), |h| {
+            h.parse::<Ipv6Addr>().is_ok()
+        });
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        ip && digits && port.parse::<u16>().is_err()
+    });
+    match out_of_range {
+        Some((_, port)) => EndpointError::PortOutOfRange {
+            endpoint: endpoint.to_string(),
+            port: port.to_string(),
+        },
+        None => EndpointError::BadAddress {
+            endpoint: endpoint.to_string(),
+            reason: error.to_string(),
+        },
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -366,5 +397,44 @@ mod tests {
             resolved.choice("tcp://example:80").unwrap(),
             "tcp://example:80 resolves to several addresses; using 127.0.0.1:80 (not [::1]:80)"
         );
+    }
+
+    #[test]
+    fn a_port_beyond_65535_is_out_of_range_and_says_so() {
+        for (text, port) in [
+            ("tcp://127.0.0.1:70000", "70000"),
+            ("udp://[::1]:65536", "65536"),
+            ("tcp://0.0.0.0:99999999999999999999", "99999999999999999999"),
+        ] {
+            let error = text.parse::<Endpoint>().unwrap_err();
+            assert_eq!(
+                error,
+                EndpointError::PortOutOfRange {
+                    endpoint: text.into(),
+                    port: port.into()
+                }
+            );
+        }
+        assert_eq!(
+            "tcp://127.0.0.1:70000"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .to_string(),
+            "endpoint \"tcp://127.0.0.1:70000\": port 70000 is out of range \
+             (0 to 65535; 0 lets the system pick a free port)"
+        );
+        // Not a port problem: a host name, IPv6 without brackets, a sign, no port.
+        for text in [
+            "tcp://localhost:70000",
+            "tcp://::1:70000",
+            "tcp://127.0.0.1:-1",
+            "tcp://127.0.0.1:",
+        ] {
+            let error = text.parse::<Endpoint>().unwrap_err();
+            assert!(
+                matches!(error, EndpointError::BadAddress { .. }),
+                "{text}: {error:?}"
+            );
+        }
     }
 }

@@ -79,6 +79,56 @@ pub const DEFAULT_POOL_WORKERS: usize = 16;
 /// The pool strategy's default queue: connections waiting for a worker beyond this are refused.
 pub const DEFAULT_POOL_QUEUE: usize = 128;
 
+/// The largest value the config accepts for each numeric key. Each bound is far above what one
+/// server needs and below what would fail at run time: without them, `max_packet_size =
+/// 1000000000000` passed `check` and aborted the process at the first datagram (the receive
+/// buffer could not be allocated), `queue = 1000000000` aborted at start, `workers = 20000` ran out
+/// of threads. A value beyond its bound is refused at `sockserv check`, with the bound in the
+/// message. Every count and size is also at least 1; timeouts are more than 0.
+pub mod limits {
+    use std::time::Duration;
+
+    /// `max_threads`: a thread per request up to this. 100 000 threads is beyond what most systems
+    /// allow one process (`kernel.threads-max`, `ulimit -u`); a larger cap is no cap.
+    pub const MAX_THREADS: usize = 100_000;
+    /// `max_children`: a process per request up to this, each a copy of the server; 10 000 is
+    /// beyond the per-user process limit of most systems.
+    pub const MAX_CHILDREN: usize = 10_000;
+    /// `workers`: the pool's threads, all made at bind time, so the bound must be one every
+    /// system can make at once.
+    pub const POOL_WORKERS: usize = 4_096;
+    /// `queue`: the pool's queue is allocated whole at bind time.
+    pub const POOL_QUEUE: usize = 65_536;
+    /// `loops`: one event loop per core is the point; 1 024 covers the largest machines.
+    pub const REACTOR_LOOPS: usize = 1_024;
+    /// `max_packet_size` on UDP over IPv4: 65 535 bytes less the IPv4 (20) and UDP (8) headers,
+    /// the largest payload a UDP datagram can carry.
+    pub const UDP_V4_PACKET: usize = 65_507;
+    /// `max_packet_size` on UDP over IPv6: 65 535 bytes less the UDP header (IPv6's payload length
+    /// does not count its own header); jumbograms are not supported.
+    pub const UDP_V6_PACKET: usize = 65_527;
+    /// `max_packet_size` on Unix datagram sockets: the kernel bounds a datagram by the socket's
+    /// send buffer, not by a protocol; 16 MiB is more than any default buffer, and the receive
+    /// buffer of this size is allocated per server.
+    pub const UNIX_DGRAM_PACKET: usize = 16 << 20;
+    /// `socket.request_queue_size`: the kernel cuts the backlog down to `net.core.somaxconn`
+    /// (4 096 by default) without a word, and kernels before 5.4 kept it in 16 bits: 65 535.
+    pub const REQUEST_QUEUE_SIZE: i32 = 65_535;
+    /// `socket.recv_buffer_size` and `socket.send_buffer_size`: the kernel caps them at
+    /// `net.core.rmem_max`/`wmem_max` (a few hundred KiB by default) anyway; 64 MiB is the most
+    /// tuned systems raise those to.
+    pub const BUFFER_SIZE: usize = 64 << 20;
+    /// `timeout` and `drain_timeout`: a day. Longer is almost surely milliseconds written as
+    /// seconds.
+    pub const TIMEOUT: Duration = Duration::from_secs(86_400);
+    /// `socket.unix_mode`: the permission bits (rwx for owner, group, others). Setuid, setgid
+    /// and sticky mean nothing on a socket file and are refused.
+    pub const UNIX_MODE: u32 = 0o777;
+    /// `[[plugin]] disable_after_panics`: a count of panics; beyond a million, leave the key out
+    /// (never disable).
+    pub const DISABLE_AFTER_PANICS: usize = 1_000_000;
+}
+
 /// The strategy kinds, as named in the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrategyKind {

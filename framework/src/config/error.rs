@@ -86,10 +86,43 @@ pub enum ConfigErrorKind {
         /// Why reading it failed.
         error: std::io::Error,
     },
-    /// Phase 1: TOML syntax, an unknown key, a missing key or a wrong type; the parser's message.
+    /// Phase 1: the text is not TOML; the parser's message.
     Toml {
-        /// The parser's message, with a hint where a common mistake is behind it.
+        /// The parser's message.
         message: String,
+    },
+    /// Phase 1: a key set twice in one table (or a table defined twice).
+    DuplicateKey {
+        /// The key, as written.
+        key: String,
+    },
+    /// Phase 1: a key the table does not have.
+    UnknownKey {
+        /// The key as the docs name it (`socket.reuse_adress`).
+        key: String,
+        /// What the user likely meant: the known key it is closest to (`did you mean ...?`), or
+        /// the table it belongs to.
+        hint: Option<String>,
+        /// The keys the table has.
+        expected: &'static [&'static str],
+    },
+    /// Phase 1: a required key is missing.
+    MissingKey {
+        /// The key.
+        key: &'static str,
+        /// What the table needs, in words (`every [[server]] needs name, listen and handler`).
+        needs: &'static str,
+    },
+    /// Phase 1: a value of the wrong type.
+    WrongType {
+        /// The key as the docs name it (`socket.unix_mode`).
+        key: String,
+        /// What the value must be, in words (`a positive whole number`).
+        expected: &'static str,
+        /// The value as written (`"lots"`, `0o600`), or its kind (`a table`).
+        found: String,
+        /// How to write it instead, where that can be told.
+        hint: Option<String>,
     },
     /// The file has no `[[server]]` table.
     NoServers,
@@ -110,6 +143,35 @@ pub enum ConfigErrorKind {
         endpoint: String,
         /// The name of the server that has it already.
         other: String,
+    },
+    /// A wildcard and a specific address on one port, which the kernel would not let both bind.
+    SharedPort {
+        /// The endpoint as this server writes it.
+        endpoint: String,
+        /// The name of the server whose endpoint this one clashes with.
+        other: String,
+        /// That server's endpoint, as written.
+        other_endpoint: String,
+        /// The line of that server's `listen`.
+        other_line: usize,
+        /// What would let both bind.
+        fix: String,
+    },
+    /// The folder a Unix socket file would be made in does not exist (or is not a folder).
+    SocketFolder {
+        /// The folder.
+        folder: std::path::PathBuf,
+        /// What is wrong with it (`does not exist`).
+        problem: String,
+    },
+    /// A Unix socket path longer than a socket address holds.
+    SocketPathTooLong {
+        /// The path, resolved.
+        path: std::path::PathBuf,
+        /// Its length in bytes.
+        length: usize,
+        /// The most bytes it may have.
+        max: usize,
     },
     /// `listen` is not an endpoint string.
     BadEndpoint(EndpointError),
@@ -187,6 +249,30 @@ impl fmt::Display for ConfigErrorKind {
         match self {
             Io { path, error } => write!(f, "{path}: cannot read the config file: {error}"),
             Toml { message } => f.write_str(message.trim_end()),
+            DuplicateKey { key } => {
+                write!(f, "duplicate key `{key}`: it is already set in this table")
+            }
+            UnknownKey {
+                key,
+                hint: Some(hint),
+                ..
+            } => write!(f, "unknown key `{key}`: {hint}"),
+            UnknownKey { key, expected, .. } => {
+                write!(f, "unknown key `{key}`: expected {}", list(expected))
+            }
+            MissingKey { key, needs } => write!(f, "missing key `{key}`: {needs}"),
+            WrongType {
+                key,
+                expected,
+                found,
+                hint,
+            } => {
+                write!(f, "{key}: expected {expected}, found {found}")?;
+                if let Some(hint) = hint {
+                    write!(f, "; {hint}")?;
+                }
+                Ok(())
+            }
             NoServers => f.write_str("no [[server]] table: a config needs at least one server"),
             Plugin(error) => write!(f, "plugin {error}"),
             PluginHandler(error) => write!(f, "plugin handler refused: {error}"),
@@ -196,6 +282,29 @@ impl fmt::Display for ConfigErrorKind {
             DuplicateListen { endpoint, other } => {
                 write!(f, "{endpoint} is already the endpoint of server {other:?}")
             }
+            SharedPort {
+                endpoint,
+                other,
+                other_endpoint,
+                other_line,
+                fix,
+            } => write!(
+                f,
+                "{endpoint} and {other_endpoint} of server {other:?} (line {other_line}) cannot both \
+                 bind: a wildcard address takes the port on every address, so the second bind would \
+                 fail with \"Address already in use\"; {fix}"
+            ),
+            SocketFolder { folder, problem } => write!(
+                f,
+                "listen: the socket file's folder {} {problem}",
+                folder.display()
+            ),
+            SocketPathTooLong { path, length, max } => write!(
+                f,
+                "listen: the socket path {} is {length} bytes long, more than the {max} a Unix \
+                 socket address holds",
+                path.display()
+            ),
             BadEndpoint(error) => write!(f, "listen: {error}"),
             UnknownStrategy { name } => write!(
                 f,

@@ -2,8 +2,12 @@
 //!
 //! It is read in two phases, so that a user sees every mistake in one `sockserv check`:
 //!
-//! 1. `raw`: serde structs that mirror the file (`deny_unknown_fields`). TOML syntax, unknown keys,
-//!    missing keys and wrong types stop here, as one error with the parser's message and place.
+//! 1. `read` (with `table`): the text becomes structs that mirror the file (`raw`), key for key,
+//!    unknown keys refused. Not serde's derive with `deny_unknown_fields`, which stops at the first
+//!    problem: each table is walked key by key, so every unknown key (with the closest known one),
+//!    wrong type, missing or duplicate key is reported, and what could be read goes on to phase 2
+//!    (a server without its name, listen or handler does not). Only TOML syntax errors stop here,
+//!    alone.
 //! 2. `validate` (with `server` and `socket`): the raw values become [`ServerSettings`] and a handler factory per
 //!    server. Every problem is collected — bad endpoints, unknown strategies and handlers, a handler
 //!    that cannot serve this socket kind or strategy, options its build function refuses (each bad
@@ -25,12 +29,16 @@
 //! `config/default.toml` and `config/examples/all-options.toml` at the repository root document
 //! every key.
 
+mod binds;
 mod error;
+mod limits;
 mod options;
 mod plugins;
 mod raw;
+mod read;
 mod server;
 mod socket;
+mod table;
 mod validate;
 
 #[cfg(test)]
@@ -45,7 +53,6 @@ use sockserv_plugin::HandlerFactory;
 use crate::plugin::LoadedPlugin;
 use crate::{Registry, ServerSettings};
 use error::Source;
-use raw::RawFile;
 use validate::Checker;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Place};
@@ -131,9 +138,9 @@ pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
 ///
 /// # Errors
 ///
-/// A phase 1 problem alone (TOML syntax, an unknown key, a wrong type), since nothing after it can
-/// be read; else every phase 2 problem, in file order: a refused plugin, a bad value, an unknown
-/// handler or strategy, a refused handler option, a duplicate name or endpoint (see
+/// TOML syntax errors alone, since past them nothing can be trusted; else every problem, in file
+/// order: unknown, missing and duplicate keys, wrong types, a refused plugin, a bad value, an
+/// unknown handler or strategy, a refused handler option, a duplicate name or endpoint (see
 /// [`ConfigErrorKind`]).
 pub fn load_str(
     text: &str,
@@ -142,33 +149,24 @@ pub fn load_str(
     registry: &mut Registry,
 ) -> Result<Config, ConfigErrors> {
     let source = Source { file: origin, text };
-    let raw: RawFile = toml::from_str(text).map_err(|error| parse_error(&source, &error))?;
-    let mut errors = Vec::new();
+    let in_order = |mut errors: Vec<ConfigError>| {
+        errors.sort_by_key(|e| e.place.as_ref().map(|p| (p.line, p.col)));
+        ConfigErrors(errors)
+    };
+    let (raw, mut errors) = read::read(source).map_err(in_order)?;
     let plugins = plugins::load_plugins(&raw.plugin, &source, base_dir, registry, &mut errors);
-    let servers = Checker::new(source, base_dir, registry).check(&raw);
-    match servers {
-        Ok(servers) if errors.is_empty() => Ok(Config {
-            plugins,
-            servers,
-            origin: origin.to_string(),
-        }),
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(more) => {
-            errors.extend(more);
-            errors.sort_by_key(|e| e.place.as_ref().map(|p| (p.line, p.col)));
-            Err(ConfigErrors(errors))
+    match Checker::new(source, base_dir, registry).check(&raw) {
+        Ok(servers) if errors.is_empty() => {
+            return Ok(Config {
+                plugins,
+                servers,
+                origin: origin.to_string(),
+            })
         }
+        Ok(_) => {}
+        Err(more) => errors.extend(more),
     }
-}
-
-/// A phase 1 error: the parser's message and place, with a hint where a common mistake is behind it.
-fn parse_error(source: &Source<'_>, error: &toml::de::Error) -> ConfigErrors {
-    let mut message = error.message().trim_end().to_string();
-    if let Some(hint) = raw::hint(source.text) {
-        message = format!("{message}; {hint}");
-    }
-    let kind = ConfigErrorKind::Toml { message };
-    ConfigErrors(vec![source.error(error.span(), None, kind)])
+    Err(in_order(errors))
 }
 
 /// `folder` made absolute against the current directory (kept as is if that is unknown), so socket

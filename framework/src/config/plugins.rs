@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::error::{ConfigError, ConfigErrorKind, Source};
+use super::limits::DISABLE_AFTER_PANICS;
 use super::raw::RawPlugin;
 use crate::plugin::{self, LoadedPlugin, PanicPolicy};
 use crate::Registry;
@@ -19,7 +20,7 @@ pub(super) fn load_plugins(
 ) -> Vec<LoadedPlugin> {
     let mut loaded = Vec::new();
     for table in raw {
-        match load_one(table, base_dir, registry) {
+        match load_one(table, source, base_dir, registry) {
             Ok(plugin) => loaded.push(plugin),
             Err((span, kind)) => errors.push(source.error(Some(span), None, kind)),
         }
@@ -31,10 +32,11 @@ type Problem = (std::ops::Range<usize>, ConfigErrorKind);
 
 fn load_one(
     table: &RawPlugin,
+    source: &Source<'_>,
     base_dir: &Path,
     registry: &mut Registry,
 ) -> Result<LoadedPlugin, Problem> {
-    let policy = policy(table)?;
+    let policy = policy(table, source)?;
     let path = base_dir.join(table.path.get_ref());
     // A `[[plugin]]` table is the operator's declaration that the library is trusted code.
     let plugin = plugin::load_trusted_by_config(&path)
@@ -53,20 +55,21 @@ fn load_one(
     Ok(plugin)
 }
 
-fn policy(table: &RawPlugin) -> Result<PanicPolicy, Problem> {
-    let Some(limit) = &table.disable_after_panics else {
+/// `disable_after_panics`: a count from 1 to [`DISABLE_AFTER_PANICS`]'s bound.
+fn policy(table: &RawPlugin, source: &Source<'_>) -> Result<PanicPolicy, Problem> {
+    let Some(count) = &table.disable_after_panics else {
         return Ok(PanicPolicy::default());
     };
-    match usize::try_from(*limit.get_ref()) {
-        Ok(n) if n > 0 => Ok(PanicPolicy {
+    let n = usize::try_from(*count.get_ref()).ok();
+    if let Some(n) = n.filter(|n| (1..=DISABLE_AFTER_PANICS.max).contains(n)) {
+        return Ok(PanicPolicy {
             disable_after: Some(n),
-        }),
-        _ => Err((
-            limit.span(),
-            ConfigErrorKind::BadValue {
-                key: "disable_after_panics",
-                message: format!("must be a positive count, not {}", limit.get_ref()),
-            },
-        )),
+        });
     }
+    let written = source.text.get(count.span()).unwrap_or_default();
+    let kind = ConfigErrorKind::BadValue {
+        key: "disable_after_panics",
+        message: DISABLE_AFTER_PANICS.message(written),
+    };
+    Err((count.span(), kind))
 }

@@ -11,11 +11,13 @@ use sockserv_plugin::HandlerFactory;
 use toml::Spanned;
 
 use super::error::ConfigErrorKind;
+use super::limits::{self, Limit};
 use super::options::{OptionAt, OptionError, OptionErrors};
 use super::raw::{RawServer, Seconds};
 use super::socket::DATAGRAM_ONLY;
 use super::validate::Checker;
 use super::ServerConfig;
+use crate::settings::limits::TIMEOUT;
 use crate::StrategyKind::{Forking, Pool, Reactor, Sync, Threading};
 use crate::{
     Endpoint, HandlerEntry, HandlerOptions, ServerSettings, Strategy, StrategyKind,
@@ -27,6 +29,39 @@ use crate::{
 fn default_loops() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
+
+/// A count that belongs to one strategy.
+struct StrategySetting {
+    key: &'static str,
+    needs: StrategyKind,
+    limit: Limit,
+}
+
+const MAX_THREADS: StrategySetting = StrategySetting {
+    key: "max_threads",
+    needs: Threading,
+    limit: limits::MAX_THREADS,
+};
+const MAX_CHILDREN: StrategySetting = StrategySetting {
+    key: "max_children",
+    needs: Forking,
+    limit: limits::MAX_CHILDREN,
+};
+const WORKERS: StrategySetting = StrategySetting {
+    key: "workers",
+    needs: Pool,
+    limit: limits::POOL_WORKERS,
+};
+const QUEUE: StrategySetting = StrategySetting {
+    key: "queue",
+    needs: Pool,
+    limit: limits::POOL_QUEUE,
+};
+const LOOPS: StrategySetting = StrategySetting {
+    key: "loops",
+    needs: Reactor,
+    limit: limits::REACTOR_LOOPS,
+};
 
 /// The checks of one server, reporting into the file's [`Checker`].
 pub(super) struct ServerCheck<'c, 'a> {
@@ -87,8 +122,11 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         self.checker.report(span, self.raw.name.get_ref(), kind);
     }
 
-    /// The strategy's kind (threading when not given); `None` when unknown.
+    /// The strategy's kind (threading when not given); `None` when unknown or unreadable.
     fn strategy_kind(&mut self) -> Option<StrategyKind> {
+        if self.raw.unreadable("strategy") {
+            return None;
+        }
         let Some(written) = &self.raw.strategy else {
             return Some(StrategyKind::Threading);
         };
@@ -103,12 +141,11 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
     /// The strategy with its settings; each strategy's keys only under that strategy.
     fn strategy(&mut self, kind: Option<StrategyKind>) -> Strategy {
         let raw = self.raw;
-        let max_threads = self.only_under(raw.max_threads.as_ref(), "max_threads", Threading, kind);
-        let max_children =
-            self.only_under(raw.max_children.as_ref(), "max_children", Forking, kind);
-        let workers = self.only_under(raw.workers.as_ref(), "workers", Pool, kind);
-        let queue = self.only_under(raw.queue.as_ref(), "queue", Pool, kind);
-        let loops = self.only_under(raw.loops.as_ref(), "loops", Reactor, kind);
+        let max_threads = self.only_under(&raw.max_threads, &MAX_THREADS, kind);
+        let max_children = self.only_under(&raw.max_children, &MAX_CHILDREN, kind);
+        let workers = self.only_under(&raw.workers, &WORKERS, kind);
+        let queue = self.only_under(&raw.queue, &QUEUE, kind);
+        let loops = self.only_under(&raw.loops, &LOOPS, kind);
         match kind {
             Some(Threading) => Strategy::Threading { max_threads },
             Some(Forking) => Strategy::Forking {
@@ -148,16 +185,17 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         false
     }
 
-    /// A positive count that only means something under the `needs` strategy.
+    /// A count that only means something under its strategy.
     fn only_under(
         &mut self,
-        value: Option<&Spanned<i64>>,
-        key: &'static str,
-        needs: StrategyKind,
+        value: &Option<Spanned<i64>>,
+        setting: &StrategySetting,
         strategy: Option<StrategyKind>,
     ) -> Option<usize> {
-        let value = value?;
+        let value = value.as_ref()?;
+        let needs = setting.needs;
         if let Some(strategy) = strategy.filter(|strategy| *strategy != needs) {
+            let key = setting.key;
             let kind = ConfigErrorKind::WrongStrategy {
                 key,
                 needs,
@@ -166,52 +204,49 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             self.report(value.span(), kind);
             return None;
         }
-        self.size(Some(value), key)
+        self.count(Some(value), setting.key, setting.limit)
     }
 
-    /// `max_packet_size`: datagram servers only.
+    /// `max_packet_size`: datagram servers only, at most what their socket kind can carry.
     fn max_packet_size(&mut self) -> usize {
         let value = self.applicable(self.raw.max_packet_size.as_ref(), &DATAGRAM_ONLY);
-        let size = self.size(value.as_ref(), DATAGRAM_ONLY.key);
+        let limit = limits::max_packet_size(self.endpoint.as_ref());
+        let size = self.count(value.as_ref(), DATAGRAM_ONLY.key, limit);
         size.unwrap_or(DEFAULT_MAX_PACKET_SIZE)
     }
 
-    /// A size in bytes or a count: greater than zero.
-    pub fn size(&mut self, value: Option<&Spanned<i64>>, key: &'static str) -> Option<usize> {
-        let value = self.positive(value, key, i64::MAX)?;
-        usize::try_from(value).ok()
-    }
-
-    /// A value in `1..=max`.
-    pub fn positive(
+    /// A count or a size in bytes: from 1 to `limit.max`. A value out of range is reported as the
+    /// file writes it.
+    pub fn count(
         &mut self,
         value: Option<&Spanned<i64>>,
         key: &'static str,
-        max: i64,
-    ) -> Option<i64> {
+        limit: Limit,
+    ) -> Option<usize> {
         let value = value?;
-        let number = *value.get_ref();
-        if (1..=max).contains(&number) {
-            return Some(number);
+        let count = usize::try_from(*value.get_ref()).ok();
+        if let Some(count) = count.filter(|count| (1..=limit.max).contains(count)) {
+            return Some(count);
         }
-        let message = if number < 1 {
-            format!("must be greater than 0, got {number}")
-        } else {
-            format!("must be at most {max}, got {number}")
-        };
+        let message = limit.message(self.checker.written(value.span()));
         self.report(value.span(), ConfigErrorKind::BadValue { key, message });
         None
     }
 
-    /// A duration key (`timeout`, `drain_timeout`): a positive, finite number of seconds.
+    /// A duration key (`timeout`, `drain_timeout`): more than 0 and at most a day of seconds.
     fn seconds(&mut self, value: Option<&Spanned<Seconds>>, key: &'static str) -> Option<Duration> {
         let value = value?;
         let Seconds(seconds) = *value.get_ref();
         let duration = Some(seconds)
             .filter(|seconds| *seconds > 0.0)
-            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+            .filter(|duration| *duration <= TIMEOUT);
         if duration.is_none() {
-            let message = format!("must be a positive number of seconds, got {seconds}");
+            let message = format!(
+                "must be more than 0 and at most {} seconds (1 day), got {}",
+                TIMEOUT.as_secs(),
+                self.checker.written(value.span())
+            );
             let kind = ConfigErrorKind::BadValue { key, message };
             self.report(value.span(), kind);
         }
@@ -232,6 +267,10 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         };
         self.check_socket_kind(entry);
         self.check_strategy(entry, strategy);
+        if self.raw.unreadable("options") {
+            // Reported in phase 1; an empty table would make up errors of its own.
+            return None;
+        }
         self.build(entry)
     }
 

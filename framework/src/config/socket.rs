@@ -6,12 +6,11 @@
 use toml::Spanned;
 
 use super::error::ConfigErrorKind;
+use super::limits::{BUFFER_SIZE, REQUEST_QUEUE_SIZE};
 use super::raw::OctalMode;
 use super::server::ServerCheck;
+use crate::settings::limits::UNIX_MODE as MAX_UNIX_MODE;
 use crate::{Endpoint, SocketKind, SocketOptions};
-
-/// The highest permission bits a Unix socket file can have (setuid, setgid, sticky, rwx ×3).
-const MAX_UNIX_MODE: u32 = 0o7777;
 
 /// Which endpoints a key means something for.
 pub(super) struct Rule {
@@ -64,15 +63,18 @@ impl ServerCheck<'_, '_> {
             });
         let raw = &self.raw.socket;
         let queue = self.applicable(raw.request_queue_size.as_ref(), &STREAM_ONLY);
-        let queue = self.positive(queue.as_ref(), STREAM_ONLY.key, i32::MAX.into());
+        let queue = self.count(queue.as_ref(), STREAM_ONLY.key, REQUEST_QUEUE_SIZE);
+        let recv_buffer_size = raw.recv_buffer_size.as_ref();
+        let send_buffer_size = raw.send_buffer_size.as_ref();
         let nodelay = self.applicable(raw.nodelay.as_ref(), &NODELAY);
         let v6only = self.applicable(raw.v6only.as_ref(), &V6ONLY);
         SocketOptions {
             reuse_address: raw.reuse_address.unwrap_or(defaults.reuse_address),
             reuse_port: raw.reuse_port.unwrap_or(defaults.reuse_port),
             nodelay: nodelay.map(Spanned::into_inner),
-            recv_buffer_size: self.size(raw.recv_buffer_size.as_ref(), "socket.recv_buffer_size"),
-            send_buffer_size: self.size(raw.send_buffer_size.as_ref(), "socket.send_buffer_size"),
+            recv_buffer_size: self.count(recv_buffer_size, "socket.recv_buffer_size", BUFFER_SIZE),
+            send_buffer_size: self.count(send_buffer_size, "socket.send_buffer_size", BUFFER_SIZE),
+            // Within REQUEST_QUEUE_SIZE, so it fits.
             request_queue_size: queue.map_or(defaults.request_queue_size, |queue| queue as i32),
             v6only: v6only.map(Spanned::into_inner),
             unix_mode: self.unix_mode(),
@@ -100,34 +102,38 @@ impl ServerCheck<'_, '_> {
         Some(value.clone())
     }
 
-    /// `unix_mode`: an octal string (`"0660"`, `"660"` or `"0o660"`), Unix endpoints only.
+    /// `unix_mode`: an octal string (`"0660"`, `"660"` or `"0o660"`) of permission bits only,
+    /// Unix endpoints only.
     fn unix_mode(&mut self) -> Option<u32> {
         let value = self.applicable(self.raw.socket.unix_mode.as_ref(), &UNIX_MODE)?;
         let OctalMode(text) = value.get_ref();
-        let mode = parse_mode(text);
-        if mode.is_none() {
-            let message = format!(
-                "{text:?} is not an octal file mode such as \"0660\" (at most \"{MAX_UNIX_MODE:o}\")"
-            );
-            let kind = ConfigErrorKind::BadValue {
-                key: UNIX_MODE.key,
-                message,
-            };
-            self.report(value.span(), kind);
-        }
-        mode
+        let message = match parse_mode(text) {
+            Some(mode) if mode <= MAX_UNIX_MODE => return Some(mode),
+            Some(_) => format!(
+                "{text:?} has bits beyond the permission bits: write a mode from \"0000\" to \
+                 \"0{MAX_UNIX_MODE:o}\" (setuid, setgid and sticky mean nothing on a socket file)"
+            ),
+            None => format!(
+                "{text:?} is not an octal mode: write one from \"0000\" to \"0{MAX_UNIX_MODE:o}\", \
+                 such as \"0660\""
+            ),
+        };
+        let kind = ConfigErrorKind::BadValue {
+            key: UNIX_MODE.key,
+            message,
+        };
+        self.report(value.span(), kind);
+        None
     }
 }
 
-/// Octal permission bits, with or without a `0o` prefix.
+/// Octal digits, with or without a `0o` prefix; the range is checked apart, to say which is wrong.
 fn parse_mode(text: &str) -> Option<u32> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return None;
     }
-    u32::from_str_radix(digits, 8)
-        .ok()
-        .filter(|mode| *mode <= MAX_UNIX_MODE)
+    u32::from_str_radix(digits, 8).ok()
 }
 
 #[cfg(test)]
@@ -138,7 +144,11 @@ mod tests {
     fn modes_are_octal() {
         assert_eq!(parse_mode("0660"), Some(0o660));
         assert_eq!(parse_mode("660"), Some(0o660));
-        assert_eq!(parse_mode("0o1777"), Some(0o1777));
+        assert_eq!(
+            parse_mode("0o1777"),
+            Some(0o1777),
+            "parsed, refused by the range"
+        );
         for bad in [
             "",
             "0o",
@@ -146,7 +156,7 @@ mod tests {
             "0680",
             "+660",
             "-660",
-            "17777",
+            "777777777777",
             "rw-rw----",
         ] {
             assert_eq!(parse_mode(bad), None, "{bad:?}");

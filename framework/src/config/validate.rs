@@ -2,11 +2,10 @@
 //! them. Every check runs even after one has failed (a bad value is replaced by its default so the
 //! checks after it still see something), so a user fixes a config in one round, not one per problem.
 //!
-//! This file holds the checks across servers — every endpoint parses, names and endpoints are unique —
-//! and runs the checks of each server (`server.rs`, `socket.rs`).
+//! This file holds the checks across servers — every endpoint parses, names are unique — and runs
+//! the checks of where servers bind (`binds.rs`) and of each server (`server.rs`, `socket.rs`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 
@@ -14,7 +13,7 @@ use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{RawFile, RawServer};
 use super::server::ServerCheck;
 use super::ServerConfig;
-use crate::{Endpoint, Registry, SocketKind};
+use crate::{Endpoint, Registry};
 
 /// Runs the phase 2 checks over one file, collecting every problem.
 pub(super) struct Checker<'a> {
@@ -38,15 +37,9 @@ impl<'a> Checker<'a> {
 
     /// Every server, or every problem (in file order).
     pub fn check(mut self, raw: &RawFile) -> Result<Vec<ServerConfig>, Vec<ConfigError>> {
-        if raw.server.is_empty() {
-            let error = self
-                .source
-                .error(Some(0..0), None, ConfigErrorKind::NoServers);
-            self.errors.push(error);
-        }
         self.check_names(&raw.server);
         let endpoints: Vec<_> = raw.server.iter().map(|s| self.endpoint(s)).collect();
-        self.check_listens(&raw.server, &endpoints);
+        self.check_binds(&raw.server, &endpoints);
         let servers: Vec<_> = (raw.server.iter().zip(endpoints))
             .filter_map(|(server, endpoint)| ServerCheck::new(&mut self, server, endpoint).run())
             .collect();
@@ -62,6 +55,17 @@ impl<'a> Checker<'a> {
     pub(super) fn report(&mut self, span: Range<usize>, server: &str, kind: ConfigErrorKind) {
         let error = self.source.error(Some(span), Some(server), kind);
         self.errors.push(error);
+    }
+
+    /// The line `span` starts on.
+    pub(super) fn line(&self, span: Range<usize>) -> usize {
+        self.source.place(span).line
+    }
+
+    /// The text at `span` as the file has it, to quote a value back as the user wrote it (`0o600`,
+    /// `1_000_000`, a number too large for any integer type).
+    pub(super) fn written(&self, span: Range<usize>) -> &'a str {
+        self.source.text.get(span).unwrap_or_default()
     }
 
     /// Names are non-empty and unique.
@@ -87,26 +91,6 @@ impl<'a> Checker<'a> {
                 self.report(span, name, kind);
             } else {
                 first_lines.insert(name, line);
-            }
-        }
-    }
-
-    /// No two servers bind the same address or socket file.
-    fn check_listens(&mut self, servers: &[RawServer], endpoints: &[Option<Endpoint>]) {
-        let mut owners: HashMap<BindKey<'_>, &str> = HashMap::new();
-        for (raw, endpoint) in servers.iter().zip(endpoints) {
-            let Some(key) = endpoint.as_ref().and_then(BindKey::of) else {
-                continue;
-            };
-            let name = raw.name.get_ref();
-            if let Some(other) = owners.get(&key) {
-                let kind = ConfigErrorKind::DuplicateListen {
-                    endpoint: raw.listen.get_ref().clone(),
-                    other: other.to_string(),
-                };
-                self.report(raw.listen.span(), name, kind);
-            } else {
-                owners.insert(key, name);
             }
         }
     }
@@ -138,25 +122,5 @@ fn resolve(endpoint: Endpoint, base_dir: &Path) -> Endpoint {
             Endpoint::UnixDatagram(base_dir.join(path))
         }
         other => other,
-    }
-}
-
-/// What two servers must not share: an address for one socket kind, or a socket file (a Unix stream
-/// and a Unix datagram socket cannot share a path either).
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum BindKey<'e> {
-    Inet(SocketKind, SocketAddr),
-    File(&'e Path),
-}
-
-impl<'e> BindKey<'e> {
-    /// `None` for port 0, which the system replaces by a free port.
-    fn of(endpoint: &'e Endpoint) -> Option<Self> {
-        match (endpoint.inet(), endpoint.path()) {
-            (Some(addr), _) if addr.port() == 0 => None,
-            (Some(addr), _) => Some(BindKey::Inet(endpoint.kind(), addr)),
-            (None, Some(path)) => Some(BindKey::File(path)),
-            (None, None) => None,
-        }
     }
 }

@@ -42,10 +42,7 @@ pub unsafe fn load(path: &Path) -> Result<LoadedPlugin, PluginError> {
 /// As for [`load`]: the library is trusted code.
 unsafe fn entry_table(path: &Path) -> Result<*const PluginTable, PluginError> {
     // SAFETY: loading a library runs its initialisers; the caller vouches for them.
-    let library = unsafe { Library::new(path) }.map_err(|err| PluginError::NotALibrary {
-        path: path.into(),
-        message: err.to_string(),
-    })?;
+    let library = unsafe { Library::new(path) }.map_err(|err| not_a_library(path, &err))?;
     // Never unloaded: the tables, the functions and any thread-local destructors live in it.
     let library: &'static Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is the ABI's entry type; a library exporting the name with another
@@ -54,4 +51,18 @@ unsafe fn entry_table(path: &Path) -> Result<*const PluginTable, PluginError> {
         .map_err(|_| PluginError::MissingEntry { path: path.into() })?;
     // SAFETY: the entry takes no arguments and returns a pointer to a static table or null.
     Ok(unsafe { entry() })
+}
+
+/// The loader's own reason (`dlerror`'s text: "No such file or directory", "invalid ELF header"),
+/// which libloading keeps as the error's source while its `Display` says only "dlopen failed".
+/// dlerror starts with the path, which [`PluginError`]'s `Display` already names, so it is cut.
+fn not_a_library(path: &Path, error: &libloading::Error) -> PluginError {
+    let reason =
+        std::error::Error::source(error).map_or_else(|| error.to_string(), |e| e.to_string());
+    let named = format!("{}: ", path.display());
+    let message = reason.strip_prefix(&named).unwrap_or(&reason).to_string();
+    PluginError::NotALibrary {
+        path: path.into(),
+        message,
+    }
 }

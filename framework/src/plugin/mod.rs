@@ -100,7 +100,11 @@ impl PluginHandlerInfo {
 #[derive(Debug)]
 pub enum PluginError {
     /// The file could not be loaded as a shared library (missing, not a library, wrong architecture).
-    NotALibrary { path: PathBuf, message: String },
+    NotALibrary {
+        path: PathBuf,
+        /// The system loader's reason (`dlerror`), without the path it starts with.
+        message: String,
+    },
     /// The library has no `sockserv_plugin_entry` symbol: not a sockserv plugin.
     MissingEntry { path: PathBuf },
     /// The entry returned null or a table without the sockserv magic.

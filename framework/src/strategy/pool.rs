@@ -18,6 +18,7 @@ use sockserv_plugin::Address;
 use super::live::{Live, TaskId};
 use super::{Accepted, Dispatcher};
 use crate::limits::Ticket;
+use crate::peer_log::log_peer_event;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::RequestFailure;
@@ -31,6 +32,8 @@ enum Job {
 pub(crate) struct PoolDispatcher {
     /// The server's name, for log lines.
     server: String,
+    /// How many connections may wait for a worker.
+    queue_size: usize,
     queue: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     state: Arc<PoolState>,
@@ -53,21 +56,31 @@ impl PoolDispatcher {
             .collect();
         PoolDispatcher {
             server: name.to_string(),
+            queue_size: queue,
             queue: Some(sender),
             workers,
             state,
         }
     }
 
-    /// Queue `job`, or refuse it when the queue is full.
+    /// Queue `job`, or refuse it when the queue is full: a refusal like the limits' (logged at a
+    /// bounded rate with its reason), since a full queue is load, not a failure.
     fn submit(&self, shared: &Shared, peer: &Address, job: Job) {
         let Some(queue) = &self.queue else { return };
-        let refused = match queue.try_send(job) {
-            Ok(()) => return,
-            Err(TrySendError::Full(_)) => "every worker is busy and the queue is full",
-            Err(TrySendError::Disconnected(_)) => "the pool has no workers",
-        };
-        shared.report(peer, &RequestFailure::Dispatch(refused.into()));
+        match queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let server = &shared.name;
+                log_peer_event(format_args!(
+                    "{server}: refused {peer}: limit: queue (every worker busy, {} waiting)",
+                    self.queue_size
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                let failure = RequestFailure::Dispatch("the pool has no workers".into());
+                shared.report(peer, &failure);
+            }
+        }
     }
 }
 

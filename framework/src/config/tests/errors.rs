@@ -1,81 +1,8 @@
-//! Bad configs: one test per kind of problem, each checking the kind, the place and the server, and
-//! one config with several problems to show they are all reported, in file order.
+//! Bad configs, phase 2: one test per kind of problem, each checking the kind, the place and the
+//! server, and one config with several problems to show they are all reported, in file order.
+//! (Phase 1's problems — syntax, keys, types — are in `reading.rs`.)
 
 use super::*;
-
-// --- phase 1: the parser's errors -----------------------------------------------------------------
-
-#[test]
-fn syntax_errors_have_the_parsers_place() {
-    let text = "[[server]]\nname = \"s\nlisten = \"tcp://127.0.0.1:1\"\n";
-    let error = one_error(text);
-    assert!(
-        matches!(error.kind, ConfigErrorKind::Toml { .. }),
-        "{error:?}"
-    );
-    assert_eq!(line_col(&error).0, 2);
-    assert!(error.server.is_none());
-}
-
-#[test]
-fn unknown_keys_are_refused_where_they_are() {
-    let text = server("tcp://127.0.0.1:1", "echo", "max_thread = 4\n");
-    let error = one_error(&text);
-    assert!(
-        matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("max_thread"))
-    );
-    assert_eq!(line_col(&error), (5, 1));
-
-    let text = server(
-        "tcp://127.0.0.1:1",
-        "echo",
-        "[server.socket]\nno_delay = true\n",
-    );
-    let error = one_error(&text);
-    assert_eq!(line_col(&error), position(&text, "no_delay"));
-    assert!(matches!(
-        one_error("[[servers]]\n").kind,
-        ConfigErrorKind::Toml { .. }
-    ));
-}
-
-#[test]
-fn a_single_bracket_server_table_gets_a_hint() {
-    let error =
-        one_error("[server]\nname = \"s\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n");
-    assert!(
-        error
-            .to_string()
-            .ends_with("write [[server]], with double brackets, at the top of each server's table"),
-        "{error}"
-    );
-    assert_eq!(line_col(&error), (1, 1));
-}
-
-#[test]
-fn wrong_types_and_missing_keys_are_parse_errors() {
-    let text = server("tcp://127.0.0.1:1", "echo", "max_threads = \"many\"\n");
-    let error = one_error(&text);
-    assert!(matches!(error.kind, ConfigErrorKind::Toml { .. }));
-    assert_eq!(line_col(&error), position(&text, "\"many\""));
-
-    let text = server("tcp://127.0.0.1:1", "echo", "timeout = \"2s\"\n");
-    let error = one_error(&text);
-    assert!(error.to_string().contains("a number of seconds"), "{error}");
-
-    let text = server("unix:///x", "echo", "[server.socket]\nunix_mode = 0o660\n");
-    let error = one_error(&text);
-    assert!(
-        error
-            .to_string()
-            .contains("expected an octal mode in a string"),
-        "{error}"
-    );
-
-    let error = one_error("[[server]]\nname = \"s\"\nhandler = \"echo\"\n");
-    assert!(matches!(&error.kind, ConfigErrorKind::Toml { message } if message.contains("listen")));
-    assert!(error.place.is_some());
-}
 
 // --- phase 2: one kind per check ------------------------------------------------------------------
 
@@ -106,6 +33,16 @@ fn bad_endpoints_point_at_listen() {
     assert!(error
         .to_string()
         .starts_with("test.toml:3:10: server \"s\": listen: endpoint"));
+}
+
+#[test]
+fn a_port_beyond_65535_is_out_of_range() {
+    let error = one_error(&server("tcp://127.0.0.1:70000", "echo", ""));
+    assert_eq!(
+        error.to_string(),
+        "test.toml:3:10: server \"s\": listen: endpoint \"tcp://127.0.0.1:70000\": port 70000 is \
+         out of range (0 to 65535; 0 lets the system pick a free port)"
+    );
 }
 
 #[test]
@@ -343,71 +280,6 @@ fn keys_that_mean_nothing_for_the_endpoint_are_refused() {
     }
 }
 
-#[test]
-fn values_out_of_range_are_refused() {
-    let cases = [
-        (
-            "unix:///x",
-            "[server.socket]\nunix_mode = \"0999\"\n",
-            "socket.unix_mode",
-        ),
-        (
-            "unix:///x",
-            "[server.socket]\nunix_mode = \"rw\"\n",
-            "socket.unix_mode",
-        ),
-        ("tcp://127.0.0.1:1", "max_threads = 0\n", "max_threads"),
-        (
-            "udp://127.0.0.1:1",
-            "strategy = \"forking\"\nmax_children = -1\n",
-            "max_children",
-        ),
-        (
-            "udp://127.0.0.1:1",
-            "max_packet_size = 0\n",
-            "max_packet_size",
-        ),
-        ("tcp://127.0.0.1:1", "timeout = -2.5\n", "timeout"),
-        ("tcp://127.0.0.1:1", "timeout = 0\n", "timeout"),
-        ("tcp://127.0.0.1:1", "timeout = nan\n", "timeout"),
-        (
-            "tcp://127.0.0.1:1",
-            "[server.socket]\nrecv_buffer_size = 0\n",
-            "socket.recv_buffer_size",
-        ),
-        (
-            "tcp://127.0.0.1:1",
-            "[server.socket]\nsend_buffer_size = -8\n",
-            "socket.send_buffer_size",
-        ),
-        (
-            "tcp://127.0.0.1:1",
-            "[server.socket]\nrequest_queue_size = 0\n",
-            "socket.request_queue_size",
-        ),
-        (
-            "tcp://127.0.0.1:1",
-            "[server.socket]\nrequest_queue_size = 3000000000\n",
-            "socket.request_queue_size",
-        ),
-    ];
-    for (listen, extra, expected_key) in cases {
-        let text = server(listen, "echo", extra);
-        let error = one_error(&text);
-        assert!(
-            matches!(error.kind, ConfigErrorKind::BadValue { key, .. } if key == expected_key),
-            "{error:?}"
-        );
-        assert_eq!(line_col(&error), value_position(&text, extra), "{error}");
-    }
-    let error =
-        one_error("[[server]]\nname = \"\"\nlisten = \"tcp://127.0.0.1:1\"\nhandler = \"echo\"\n");
-    assert!(matches!(
-        error.kind,
-        ConfigErrorKind::BadValue { key: "name", .. }
-    ));
-}
-
 // --- every problem at once ------------------------------------------------------------------------
 
 #[test]
@@ -457,4 +329,36 @@ colour = "blue"
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("test.toml:7:16: server \"first\": max_children applies only"));
     assert!(lines[1].starts_with("test.toml:11:10: server \"second\": listen: endpoint"));
+}
+
+// --- plugins ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_plugin_that_fails_to_load_carries_the_loaders_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough to have a header to read: a shorter file is "file too short".
+    let fake = "not an ELF file, only text\n".repeat(20);
+    std::fs::write(dir.path().join("fake.so"), fake).unwrap();
+    let text = format!(
+        "[[plugin]]\npath = \"missing.so\"\n[[plugin]]\npath = \"fake.so\"\n{}",
+        server("tcp://127.0.0.1:1", "echo", "")
+    );
+    let errors = load_str(&text, "test.toml", dir.path(), &mut registry())
+        .expect_err("refused")
+        .0;
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let folder = dir.path().display();
+    assert_eq!(
+        shown,
+        [
+            format!(
+                "test.toml:2:8: plugin {folder}/missing.so: cannot load as a shared library: \
+                 cannot open shared object file: No such file or directory"
+            ),
+            format!(
+                "test.toml:4:8: plugin {folder}/fake.so: cannot load as a shared library: \
+                 invalid ELF header"
+            ),
+        ]
+    );
 }
