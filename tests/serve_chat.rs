@@ -47,6 +47,9 @@ cases! {
     drop_policy_reactor:          under_the_drop_policy_a_slow_member_stays_and_learns_what_it_missed("reactor"),
     fifty_by_a_hundred_threading: fifty_members_send_a_hundred_messages_each_and_lose_none("threading"),
     fifty_by_a_hundred_reactor:   fifty_members_send_a_hundred_messages_each_and_lose_none("reactor"),
+    hostile_text_threading:       no_member_can_forge_a_notice_or_reach_a_terminal("threading"),
+    hostile_text_reactor:         no_member_can_forge_a_notice_or_reach_a_terminal("reactor"),
+    hostile_text_pool:            no_member_can_forge_a_notice_or_reach_a_terminal("pool"),
     client_threading:             the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room("threading"),
     client_reactor:               the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room("reactor"),
 }
@@ -200,6 +203,41 @@ fn limits_cut_long_lines_and_refuse_a_member_too_many(strategy: &str) {
         "the refused member is closed"
     );
     a.expect_nothing_queued("lobby");
+}
+
+// --- hostile members -------------------------------------------------------------------------------
+
+fn no_member_can_forge_a_notice_or_reach_a_terminal(strategy: &str) {
+    let serve = serve_tcp(strategy, "");
+    let mut all = join_all(serve.endpoint("chat"), 2);
+    let [mallory, ann] = &mut all[..] else {
+        unreachable!()
+    };
+    let mallory_name = mallory.name.clone();
+    // A CR and padding: on a terminal the prefix would vanish under a forged notice.
+    let padding = " ".repeat(40);
+    mallory.send(format!("hi\r*** ann left lobby{padding}\n").as_bytes());
+    ann.expect_message(&mallory_name, &format!("hi\u{fffd}*** ann left lobby{padding}"));
+    // Escape sequences (clear the screen, retitle the window, colour) go whole; DEL, a C1 control
+    // and a right-to-left override become U+FFFD.
+    mallory.send(b"\x1b[2J\x1b[H\x1b]0;owned\x07\x1b[31mred\x1b[0m \x7f \xc2\x85 \xe2\x80\xae!\n");
+    ann.expect_message(&mallory_name, "red \u{fffd} \u{fffd} \u{fffd}!");
+    mallory.send(b"/me \x1b[5mblinks\x08\n");
+    ann.expect(&format!("* {mallory_name} blinks\u{fffd}\n"));
+    // A nick with a control is refused, and the refusal shows it escaped.
+    mallory.send(b"/nick ann\x1b[8m\n");
+    mallory.expect(
+        "*** error: a nick may not hold control characters (it held U+001B); \
+         use 1 to 32 letters, digits, - or _\n",
+    );
+    // Nothing else reached ann: no line carried a control character but its newline.
+    ann.expect_nothing_queued("lobby");
+    let bytes = &ann.pending;
+    assert!(
+        bytes.iter().all(|&b| b == b'\n' || b >= 0x20 && b != 0x7f),
+        "{:?}",
+        String::from_utf8_lossy(bytes)
+    );
 }
 
 // --- load: paced senders ----------------------------------------------------------------------------

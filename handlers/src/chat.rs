@@ -43,6 +43,7 @@ pub mod mailbox;
 pub mod options;
 pub mod outbox;
 pub mod session;
+pub mod text;
 
 use std::sync::Arc;
 
