@@ -50,6 +50,8 @@ cases! {
     hostile_text_threading:       no_member_can_forge_a_notice_or_reach_a_terminal("threading"),
     hostile_text_reactor:         no_member_can_forge_a_notice_or_reach_a_terminal("reactor"),
     hostile_text_pool:            no_member_can_forge_a_notice_or_reach_a_terminal("pool"),
+    look_alikes_threading:        a_nick_that_passes_for_one_in_use_is_refused("threading"),
+    look_alikes_reactor:          a_nick_that_passes_for_one_in_use_is_refused("reactor"),
     client_threading:             the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room("threading"),
     client_reactor:               the_chat_client_takes_a_nick_sends_its_lines_and_prints_the_room("reactor"),
 }
@@ -238,6 +240,33 @@ fn no_member_can_forge_a_notice_or_reach_a_terminal(strategy: &str) {
         "{:?}",
         String::from_utf8_lossy(bytes)
     );
+}
+
+fn a_nick_that_passes_for_one_in_use_is_refused(strategy: &str) {
+    let serve = serve_tcp(strategy, "");
+    let mut all = join_all(serve.endpoint("chat"), 2);
+    let [ann, mallory] = &mut all[..] else {
+        unreachable!()
+    };
+    ann.send(b"/nick ann\n");
+    ann.expect("*** you are now ann\n");
+    mallory.expect(&format!("*** {} is now ann\n", ann.name));
+    // Fullwidth a (U+FF41), Cyrillic a (U+0430), capitals: each would pass for ann.
+    for look_alike in ["\u{ff41}nn", "\u{430}nn", "ANN", "\u{ff21}nn"] {
+        mallory.send(format!("/nick {look_alike}\n").as_bytes());
+        mallory.expect(&format!(
+            "*** error: nick \"{look_alike}\" is taken: it looks like \"ann\", which is in use\n"
+        ));
+    }
+    mallory.send(b"/nick anna\n");
+    mallory.expect("*** you are now anna\n");
+    ann.expect(&format!("*** {} is now anna\n", mallory.name));
+    ann.send(b"/quit\n");
+    ann.expect("*** bye\n");
+    mallory.expect("*** ann left lobby\n");
+    // Once ann has left, its look-alike is free.
+    mallory.send("/nick \u{430}nn\n".as_bytes());
+    mallory.expect("*** you are now \u{430}nn\n");
 }
 
 // --- load: paced senders ----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ pub mod handler;
 pub mod hub;
 pub mod lines;
 pub mod mailbox;
+pub mod nicks;
 pub mod options;
 pub mod outbox;
 pub mod session;

@@ -15,6 +15,7 @@ use sockserv_plugin::Address;
 use super::command::{self, Command, HELP};
 use super::format::{self, Bytes};
 use super::lines::{Line, LineAssembler};
+use super::nicks;
 use super::options::ChatOptions;
 
 /// Names a member; the caller picks it (a connection counter, an event loop's token) and never
@@ -75,7 +76,8 @@ pub struct Chat {
     members: HashMap<MemberId, Member>,
     /// Each room's members in the order they joined; a room exists while it has members.
     rooms: BTreeMap<String, Vec<MemberId>>,
-    /// Nicks in use, lowercased, so that `Bob` and `bob` cannot both be taken.
+    /// Nicks in use by their [`nicks::key`], so that `Bob`, `bob`, `ｂob` and `bоb` (Cyrillic o)
+    /// cannot all be taken.
     nicks: HashMap<String, MemberId>,
 }
 
@@ -274,10 +276,10 @@ impl Chat {
         if let Err(why) = command::check_name("nick", nick) {
             return out.reply(id, format::error(why));
         }
-        let key = nick.to_lowercase();
+        let key = nicks::key(nick);
         if let Some(&owner) = self.nicks.get(&key) {
             if owner != id {
-                return out.reply(id, format::error(format_args!("nick {nick:?} is taken")));
+                return out.reply(id, format::error(self.taken(nick, owner)));
             }
             if self.name(id) == nick {
                 return out.reply(id, format::error(format_args!("you are already {nick}")));
@@ -286,7 +288,7 @@ impl Chat {
         let old_name = self.name(id).to_string();
         let member = self.members.get_mut(&id).expect("a member");
         if let Some(old) = member.nick.replace(nick.to_string()) {
-            self.nicks.remove(&old.to_lowercase());
+            self.nicks.remove(&nicks::key(&old));
         }
         let room = member.room.clone();
         self.nicks.insert(key, id);
@@ -296,6 +298,14 @@ impl Chat {
             others,
             format::notice(format_args!("{old_name} is now {nick}")),
         );
+    }
+
+    /// Why `nick` cannot be had: `owner` has it, or one that passes for it.
+    fn taken(&self, nick: &str, owner: MemberId) -> String {
+        match self.name(owner) {
+            held if held == nick => format!("nick {nick:?} is taken"),
+            held => format!("nick {nick:?} is taken: it looks like {held:?}, which is in use"),
+        }
     }
 
     fn join(&mut self, id: MemberId, room: &str, out: &mut Out) {
@@ -373,7 +383,7 @@ impl Chat {
         }
         let member = self.members.remove(&id).expect("a member");
         if let Some(nick) = member.nick {
-            self.nicks.remove(&nick.to_lowercase());
+            self.nicks.remove(&nicks::key(&nick));
         }
         out.0.push(Delivery::Close {
             member: id,

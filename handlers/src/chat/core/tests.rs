@@ -117,7 +117,10 @@ fn nicks_replace_the_address_and_are_unique() {
     assert_eq!(inbox(&out, A), ["*** you are now Alice\n"]);
     assert_eq!(inbox(&out, B), ["*** 127.0.0.1:5001 is now Alice\n"]);
     let out = say(&mut chat, B, "/nick alice\n");
-    assert_eq!(inbox(&out, B), ["*** error: nick \"alice\" is taken\n"]);
+    assert_eq!(
+        inbox(&out, B),
+        ["*** error: nick \"alice\" is taken: it looks like \"Alice\", which is in use\n"]
+    );
     let out = say(&mut chat, A, "/nick Alice\n/nick alice\nhey\n");
     assert_eq!(
         inbox(&out, A),
@@ -314,6 +317,22 @@ fn options_set_the_room_and_the_prefix() {
     let out = say(&mut chat, A, "/nick ann\nhi\n/who\n");
     assert_eq!(inbox(&out, B)[1], "<ann> hi\n");
     assert_eq!(inbox(&out, A)[1], "*** in hall: ann, 127.0.0.1:5002\n");
+}
+
+#[test]
+fn a_nick_that_passes_for_one_in_use_is_refused() {
+    let mut chat = chat_of("", &[A, B]);
+    say(&mut chat, A, "/nick ann\n");
+    for (look_alike, what) in [("\u{ff41}nn", "fullwidth a"), ("\u{430}nn", "Cyrillic a"), ("ANN", "capitals")] {
+        let out = say(&mut chat, B, &format!("/nick {look_alike}\n"));
+        assert_eq!(
+            inbox(&out, B),
+            [format!("*** error: nick \"{look_alike}\" is taken: it looks like \"ann\", which is in use\n")],
+            "{what}"
+        );
+    }
+    let out = say(&mut chat, B, "/nick anne\n");
+    assert_eq!(inbox(&out, B), ["*** you are now anne\n"]);
 }
 
 #[test]
