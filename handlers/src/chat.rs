@@ -43,6 +43,8 @@ pub mod mailbox;
 pub mod nicks;
 pub mod options;
 pub mod outbox;
+pub mod pacer;
+pub mod rate;
 pub mod session;
 pub mod text;
 

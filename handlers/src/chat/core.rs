@@ -42,6 +42,17 @@ pub enum Delivery {
     },
 }
 
+/// What one read did: the deliveries, and how much of the read the chat took.
+#[must_use = "carry out every Delivery, in order, and keep the bytes not taken for later"]
+#[derive(Debug, Default)]
+pub struct Input {
+    pub deliveries: Vec<Delivery>,
+    /// Bytes of the read taken; the rest waits for the member to have messages to spend.
+    pub taken: usize,
+    /// Messages the read made (each costs the member one of its rate's tokens).
+    pub messages: usize,
+}
+
 /// One connected member.
 #[derive(Debug)]
 struct Member {
@@ -65,8 +76,10 @@ enum Leaving {
     Quit,
     /// Its connection ended.
     Closed,
-    /// Its outbox overflowed.
+    /// Its queue stayed full without progress (see the outbox).
     TooSlow,
+    /// It kept sending faster than its rate for longer than the server could hold its input.
+    Flooding,
 }
 
 /// Every member and room of one chat server.
@@ -178,12 +191,29 @@ impl Chat {
         bytes: &[u8],
         now: &DateTime<FixedOffset>,
     ) -> Vec<Delivery> {
+        self.input_up_to(id, bytes, usize::MAX, now).deliveries
+    }
+
+    /// The bytes of one read, up to the end of its `max`-th message (see
+    /// [`LineAssembler::push_up_to`]): a member out of its rate's tokens sends no more for now.
+    pub fn input_up_to(
+        &mut self,
+        id: MemberId,
+        bytes: &[u8],
+        max: usize,
+        now: &DateTime<FixedOffset>,
+    ) -> Input {
         let mut lines = Vec::new();
-        match self.members.get_mut(&id) {
-            Some(member) => member.lines.push(bytes, |line| lines.push(line)),
-            None => return Vec::new(),
+        let taken = match self.members.get_mut(&id) {
+            Some(member) => member.lines.push_up_to(bytes, max, |line| lines.push(line)),
+            None => return Input::default(),
+        };
+        let messages = lines.len();
+        Input {
+            deliveries: self.handle_lines(id, lines, now),
+            taken,
+            messages,
         }
-        self.handle_lines(id, lines, now)
     }
 
     /// The member's connection ended (or failed): a partial line it left is its last message, then
@@ -205,6 +235,24 @@ impl Chat {
     pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut out = Out::default();
         self.leave(id, Leaving::TooSlow, &mut out);
+        out.0
+    }
+
+    /// The member kept sending faster than its rate for longer than its input could be held: it is
+    /// told why, then closed, and its room told too.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
+    pub fn flood(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
+        let mut out = Out::default();
+        if self.is_member(id) {
+            let rate = self.options.rate;
+            out.reply(
+                id,
+                format::error(format_args!(
+                    "you kept sending faster than {rate} messages a second; disconnected"
+                )),
+            );
+        }
+        self.leave(id, Leaving::Flooding, &mut out);
         out.0
     }
 
@@ -369,12 +417,17 @@ impl Chat {
         if !self.is_member(id) {
             return;
         }
-        match why {
-            Leaving::Quit | Leaving::Closed => self.exit_room(id, out),
-            Leaving::TooSlow => {
+        let reason = match why {
+            Leaving::Quit | Leaving::Closed => None,
+            Leaving::TooSlow => Some("too slow to keep up"),
+            Leaving::Flooding => Some("sending faster than the chat allows"),
+        };
+        match reason {
+            None => self.exit_room(id, out),
+            Some(reason) => {
                 let room = self.members[&id].room.clone();
                 let notice = format::notice(format_args!(
-                    "{} was disconnected: too slow to keep up",
+                    "{} was disconnected: {reason}",
                     self.name(id)
                 ));
                 self.remove_from_room(id, &room);
