@@ -224,3 +224,71 @@ fn a_full_chat_refuses_the_session_and_closes() {
     assert!(b.output.closing);
     assert!(b.read_all().starts_with("*** error: the chat is full"));
 }
+
+/// Runs `member`'s wakes until `done` holds; the pacer's thread wakes it in real time (bounded).
+fn wake_until(member: &mut Member, mut done: impl FnMut(&mut Member) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(member) {
+        assert!(std::time::Instant::now() < deadline, "never woken");
+        std::thread::yield_now();
+        member.wake();
+    }
+}
+
+#[test]
+fn input_over_the_rate_is_held_and_handed_over_as_tokens_come_back() {
+    let hub = hub("rate = 200\nburst = 2\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.send(b"1\n2\n3\n4\n");
+    b.wake();
+    assert_eq!(b.read_all(), "1\n2\n", "the burst goes at once");
+    let mut got = String::new();
+    wake_until(&mut a, |a| {
+        b.wake();
+        got.push_str(&b.read_all());
+        let _ = a;
+        got == "3\n4\n"
+    });
+}
+
+#[test]
+fn end_of_input_waits_for_the_held_input_then_leaves() {
+    let hub = hub("rate = 200\nburst = 1\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.send(b"x\ny");
+    a.output.event(|ctx| a.session.on_eof(ctx));
+    assert_eq!(hub.members(), 2, "y is still held");
+    wake_until(&mut a, |_| hub.members() == 1);
+    b.wake();
+    assert_eq!(b.read_all(), "x\ny\n*** 127.0.0.1:1 left lobby\n");
+}
+
+#[test]
+fn a_member_that_outruns_what_can_be_held_is_disconnected_as_flooding() {
+    let hub = hub("rate = 0.01\nburst = 1\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.read_all();
+    let page = b"line\n".repeat(MAX_HELD / 5 + 2); // one line goes, the rest is over MAX_HELD
+    a.send(&page);
+    assert!(!a.output.closing);
+    a.send(b"more\n");
+    assert!(a.output.closing);
+    assert_eq!(
+        a.read_all(),
+        "*** error: you kept sending faster than 0.01 messages a second; disconnected\n"
+    );
+    b.wake();
+    assert_eq!(
+        b.read_all(),
+        "line\n*** 127.0.0.1:1 was disconnected: sending faster than the chat allows\n"
+    );
+}
