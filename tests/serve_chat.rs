@@ -232,7 +232,10 @@ fn no_member_can_forge_a_notice_or_reach_a_terminal(strategy: &str) {
     // A CR and padding: on a terminal the prefix would vanish under a forged notice.
     let padding = " ".repeat(40);
     mallory.send(format!("hi\r*** ann left lobby{padding}\n").as_bytes());
-    ann.expect_message(&mallory_name, &format!("hi\u{fffd}*** ann left lobby{padding}"));
+    ann.expect_message(
+        &mallory_name,
+        &format!("hi\u{fffd}*** ann left lobby{padding}"),
+    );
     // Escape sequences (clear the screen, retitle the window, colour) go whole; DEL, a C1 control
     // and a right-to-left override become U+FFFD.
     mallory.send(b"\x1b[2J\x1b[H\x1b]0;owned\x07\x1b[31mred\x1b[0m \x7f \xc2\x85 \xe2\x80\xae!\n");
@@ -288,7 +291,11 @@ fn a_nick_that_passes_for_one_in_use_is_refused(strategy: &str) {
 /// `drop` policy nobody misses a line. Each strategy, each policy.
 fn a_burst_of_300_lines_is_paced_and_every_reader_gets_all((strategy, overflow): (&str, &str)) {
     const LINES: usize = 300;
-    let extra = if strategy == "pool" { "workers = 8\n" } else { "" };
+    let extra = if strategy == "pool" {
+        "workers = 8\n"
+    } else {
+        ""
+    };
     let serve = ServeProcess::start(&config(&[(
         "chat",
         "tcp://127.0.0.1:0",
@@ -308,9 +315,14 @@ fn a_burst_of_300_lines_is_paced_and_every_reader_gets_all((strategy, overflow):
                 while got.len() < LINES {
                     got.push(reader.line());
                 }
-                let expected: Vec<String> =
-                    (0..LINES).map(|n| format!("<{from}> {}\n", letter(n))).collect();
-                assert_eq!(got, expected, "{}: lost, reordered or extra lines", reader.name);
+                let expected: Vec<String> = (0..LINES)
+                    .map(|n| format!("<{from}> {}\n", letter(n)))
+                    .collect();
+                assert_eq!(
+                    got, expected,
+                    "{}: lost, reordered or extra lines",
+                    reader.name
+                );
                 (reader, Instant::now())
             })
         })
@@ -326,7 +338,10 @@ fn a_burst_of_300_lines_is_paced_and_every_reader_gets_all((strategy, overflow):
         // The sender was slowed at its own connection: the last line cannot be relayed before the
         // rate lets it through, (300 - 32) / 100 s after the burst was sent.
         let took = done - sent;
-        assert!(took >= Duration::from_millis(2680), "{strategy}: relayed in {took:?}");
+        assert!(
+            took >= Duration::from_millis(2680),
+            "{strategy}: relayed in {took:?}"
+        );
         println!("{strategy}, {overflow}: 300 lines relayed to a reader in {took:?}");
     }
     // Nothing else came: no missed-messages notice, nobody dropped.
@@ -363,7 +378,9 @@ fn a_stuck_member_is_dropped_only_after_slow_after(strategy: &str) {
     let stuck_name = stuck.name.clone();
     // The stuck member's socket is made small too, so its queue fills after a few kilobytes.
     if let common::Client::Tcp(stream) = &stuck.client {
-        socket2::SockRef::from(stream).set_recv_buffer_size(4096).unwrap();
+        socket2::SockRef::from(stream)
+            .set_recv_buffer_size(4096)
+            .unwrap();
     }
     let padding = "x".repeat(1000);
     let started = Instant::now();
@@ -381,7 +398,9 @@ fn a_stuck_member_is_dropped_only_after_slow_after(strategy: &str) {
         thread::sleep(Duration::from_millis(20)); // a steady talker, not a flood
     };
     assert!(when >= SLOW_AFTER, "dropped after {when:?}");
-    println!("{strategy}: the stuck member was dropped {when:?} into the talk, after {seq} messages");
+    println!(
+        "{strategy}: the stuck member was dropped {when:?} into the talk, after {seq} messages"
+    );
 }
 
 /// A member whose connection is reset (SO_LINGER 0) while messages wait for it leaves like any
@@ -405,7 +424,9 @@ fn a_member_that_resets_is_announced_as_leaving(strategy: &str) {
     let common::Client::Tcp(stream) = &gone.client else {
         unreachable!()
     };
-    socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     all.remove(0); // closes it: a reset, with unread input on both sides
     let [talker, reader] = &mut all[..] else {
         unreachable!()
@@ -491,7 +512,10 @@ fn count_later_joiners(
 ) -> (Member, usize) {
     let mut member = Member::join(endpoint);
     let (names, greeted) = targets;
-    names.lock().unwrap().insert(member.name.clone(), usize::MAX);
+    names
+        .lock()
+        .unwrap()
+        .insert(member.name.clone(), usize::MAX);
     greeted.notify_all();
     // Short reads, so that a member that has read everything sees its target when it comes.
     let common::Client::Tcp(stream) = &member.client else {
@@ -507,7 +531,11 @@ fn count_later_joiners(
         if counted == target {
             return (member, missed);
         }
-        assert!(counted < target, "{}: {counted} joins of {target}", member.name);
+        assert!(
+            counted < target,
+            "{}: {counted} joins of {target}",
+            member.name
+        );
         let line = match member.try_line() {
             Ok(line) => line,
             Err(err) if err.starts_with("recv:") && Instant::now() < deadline => continue,

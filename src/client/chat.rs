@@ -296,10 +296,18 @@ mod tests {
         server
             .write_all(b"*** welcome\nhi\r*** bob left lobby\n\x1b]0;owned\x07\x1b[2Jclear\n\x1b[3")
             .unwrap();
-        server.write_all(b"1mred, cut in two\nno newline\x07").unwrap();
+        server
+            .write_all(b"1mred, cut in two\nno newline\x07")
+            .unwrap();
         drop(server);
         let output = Shared::default();
-        converse(ChatStream::Unix(client), None, Cursor::new(Vec::new()), output.clone()).unwrap();
+        converse(
+            ChatStream::Unix(client),
+            None,
+            Cursor::new(Vec::new()),
+            output.clone(),
+        )
+        .unwrap();
         let printed = String::from_utf8(output.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             printed,

@@ -155,7 +155,10 @@ mod tests {
         }
         for hostile in ["a\x1b[31m", "a\rb", "\u{202e}nna", "a\u{85}"] {
             let err = check_name("nick", hostile).unwrap_err();
-            assert!(err.starts_with("a nick may not hold control characters (it held U+"), "{err}");
+            assert!(
+                err.starts_with("a nick may not hold control characters (it held U+"),
+                "{err}"
+            );
         }
         let err = check_name("room", "a b").unwrap_err();
         assert_eq!(

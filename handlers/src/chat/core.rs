@@ -426,10 +426,8 @@ impl Chat {
             None => self.exit_room(id, out),
             Some(reason) => {
                 let room = self.members[&id].room.clone();
-                let notice = format::notice(format_args!(
-                    "{} was disconnected: {reason}",
-                    self.name(id)
-                ));
+                let notice =
+                    format::notice(format_args!("{} was disconnected: {reason}", self.name(id)));
                 self.remove_from_room(id, &room);
                 out.send(self.others(&room, id), notice);
             }

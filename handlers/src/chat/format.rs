@@ -144,6 +144,9 @@ mod tests {
             "0102 03:04:05 From ann. msg=hi\u{fffd}*** bob left\u{fffd}\n".as_bytes()
         );
         assert_eq!(&*action("ann", "\x1b]0;t\x07waves"), b"* ann waves\n");
-        assert_eq!(&*error("bad \u{202e}x"), "*** error: bad \u{fffd}x\n".as_bytes());
+        assert_eq!(
+            &*error("bad \u{202e}x"),
+            "*** error: bad \u{fffd}x\n".as_bytes()
+        );
     }
 }

@@ -321,7 +321,14 @@ mod tests {
         let (listener, inbox) = hub.join(&peer(1));
         let (talker, _) = hub.join(&peer(2));
         let read = hub.input(talker, b"one\ntwo\nthree\n", 2);
-        assert_eq!(read, Read { still_member: true, taken: 8, messages: 2 });
+        assert_eq!(
+            read,
+            Read {
+                still_member: true,
+                taken: 8,
+                messages: 2
+            }
+        );
         let _ = listener;
         assert!(queued(&inbox).ends_with("one\ntwo\n"));
     }

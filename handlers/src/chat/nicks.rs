@@ -41,11 +41,11 @@ mod tests {
         for other in [
             "Ann",
             "ANN",
-            "\u{ff41}nn",       // fullwidth a
+            "\u{ff41}nn",               // fullwidth a
             "\u{ff21}\u{ff2e}\u{ff2e}", // fullwidth ANN
-            "\u{430}nn",        // Cyrillic a
-            "\u{251}nn",        // Latin alpha
-            "a\u{200b}nn",      // a zero-width space, a default ignorable
+            "\u{430}nn",                // Cyrillic a
+            "\u{251}nn",                // Latin alpha
+            "a\u{200b}nn",              // a zero-width space, a default ignorable
         ] {
             assert_eq!(key(other), ann, "{other:?}");
         }
@@ -57,7 +57,12 @@ mod tests {
 
     #[test]
     fn different_names_keep_different_keys() {
-        for (a, b) in [("ann", "anne"), ("bob", "rob"), ("émile", "emile"), ("ann", "ana")] {
+        for (a, b) in [
+            ("ann", "anne"),
+            ("bob", "rob"),
+            ("émile", "emile"),
+            ("ann", "ana"),
+        ] {
             assert_ne!(key(a), key(b), "{a:?} {b:?}");
         }
     }

@@ -284,8 +284,7 @@ mod tests {
 
     #[test]
     fn pace_options_take_whole_numbers_and_fractions() {
-        let options =
-            parse("queue_bytes = 1000\nslow_after = 0.5\nrate = 2\nburst = 3").unwrap();
+        let options = parse("queue_bytes = 1000\nslow_after = 0.5\nrate = 2\nburst = 3").unwrap();
         assert_eq!(options.queue_bytes, 1000);
         assert_eq!(options.slow_after, Duration::from_millis(500));
         assert_eq!((options.rate, options.burst), (2.0, 3));
@@ -295,24 +294,39 @@ mod tests {
 
     #[test]
     fn pace_options_out_of_range_are_refused_by_key() {
-        let errors = parse(
-            "queue_bytes = 0\nslow_after = -1\nrate = 0\nburst = 'many'",
-        )
-        .unwrap_err()
-        .0;
+        let errors = parse("queue_bytes = 0\nslow_after = -1\nrate = 0\nburst = 'many'")
+            .unwrap_err()
+            .0;
         let expected = [
-            ("queue_bytes", "option \"queue_bytes\" must be from 1 to 1073741824, got 0"),
-            ("slow_after", "option \"slow_after\" must be from 0 to 3600 seconds, got -1"),
-            ("rate", "option \"rate\" must be from 0.01 to 1000000 messages a second, got 0"),
-            ("burst", "option \"burst\" must be a whole number, not string"),
+            (
+                "queue_bytes",
+                "option \"queue_bytes\" must be from 1 to 1073741824, got 0",
+            ),
+            (
+                "slow_after",
+                "option \"slow_after\" must be from 0 to 3600 seconds, got -1",
+            ),
+            (
+                "rate",
+                "option \"rate\" must be from 0.01 to 1000000 messages a second, got 0",
+            ),
+            (
+                "burst",
+                "option \"burst\" must be a whole number, not string",
+            ),
         ];
         assert_eq!(errors.len(), expected.len(), "{errors:?}");
         for (key, part) in expected {
-            let error = errors.iter().find(|error| error.key() == Some(key)).unwrap();
+            let error = errors
+                .iter()
+                .find(|error| error.key() == Some(key))
+                .unwrap();
             assert!(error.message.starts_with(part), "{part:?}: {error:?}");
         }
         let errors = parse("slow_after = 'soon'\nrate = inf").unwrap_err().0;
-        assert!(errors[0].message.contains("must be a number of seconds, not string"));
+        assert!(errors[0]
+            .message
+            .contains("must be a number of seconds, not string"));
         assert!(errors[1].message.contains("got inf"), "{errors:?}");
     }
 

@@ -222,7 +222,11 @@ impl Outbox {
             return;
         }
         self.written = (self.written + n as u64).min(self.taken);
-        while self.taken_ends.front().is_some_and(|&end| end <= self.written) {
+        while self
+            .taken_ends
+            .front()
+            .is_some_and(|&end| end <= self.written)
+        {
             self.taken_ends.pop_front();
         }
         self.full_since = None;
@@ -286,7 +290,8 @@ impl Outbox {
     /// Whether a message of `len` bytes fits beside what waits (what is taken aside).
     fn fits_waiting(&self, len: usize) -> bool {
         let count = self.waiting.len();
-        count == 0 || (count < self.limits.messages && self.waiting_bytes + len <= self.limits.bytes)
+        count == 0
+            || (count < self.limits.messages && self.waiting_bytes + len <= self.limits.bytes)
     }
 
     fn wait(&mut self, line: Bytes) {
@@ -335,7 +340,10 @@ mod tests {
     }
 
     fn push_all(outbox: &mut Outbox, texts: &[&str], now: Instant) -> Vec<Pushed> {
-        texts.iter().map(|text| outbox.push(&line(text), now)).collect()
+        texts
+            .iter()
+            .map(|text| outbox.push(&line(text), now))
+            .collect()
     }
 
     #[test]
@@ -343,7 +351,10 @@ mod tests {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(2, 1000, 0), Overflow::Disconnect);
         let (queued, overflow) = (Pushed::Queued, Pushed::Overflow);
-        assert_eq!(push_all(&mut outbox, &["a", "b", "c"], now), [queued, queued, overflow]);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b", "c"], now),
+            [queued, queued, overflow]
+        );
         assert_eq!(outbox.len(), 2);
         assert_eq!(drain(&mut outbox), ["a\n", "b\n"]);
         assert!(outbox.is_empty());
@@ -357,10 +368,16 @@ mod tests {
         assert_eq!(outbox.push(&line("x"), now), Pushed::Dropped);
         assert_eq!(
             drain(&mut outbox),
-            ["0123456789abc\n", "*** you missed 1 message: your connection did not keep up\n"]
+            [
+                "0123456789abc\n",
+                "*** you missed 1 message: your connection did not keep up\n"
+            ]
         );
         let (queued, dropped) = (Pushed::Queued, Pushed::Dropped);
-        assert_eq!(push_all(&mut outbox, &["1234", "5678", "9"], now), [queued, queued, dropped]);
+        assert_eq!(
+            push_all(&mut outbox, &["1234", "5678", "9"], now),
+            [queued, queued, dropped]
+        );
         assert_eq!(outbox.bytes(), 10);
     }
 
@@ -380,7 +397,10 @@ mod tests {
         outbox.unwritten(0);
         assert_eq!(
             drain(&mut outbox),
-            ["*** you missed 1 message: your connection did not keep up\n", "d\n"]
+            [
+                "*** you missed 1 message: your connection did not keep up\n",
+                "d\n"
+            ]
         );
     }
 
@@ -431,7 +451,10 @@ mod tests {
     fn slow_after_zero_is_stuck_at_the_first_message_that_does_not_fit() {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(1, 1000, 0), Overflow::Disconnect);
-        assert_eq!(push_all(&mut outbox, &["a", "b"], now), [Pushed::Queued, Pushed::Overflow]);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b"], now),
+            [Pushed::Queued, Pushed::Overflow]
+        );
     }
 
     #[test]
@@ -449,12 +472,22 @@ mod tests {
     fn at_turns_a_push_checks_what_waits_and_the_turn_what_fits() {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
-        let mut outbox = Outbox::with_progress(limits(2, 1000, 100), Overflow::Disconnect, Progress::AtTurns);
+        let mut outbox = Outbox::with_progress(
+            limits(2, 1000, 100),
+            Overflow::Disconnect,
+            Progress::AtTurns,
+        );
         let mut batch = Vec::new();
-        assert_eq!(push_all(&mut outbox, &["a", "b"], at(0)), [Pushed::Queued; 2]);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b"], at(0)),
+            [Pushed::Queued; 2]
+        );
         assert!(outbox.take_fitting(&mut batch, at(0)));
         // Two unwritten, as far as the outbox knows: pushes still wait, then one is missed.
-        assert_eq!(push_all(&mut outbox, &["c", "d", "e"], at(0)), [Pushed::Queued, Pushed::Queued, Pushed::Dropped]);
+        assert_eq!(
+            push_all(&mut outbox, &["c", "d", "e"], at(0)),
+            [Pushed::Queued, Pushed::Queued, Pushed::Dropped]
+        );
         // The turn learns that "a\n" went out: "c" fits, "d" waits, the queue is full from now.
         outbox.unwritten(2);
         assert!(outbox.take_fitting(&mut batch, at(10)));
@@ -475,7 +508,10 @@ mod tests {
     fn batches_stop_near_the_limit() {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(10, 1000, 0), Overflow::Drop);
-        assert_eq!(push_all(&mut outbox, &["aaa", "bbb", "ccc"], now), [Pushed::Queued; 3]);
+        assert_eq!(
+            push_all(&mut outbox, &["aaa", "bbb", "ccc"], now),
+            [Pushed::Queued; 3]
+        );
         let mut batch = Vec::new();
         assert!(outbox.take_into(&mut batch, 5));
         assert_eq!(batch, b"aaa\nbbb\n");
@@ -489,7 +525,10 @@ mod tests {
     fn clear_forgets_everything_waiting() {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(1, 1000, 1000), Overflow::Drop);
-        assert_eq!(push_all(&mut outbox, &["a", "b"], now), [Pushed::Queued, Pushed::Dropped]);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b"], now),
+            [Pushed::Queued, Pushed::Dropped]
+        );
         outbox.clear();
         assert!(outbox.is_empty());
         assert!(!outbox.take_into(&mut Vec::new(), usize::MAX));

@@ -140,7 +140,9 @@ fn run(shared: &Shared) {
         let now = Instant::now();
         let mut due = Vec::new();
         while state.due.peek().is_some_and(|Reverse(next)| next.at <= now) {
-            let Some(Reverse(next)) = state.due.pop() else { break };
+            let Some(Reverse(next)) = state.due.pop() else {
+                break;
+            };
             due.push(next.waker);
         }
         if !due.is_empty() {

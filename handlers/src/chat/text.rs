@@ -74,7 +74,10 @@ fn skip_escape(chars: &mut Chars<'_>) {
         }
         Some(&c) if ('\u{20}'..='\u{2f}').contains(&c) => {
             // nF: intermediates, then one final character.
-            while chars.next_if(|c| ('\u{20}'..='\u{2f}').contains(c)).is_some() {}
+            while chars
+                .next_if(|c| ('\u{20}'..='\u{2f}').contains(c))
+                .is_some()
+            {}
             chars.next_if(|c| ('\u{30}'..='\u{7e}').contains(c));
         }
         Some(&c) if ('\u{30}'..='\u{7e}').contains(&c) => {
@@ -88,8 +91,14 @@ fn skip_escape(chars: &mut Chars<'_>) {
 /// (U+0040–U+007E). A malformed sequence ends at the first character that fits none of them, which
 /// is then treated as ordinary text (or a control of its own).
 fn skip_csi(chars: &mut Chars<'_>) {
-    while chars.next_if(|c| ('\u{30}'..='\u{3f}').contains(c)).is_some() {}
-    while chars.next_if(|c| ('\u{20}'..='\u{2f}').contains(c)).is_some() {}
+    while chars
+        .next_if(|c| ('\u{30}'..='\u{3f}').contains(c))
+        .is_some()
+    {}
+    while chars
+        .next_if(|c| ('\u{20}'..='\u{2f}').contains(c))
+        .is_some()
+    {}
     chars.next_if(|c| ('\u{40}'..='\u{7e}').contains(c));
 }
 
@@ -115,7 +124,10 @@ mod tests {
     #[test]
     fn plain_text_is_borrowed_unchanged() {
         for text in ["hello", "tab\there", "émile 🐶 שלום", "\u{200e}mark", ""] {
-            assert!(matches!(neutralise(text), Cow::Borrowed(t) if t == text), "{text:?}");
+            assert!(
+                matches!(neutralise(text), Cow::Borrowed(t) if t == text),
+                "{text:?}"
+            );
         }
     }
 
@@ -130,7 +142,10 @@ mod tests {
 
     #[test]
     fn other_controls_become_the_replacement_character() {
-        assert_eq!(neutralise("a\0b\x07c\x08d\x7fe\nf"), "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\u{fffd}f");
+        assert_eq!(
+            neutralise("a\0b\x07c\x08d\x7fe\nf"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\u{fffd}f"
+        );
         assert_eq!(neutralise("c1:\u{85}\u{8d}"), "c1:\u{fffd}\u{fffd}");
     }
 
