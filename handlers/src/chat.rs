@@ -6,23 +6,37 @@
 //! - **Sans-IO core.** [`Chat`] ([`core`]) holds members, rooms and nicks and runs the commands:
 //!   bytes and the time go in, [`Delivery`] values ("these bytes to these members", "close this
 //!   member") come out. Beneath it, [`lines`] decides where a message ends, [`command`] parses
-//!   one, [`format`](mod@format) writes every line the server sends, and [`outbox`] is a member's
-//!   bounded queue with its overflow policy. None touches a socket, a thread or the clock, so an
-//!   event-loop strategy can drive the same pieces.
+//!   one, [`format`](mod@format) writes every line the server sends, [`text`] keeps control
+//!   characters out of them, [`nicks`] says when two nicks are one, [`outbox`] is a member's bounded
+//!   queue and the judge of whether it keeps up, and [`rate`] a member's sending rate. None touches
+//!   a socket, a thread or the clock, so an event-loop strategy can drive the same pieces.
+//! - **Hostile members** ([`text`], [`nicks`]): no line the server writes carries a control
+//!   character but its final newline (escape sequences are removed whole; other C0 and C1
+//!   controls, DEL, bidi overrides and isolates become U+FFFD), so nobody can forge a notice or act
+//!   on another member's terminal; nicks are unique up to Unicode compatibility, case and UTS #39
+//!   confusables, so `ａnn` and `аnn` (Cyrillic) cannot pass for `ann`.
 //! - **Message boundaries** ([`lines`]): a newline (`\n` or `\r\n`) ends a message. A member that has
 //!   never sent a newline is a raw client (the tutorial's: one bare `send` per message), so for it the
 //!   end of each read ends a message too; once it sends a newline it is a line client, and a line
 //!   split over reads stays one message. Messages longer than `max_line` are cut with a notice.
-//! - **Backpressure** ([`outbox`], [`mailbox`]): delivering only ever pushes onto the recipients'
-//!   bounded outboxes; each member's own writer drains its outbox at the member's pace. A full outbox
-//!   disconnects its member (`overflow = "disconnect"`, the default, telling the room) or drops
-//!   messages for it and later says how many (`overflow = "drop"`). Either way nobody else waits.
+//! - **Backpressure on the sender** ([`rate`]): each member may send `rate` messages a second after
+//!   a `burst`; beyond it its input is not read (threading, pool) or held and paced (reactor, see
+//!   [`session`]), so a member that floods the room slows down at its own connection instead of
+//!   overflowing its readers' queues.
+//! - **Slow readers** ([`outbox`], [`mailbox`]): delivering only ever pushes onto the recipients'
+//!   bounded queues (`queue_messages` and `queue_bytes`, counting what the writer took but has not
+//!   written); each member's own writer drains its queue at the member's pace. A message that finds
+//!   a queue full is missed and the member later told how many. A member is judged too slow only
+//!   when its queue stays full for `slow_after` with nothing written to its connection; then it is
+//!   disconnected (`overflow = "disconnect"`, the default, telling the room) or left to go on
+//!   missing messages (`overflow = "drop"`). Either way nobody else waits.
 //! - **Threads** ([`hub`], [`handler`]): the [`Hub`] — the core and every mailbox behind one lock — is
 //!   built once per server with its options and shared by all its connections through the factory.
 //!   Under threading each connection runs a reader, a writer and a supervisor thread.
 //! - **Events** ([`session`]): under the reactor a member is a [`ChatSession`] instead — its input goes
 //!   to the same hub from the event loop, and its mailbox wakes it through its `SessionWaker` when
-//!   mail arrives. There its queue bound counts the output the reactor has not written yet too.
+//!   mail arrives. There its queue counts the output the reactor has not written yet too, and the
+//!   hub's [`pacer`] wakes it when a member over its rate may send again.
 //! - **Strategies**: threading, pool and reactor. Under a pool each member holds a worker for its
 //!   whole stay, so `workers` should be at least the members expected (beyond it, members wait in
 //!   the pool's queue until someone leaves). Members of different processes (forking) share no
@@ -40,9 +54,13 @@ pub mod handler;
 pub mod hub;
 pub mod lines;
 pub mod mailbox;
+pub mod nicks;
 pub mod options;
 pub mod outbox;
+pub mod pacer;
+pub mod rate;
 pub mod session;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -68,7 +86,8 @@ pub const STRATEGY_NOTE: &str = "chat keeps its members and rooms in the memory 
 pub const BUILTIN: Builtin = Builtin {
     name: "chat",
     summary: "rooms where every message reaches the other members (commands /nick /join /rooms \
-              /who /me /help /quit; options: prefix, room, echo, queue_messages, overflow, ...)",
+              /who /me /help /quit; options: prefix, room, echo, queue_messages, queue_bytes, \
+              slow_after, overflow, rate, burst, ...)",
     socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
     strategies: &[
         StrategyKind::Threading,

@@ -6,6 +6,11 @@
 //! sending half and prints what the server still sends until it closes, waiting at most
 //! [`CLOSE_WAIT`]) or when the server closes the connection (`/quit`, or a server shutting down).
 //! Chat is not request/reply, so this module uses a plain stream rather than the request loop.
+//!
+//! What it prints is neutralised line by line with the server's own rule
+//! ([`sockserv_handlers::chat::text`]): escape sequences removed, other control characters and
+//! bidirectional overrides shown as U+FFFD. A sockserv server already sends nothing else, but the
+//! client does not take that on trust: whatever it is connected to cannot act on the user's terminal.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,12 +22,17 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use sockserv_framework::Endpoint;
+use sockserv_handlers::chat::text::neutralise;
 
 /// How long a TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// After stdin ends, how long to keep printing what the server sends before it closes.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest line held back waiting for its newline; a longer one is printed in pieces (each
+/// neutralised), so a server that never sends a newline cannot make the client hoard memory.
+const MAX_HELD_LINE: usize = 64 * 1024;
 
 /// The arguments of `sockserv client chat`.
 #[derive(Args, Debug)]
@@ -139,22 +149,58 @@ pub fn converse(
     }
 }
 
-/// Copies everything the server sends to `output`, flushing at once so the user sees it.
+/// Copies everything the server sends to `output`, a whole line at a time and neutralised, flushing
+/// at once so the user sees it.
 fn print_incoming(stream: &mut ChatStream, mut output: impl Write) -> anyhow::Result<()> {
     let mut buf = [0; 16 * 1024];
+    let mut held = Vec::new();
     loop {
         let n = match stream.read(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => break,
             Err(err) => return Err(err).context("cannot read from the server"),
         };
+        held.extend_from_slice(&buf[..n]);
+        let shown = printable(&mut held, false);
         output
-            .write_all(&buf[..n])
+            .write_all(&shown)
             .and_then(|()| output.flush())
             .context("cannot print")?;
     }
+    let shown = printable(&mut held, true);
+    output
+        .write_all(&shown)
+        .and_then(|()| output.flush())
+        .context("cannot print")
+}
+
+/// Takes the whole lines out of `held` (everything at the `end`, or when a line outgrows
+/// [`MAX_HELD_LINE`]) and returns them neutralised, each with its newline.
+fn printable(held: &mut Vec<u8>, end: bool) -> Vec<u8> {
+    let whole = match held.iter().rposition(|&b| b == b'\n') {
+        Some(at) => at + 1,
+        None => 0,
+    };
+    let take = if end || held.len() - whole > MAX_HELD_LINE {
+        held.len()
+    } else {
+        whole
+    };
+    let mut shown = Vec::with_capacity(take);
+    for line in held[..take].split_inclusive(|&b| b == b'\n') {
+        let (text, newline) = match line.strip_suffix(b"\n") {
+            Some(text) => (text, true),
+            None => (line, false),
+        };
+        shown.extend_from_slice(neutralise(&String::from_utf8_lossy(text)).as_bytes());
+        if newline {
+            shown.push(b'\n');
+        }
+    }
+    held.drain(..take);
+    shown
 }
 
 /// Sends `first` (the /nick line), then every line of `input`, each ending in a newline.
@@ -236,8 +282,44 @@ mod tests {
         let printed = String::from_utf8(output.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             printed,
-            "*** welcome\ngot: /nick ann\ngot: hello\r\ngot: last\n"
+            // The fake server echoes the CR it got: the client shows it, harmlessly.
+            "*** welcome\ngot: /nick ann\ngot: hello\u{fffd}\ngot: last\n"
         );
+    }
+
+    #[test]
+    fn prints_no_control_character_a_server_sends() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        server
+            .write_all(b"*** welcome\nhi\r*** bob left lobby\n\x1b]0;owned\x07\x1b[2Jclear\n\x1b[3")
+            .unwrap();
+        server
+            .write_all(b"1mred, cut in two\nno newline\x07")
+            .unwrap();
+        drop(server);
+        let output = Shared::default();
+        converse(
+            ChatStream::Unix(client),
+            None,
+            Cursor::new(Vec::new()),
+            output.clone(),
+        )
+        .unwrap();
+        let printed = String::from_utf8(output.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            printed,
+            "*** welcome\nhi\u{fffd}*** bob left lobby\nclear\nred, cut in two\nno newline\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn a_line_without_end_is_printed_in_bounded_pieces() {
+        let mut held = vec![b'x'; MAX_HELD_LINE + 1];
+        assert_eq!(printable(&mut held, false).len(), MAX_HELD_LINE + 1);
+        assert!(held.is_empty());
+        let mut held = b"a\nb".to_vec();
+        assert_eq!(printable(&mut held, false), b"a\n");
+        assert_eq!(held, b"b");
     }
 
     #[test]

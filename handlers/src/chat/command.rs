@@ -4,6 +4,8 @@
 //! A message starting with `/` is a command; `//` escapes a message that should start with `/`. The
 //! tutorial client's bare `quit` leaves, like `/quit`. Command names ignore ASCII case.
 
+use super::text;
+
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -73,13 +75,22 @@ fn usage(form: &str) -> Command<'static> {
 }
 
 /// Checks a nick or room name: 1 to [`MAX_NAME`] letters, digits, `-` or `_`. Such a name can never
-/// look like the `ip:port` a member is known by before it picks a nick.
+/// look like the `ip:port` a member is known by before it picks a nick, nor carry a control
+/// character to anyone's terminal.
 ///
 /// # Errors
 ///
-/// A name that is empty, too long or has another character; the message starts with `what` (`nick`
-/// or `room`) and says what a name may hold.
+/// A name that holds a control character (see [`text::is_hostile`]), said as such; a name that is
+/// empty, too long or has another character. The message starts with `what` (`nick` or `room`) and
+/// says what a name may hold; the name itself is shown escaped.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if let Some(c) = name.chars().find(|&c| text::is_hostile(c)) {
+        let code = u32::from(c);
+        return Err(format!(
+            "a {what} may not hold control characters (it held U+{code:04X}); \
+             use 1 to {MAX_NAME} letters, digits, - or _"
+        ));
+    }
     let fits = (1..=MAX_NAME).contains(&name.chars().count());
     if fits
         && name
@@ -141,6 +152,13 @@ mod tests {
             &"n".repeat(MAX_NAME + 1),
         ] {
             assert!(check_name("nick", bad).is_err(), "{bad:?}");
+        }
+        for hostile in ["a\x1b[31m", "a\rb", "\u{202e}nna", "a\u{85}"] {
+            let err = check_name("nick", hostile).unwrap_err();
+            assert!(
+                err.starts_with("a nick may not hold control characters (it held U+"),
+                "{err}"
+            );
         }
         let err = check_name("room", "a b").unwrap_err();
         assert_eq!(

@@ -15,6 +15,7 @@ use sockserv_plugin::Address;
 use super::command::{self, Command, HELP};
 use super::format::{self, Bytes};
 use super::lines::{Line, LineAssembler};
+use super::nicks;
 use super::options::ChatOptions;
 
 /// Names a member; the caller picks it (a connection counter, an event loop's token) and never
@@ -41,6 +42,17 @@ pub enum Delivery {
     },
 }
 
+/// What one read did: the deliveries, and how much of the read the chat took.
+#[must_use = "carry out every Delivery, in order, and keep the bytes not taken for later"]
+#[derive(Debug, Default)]
+pub struct Input {
+    pub deliveries: Vec<Delivery>,
+    /// Bytes of the read taken; the rest waits for the member to have messages to spend.
+    pub taken: usize,
+    /// Messages the read made (each costs the member one of its rate's tokens).
+    pub messages: usize,
+}
+
 /// One connected member.
 #[derive(Debug)]
 struct Member {
@@ -64,8 +76,10 @@ enum Leaving {
     Quit,
     /// Its connection ended.
     Closed,
-    /// Its outbox overflowed.
+    /// Its queue stayed full without progress (see the outbox).
     TooSlow,
+    /// It kept sending faster than its rate for longer than the server could hold its input.
+    Flooding,
 }
 
 /// Every member and room of one chat server.
@@ -75,7 +89,8 @@ pub struct Chat {
     members: HashMap<MemberId, Member>,
     /// Each room's members in the order they joined; a room exists while it has members.
     rooms: BTreeMap<String, Vec<MemberId>>,
-    /// Nicks in use, lowercased, so that `Bob` and `bob` cannot both be taken.
+    /// Nicks in use by their [`nicks::key`], so that `Bob`, `bob`, `ｂob` and `bоb` (Cyrillic o)
+    /// cannot all be taken.
     nicks: HashMap<String, MemberId>,
 }
 
@@ -176,12 +191,29 @@ impl Chat {
         bytes: &[u8],
         now: &DateTime<FixedOffset>,
     ) -> Vec<Delivery> {
+        self.input_up_to(id, bytes, usize::MAX, now).deliveries
+    }
+
+    /// The bytes of one read, up to the end of its `max`-th message (see
+    /// [`LineAssembler::push_up_to`]): a member out of its rate's tokens sends no more for now.
+    pub fn input_up_to(
+        &mut self,
+        id: MemberId,
+        bytes: &[u8],
+        max: usize,
+        now: &DateTime<FixedOffset>,
+    ) -> Input {
         let mut lines = Vec::new();
-        match self.members.get_mut(&id) {
-            Some(member) => member.lines.push(bytes, |line| lines.push(line)),
-            None => return Vec::new(),
+        let taken = match self.members.get_mut(&id) {
+            Some(member) => member.lines.push_up_to(bytes, max, |line| lines.push(line)),
+            None => return Input::default(),
+        };
+        let messages = lines.len();
+        Input {
+            deliveries: self.handle_lines(id, lines, now),
+            taken,
+            messages,
         }
-        self.handle_lines(id, lines, now)
     }
 
     /// The member's connection ended (or failed): a partial line it left is its last message, then
@@ -203,6 +235,24 @@ impl Chat {
     pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut out = Out::default();
         self.leave(id, Leaving::TooSlow, &mut out);
+        out.0
+    }
+
+    /// The member kept sending faster than its rate for longer than its input could be held: it is
+    /// told why, then closed, and its room told too.
+    #[must_use = "carry out every Delivery, in order (see the module doc)"]
+    pub fn flood(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
+        let mut out = Out::default();
+        if self.is_member(id) {
+            let rate = self.options.rate;
+            out.reply(
+                id,
+                format::error(format_args!(
+                    "you kept sending faster than {rate} messages a second; disconnected"
+                )),
+            );
+        }
+        self.leave(id, Leaving::Flooding, &mut out);
         out.0
     }
 
@@ -274,10 +324,10 @@ impl Chat {
         if let Err(why) = command::check_name("nick", nick) {
             return out.reply(id, format::error(why));
         }
-        let key = nick.to_lowercase();
+        let key = nicks::key(nick);
         if let Some(&owner) = self.nicks.get(&key) {
             if owner != id {
-                return out.reply(id, format::error(format_args!("nick {nick:?} is taken")));
+                return out.reply(id, format::error(self.taken(nick, owner)));
             }
             if self.name(id) == nick {
                 return out.reply(id, format::error(format_args!("you are already {nick}")));
@@ -286,7 +336,7 @@ impl Chat {
         let old_name = self.name(id).to_string();
         let member = self.members.get_mut(&id).expect("a member");
         if let Some(old) = member.nick.replace(nick.to_string()) {
-            self.nicks.remove(&old.to_lowercase());
+            self.nicks.remove(&nicks::key(&old));
         }
         let room = member.room.clone();
         self.nicks.insert(key, id);
@@ -296,6 +346,14 @@ impl Chat {
             others,
             format::notice(format_args!("{old_name} is now {nick}")),
         );
+    }
+
+    /// Why `nick` cannot be had: `owner` has it, or one that passes for it.
+    fn taken(&self, nick: &str, owner: MemberId) -> String {
+        match self.name(owner) {
+            held if held == nick => format!("nick {nick:?} is taken"),
+            held => format!("nick {nick:?} is taken: it looks like {held:?}, which is in use"),
+        }
     }
 
     fn join(&mut self, id: MemberId, room: &str, out: &mut Out) {
@@ -359,21 +417,24 @@ impl Chat {
         if !self.is_member(id) {
             return;
         }
-        match why {
-            Leaving::Quit | Leaving::Closed => self.exit_room(id, out),
-            Leaving::TooSlow => {
+        let reason = match why {
+            Leaving::Quit | Leaving::Closed => None,
+            Leaving::TooSlow => Some("too slow to keep up"),
+            Leaving::Flooding => Some("sending faster than the chat allows"),
+        };
+        match reason {
+            None => self.exit_room(id, out),
+            Some(reason) => {
                 let room = self.members[&id].room.clone();
-                let notice = format::notice(format_args!(
-                    "{} was disconnected: too slow to keep up",
-                    self.name(id)
-                ));
+                let notice =
+                    format::notice(format_args!("{} was disconnected: {reason}", self.name(id)));
                 self.remove_from_room(id, &room);
                 out.send(self.others(&room, id), notice);
             }
         }
         let member = self.members.remove(&id).expect("a member");
         if let Some(nick) = member.nick {
-            self.nicks.remove(&nick.to_lowercase());
+            self.nicks.remove(&nicks::key(&nick));
         }
         out.0.push(Delivery::Close {
             member: id,

@@ -7,12 +7,18 @@
 //!   `%m%d %H:%M:%S From {from}. msg=`;
 //! - an action (`/me waves`): `* alice waves`;
 //! - a notice: `*** alice joined lobby`; an error: `*** error: nick "bob" is taken`.
+//!
+//! Every line is built by [`line`], which passes its text through
+//! [`text::neutralise`](super::text::neutralise): whatever a member typed, the only control
+//! character a line ever carries is its final `\n`, so no member can end a line early, return to its
+//! start, or reach the reader's terminal with an escape sequence.
 
 use std::fmt::Display;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
+use super::text;
 use crate::timestamp::{FormatError, TimeFormat};
 
 /// The tutorial's prefix: `0102 03:04:05 From 127.0.0.1:5000. msg=`.
@@ -83,9 +89,12 @@ pub fn missed(count: u64) -> Bytes {
     ))
 }
 
-/// The text of one line, newline added.
+/// The text of one line, neutralised, newline added.
 fn line(text: impl Display) -> Bytes {
-    format!("{text}\n").into_bytes().into()
+    let text = text.to_string();
+    let mut line = text::neutralise(&text).into_owned();
+    line.push('\n');
+    line.into_bytes().into()
 }
 
 #[cfg(test)]
@@ -125,5 +134,19 @@ mod tests {
             b"*** you missed 1 message: your connection did not keep up\n"
         );
         assert!(missed(7).starts_with(b"*** you missed 7 messages"));
+    }
+
+    #[test]
+    fn no_line_carries_a_control_but_its_newline() {
+        let got = Prefix::default().message(&now(), "ann", "hi\r*** bob left\x1b[2J\n");
+        assert_eq!(
+            &*got,
+            "0102 03:04:05 From ann. msg=hi\u{fffd}*** bob left\u{fffd}\n".as_bytes()
+        );
+        assert_eq!(&*action("ann", "\x1b]0;t\x07waves"), b"* ann waves\n");
+        assert_eq!(
+            &*error("bad \u{202e}x"),
+            "*** error: bad \u{fffd}x\n".as_bytes()
+        );
     }
 }

@@ -2,9 +2,14 @@
 //! `std::thread::scope`.
 //!
 //! - The **reader** hands every read to the [`Hub`] and stops at end of input, at a read error, or
-//!   once the member has left (`/quit`, or dropped as too slow).
-//! - The **writer** writes the member's mailbox to `wfile` in batches, at the member's own pace; it
-//!   is the only thread that ever waits on this member's socket buffer.
+//!   once the member has left (`/quit`, or dropped as too slow). It hands over only as many
+//!   messages as the member's rate allows
+//!   ([`TokenBucket`](super::rate::TokenBucket)); while the member is over its rate the
+//!   reader waits, leaving the rest in `rfile` and the socket, so the sender is slowed by TCP's
+//!   own flow control and nobody else notices.
+//! - The **writer** writes the member's mailbox to `wfile` in batches, at the member's own pace,
+//!   telling the mailbox of every write (the member's progress); it is the only thread that ever
+//!   waits on this member's socket buffer.
 //! - The handler's own thread **supervises**: it sleeps until the mailbox closes, gives a draining
 //!   writer a moment to finish, then shuts the connection down, which ends a read or a write still
 //!   blocked on it. Neither I/O thread can do that for the other: each may be blocked in the kernel.
@@ -14,11 +19,11 @@
 //! Whatever way the threads end — a peer that closes, a kick, a write error, a panic — the member
 //! leaves the chat exactly once: [`Hub::leave`] does nothing the second time.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, ErrorKind, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sockserv_plugin::{HandlerError, HandlerResult, Request, RequestHandler, RequestKind};
 
@@ -61,7 +66,8 @@ impl RequestHandler for ChatHandler {
         thread::scope(|scope| {
             let spawn = |name: &str| thread::Builder::new().name(format!("chat-{name}-{id}"));
             spawn("write").spawn_scoped(scope, || write_mail(&mailbox, wfile))?;
-            if let Err(err) = spawn("read").spawn_scoped(scope, || read_input(hub, id, rfile)) {
+            let reader = || read_input(hub, id, &mailbox, rfile);
+            if let Err(err) = spawn("read").spawn_scoped(scope, reader) {
                 hub.leave(id);
                 mailbox.close(Closing::Abort);
                 return Err(err.into());
@@ -84,9 +90,11 @@ impl Drop for Leave<'_> {
     }
 }
 
-/// The reader: every read goes to the chat; the member leaves when input ends.
-fn read_input(hub: &Hub, id: MemberId, rfile: &mut (dyn BufRead + Send)) {
+/// The reader: every read goes to the chat, at most as many messages at a time as the member's
+/// rate allows; the member leaves when input ends.
+fn read_input(hub: &Hub, id: MemberId, mailbox: &Mailbox, rfile: &mut (dyn BufRead + Send)) {
     let _leave = Leave { hub, id };
+    let mut bucket = hub.bucket();
     loop {
         let chunk = match input::fill_buf(rfile) {
             Ok(chunk) if !chunk.is_empty() => chunk,
@@ -96,21 +104,46 @@ fn read_input(hub: &Hub, id: MemberId, rfile: &mut (dyn BufRead + Send)) {
                 return;
             }
         };
-        let len = chunk.len();
-        let still_member = hub.input(id, chunk);
-        rfile.consume(len);
-        if !still_member {
+        let now = Instant::now();
+        let budget = bucket.available(now);
+        if budget == 0 {
+            // Over its rate: read nothing until a message may be sent (or the member is gone).
+            if mailbox.pause(bucket.until_next(now)) {
+                return;
+            }
+            continue;
+        }
+        let read = hub.input(id, chunk, budget);
+        bucket.spend(read.messages);
+        rfile.consume(read.taken);
+        if !read.still_member {
             return;
         }
     }
 }
 
-/// The writer: the member's mail, batch by batch, until the mailbox closes.
+/// The writer: the member's mail, batch by batch, until the mailbox closes; every write is the
+/// member's progress.
 fn write_mail(mailbox: &Mailbox, wfile: &mut (dyn Write + Send)) {
     let _done = WriterDone(mailbox);
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     while mailbox.next_batch(&mut batch, BATCH_BYTES) {
-        if let Err(err) = wfile.write_all(&batch).and_then(|()| wfile.flush()) {
+        let mut out = &batch[..];
+        while !out.is_empty() {
+            match wfile.write(out) {
+                Ok(0) => return,
+                Ok(n) => {
+                    mailbox.wrote(n);
+                    out = &out[n..];
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => {
+                    log::debug!("chat: write failed: {err}");
+                    return;
+                }
+            }
+        }
+        if let Err(err) = wfile.flush() {
             log::debug!("chat: write failed: {err}");
             return;
         }

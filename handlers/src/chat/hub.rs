@@ -5,12 +5,17 @@
 //! Each step takes the lock, runs the core, and carries out its deliveries before letting go: one
 //! order of events for everybody, and a member's messages reach every other member in the order
 //! sent. Carrying out a delivery only pushes onto mailboxes, which never waits for a socket, so the
-//! lock is held for microseconds whatever the members' connections do. A push that overflows under
-//! the `disconnect` policy kicks that member in the same step (see `Hub::deliver`).
+//! lock is held for microseconds whatever the members' connections do. A push that finds its member
+//! stuck under the `disconnect` policy kicks that member in the same step (see `Hub::deliver`).
+//!
+//! The hub also holds what paces the members: each reader asks [`Hub::input`] for at most as many
+//! messages as its member's [`TokenBucket`] allows (see [`rate`](super::rate)), and the [`Pacer`]
+//! wakes reactor members when they may send again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use sockserv_plugin::{Address, SessionWaker};
@@ -18,7 +23,9 @@ use sockserv_plugin::{Address, SessionWaker};
 use super::core::{Chat, Delivery, MemberId};
 use super::mailbox::{Closing, Mailbox};
 use super::options::ChatOptions;
-use super::outbox::{Outbox, Pushed};
+use super::outbox::{Limits, Outbox, Progress, Pushed};
+use super::pacer::Pacer;
+use super::rate::TokenBucket;
 
 /// One server's chat.
 #[derive(Debug)]
@@ -28,6 +35,20 @@ pub struct Hub {
     options: Arc<ChatOptions>,
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// Wakes reactor members that are over their rate; its thread starts on first use.
+    pacer: Pacer,
+}
+
+/// What the chat took of one read.
+#[must_use = "false `still_member` means: stop reading; bytes not taken are still to be handed in"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    /// The member is still in the chat (false once it quit or was dropped: stop reading).
+    pub still_member: bool,
+    /// Bytes of the read taken.
+    pub taken: usize,
+    /// Messages they made: spend as many of the member's tokens.
+    pub messages: usize,
 }
 
 #[derive(Debug)]
@@ -46,14 +67,25 @@ impl Hub {
             }),
             options,
             next_id: AtomicU64::new(1),
+            pacer: Pacer::new(),
         }
+    }
+
+    /// A full token bucket with the chat's `rate` and `burst`, for one member's reader.
+    pub fn bucket(&self) -> TokenBucket {
+        TokenBucket::new(self.options.rate, self.options.burst, Instant::now())
+    }
+
+    /// Calls `waker` at `at`: a reactor member over its rate may send again then.
+    pub fn wake_at(&self, at: Instant, waker: Arc<dyn SessionWaker>) {
+        self.pacer.wake_at(at, waker);
     }
 
     /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
     /// chat is full): its writer then writes the refusal and stops.
     #[must_use = "the member's id and mailbox are how it is served and how it leaves"]
     pub fn join(&self, peer: &Address) -> (MemberId, Arc<Mailbox>) {
-        self.join_with(peer, Mailbox::new)
+        self.join_with(peer, Progress::Exact, Mailbox::new)
     }
 
     /// [`join`](Self::join) for a session: its mailbox wakes it through `waker`.
@@ -63,16 +95,24 @@ impl Hub {
         peer: &Address,
         waker: Arc<dyn SessionWaker>,
     ) -> (MemberId, Arc<Mailbox>) {
-        self.join_with(peer, |outbox| Mailbox::with_waker(outbox, waker))
+        self.join_with(peer, Progress::AtTurns, |outbox| {
+            Mailbox::with_waker(outbox, waker)
+        })
     }
 
     fn join_with(
         &self,
         peer: &Address,
+        progress: Progress,
         mailbox: impl FnOnce(Outbox) -> Mailbox,
     ) -> (MemberId, Arc<Mailbox>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Outbox::new(self.options.queue_messages, self.options.overflow);
+        let limits = Limits {
+            messages: self.options.queue_messages,
+            bytes: self.options.queue_bytes,
+            slow_after: self.options.slow_after,
+        };
+        let outbox = Outbox::with_progress(limits, self.options.overflow, progress);
         let mailbox = Arc::new(mailbox(outbox));
         let mut state = self.lock();
         state.mailboxes.insert(id, Arc::clone(&mailbox));
@@ -81,14 +121,32 @@ impl Hub {
         (id, mailbox)
     }
 
-    /// The bytes of one read from `id`'s connection. Returns whether `id` is still a member (false
-    /// once it quit or was dropped: stop reading).
-    #[must_use = "false means the member left the chat: stop reading its connection"]
-    pub fn input(&self, id: MemberId, bytes: &[u8]) -> bool {
+    /// The bytes of one read from `id`'s connection, up to the end of its `max`-th message (the
+    /// member's tokens): what was taken, and whether `id` is still a member.
+    pub fn input(&self, id: MemberId, bytes: &[u8], max: usize) -> Read {
         let mut state = self.lock();
-        let deliveries = state.chat.input(id, bytes, &self.now());
-        self.deliver(&mut state, deliveries);
-        state.chat.is_member(id)
+        let input = state.chat.input_up_to(id, bytes, max, &self.now());
+        self.deliver(&mut state, input.deliveries);
+        Read {
+            still_member: state.chat.is_member(id),
+            taken: input.taken,
+            messages: input.messages,
+        }
+    }
+
+    /// `id` sent faster than its rate for longer than its input could be held (the reactor, which
+    /// cannot stop reading it yet): it is told, closed, and its room told. Nothing happens if it
+    /// already left.
+    pub fn flood(&self, id: MemberId) {
+        let mut state = self.lock();
+        if state.chat.is_member(id) {
+            log::info!(
+                "{}: chat member {id} sends faster than its rate allows; disconnecting it",
+                self.server
+            );
+            let flooded = state.chat.flood(id, &self.now());
+            self.deliver(&mut state, flooded);
+        }
     }
 
     /// `id`'s connection ended. Nothing happens if it already left.
@@ -102,8 +160,8 @@ impl Hub {
         }
     }
 
-    /// `id` cannot keep up: it is dropped at once and its room told, as when a push overflows its
-    /// outbox. Nothing happens if it already left.
+    /// `id` cannot keep up (its queue stayed full without progress): it is dropped at once and its
+    /// room told, as when a push finds it stuck. Nothing happens if it already left.
     pub fn kick(&self, id: MemberId) {
         let mut state = self.lock();
         if state.chat.is_member(id) {
@@ -139,9 +197,9 @@ impl Hub {
         }
     }
 
-    /// Carries out `deliveries` in order. A member whose mailbox overflows is kicked right after the
-    /// message that overflowed it, so its room hears of it before the next message; the kick's own
-    /// notice may overflow another slow member in turn, but every kick removes a member, so this ends.
+    /// Carries out `deliveries` in order. A member found stuck is kicked right after the message
+    /// that found it so, and its room hears of it before the next message; the kick's own notice
+    /// may find another slow member stuck in turn, but every kick removes a member, so this ends.
     fn deliver(&self, state: &mut State, deliveries: Vec<Delivery>) {
         let mut work = VecDeque::from(deliveries);
         let mut overflowed = Vec::new();
@@ -155,9 +213,9 @@ impl Hub {
                         };
                         match mailbox.push(&bytes) {
                             Pushed::Overflow => overflowed.push(id),
-                            // Dropped: the member hears of it once it catches up. Closed: its
-                            // writer stopped (a failed write); its connection is being shut down
-                            // and it leaves the chat when its handler ends.
+                            // Dropped: missed, the member hears of it once it catches up. Closed:
+                            // its writer stopped (a failed write); its connection is being shut
+                            // down and it leaves the chat when its handler ends.
                             Pushed::Queued | Pushed::Dropped | Pushed::Closed => {}
                         }
                     }
@@ -205,25 +263,30 @@ mod tests {
 
     /// Everything queued in `mailbox`, without waiting.
     fn queued(mailbox: &Mailbox) -> String {
-        let mut batch = Vec::new();
+        let (mut all, mut batch) = (Vec::new(), Vec::new());
         mailbox.close(Closing::Drain);
-        while mailbox.next_batch(&mut batch, usize::MAX) {}
-        String::from_utf8(batch).unwrap()
+        while mailbox.next_batch(&mut batch, usize::MAX) {
+            mailbox.wrote(batch.len());
+            all.append(&mut batch);
+        }
+        String::from_utf8(all).unwrap()
     }
 
     #[test]
     fn an_overflowing_member_is_kicked_and_the_others_keep_everything() {
-        let hub = hub("queue_messages = 3\nprefix = ''");
+        let hub = hub("queue_messages = 3\nprefix = ''\nslow_after = 0");
         let (slow, slow_box) = hub.join(&peer(1));
         let (_fast, fast_box) = hub.join(&peer(2));
         let (talker, _) = hub.join(&peer(3));
-        // slow's outbox is full of its greeting and two join notices: "one" overflows it.
+        // slow's outbox is full of its greeting and two join notices, and with no grace at all
+        // (slow_after = 0) the first message that does not fit finds it stuck.
         let mut batch = Vec::new();
         assert!(fast_box.next_batch(&mut batch, usize::MAX));
-        assert!(hub.input(talker, b"one\ntwo\n"));
+        fast_box.wrote(batch.len());
+        assert!(hub.input(talker, b"one\ntwo\n", usize::MAX).still_member);
         assert_eq!(hub.members(), 2);
         assert_eq!(slow_box.wait_closed(Duration::ZERO), Closing::Abort);
-        assert!(!hub.input(slow, b"too late\n"));
+        assert!(!hub.input(slow, b"too late\n", usize::MAX).still_member);
         assert_eq!(
             queued(&fast_box),
             "one\n*** 127.0.0.1:1 was disconnected: too slow to keep up\ntwo\n"
@@ -235,10 +298,39 @@ mod tests {
         let hub = hub("queue_messages = 2\noverflow = 'drop'\nprefix = ''");
         let (_slow, slow_box) = hub.join(&peer(1));
         let (talker, _) = hub.join(&peer(2));
-        assert!(hub.input(talker, b"a\nb\nc\n"));
+        assert!(hub.input(talker, b"a\nb\nc\n", usize::MAX).still_member);
         assert_eq!(hub.members(), 2);
         let got = queued(&slow_box);
         assert!(got.ends_with("*** you missed 3 messages: your connection did not keep up\n"));
+    }
+
+    #[test]
+    fn a_full_queue_within_its_grace_misses_and_keeps_its_member() {
+        let hub = hub("queue_messages = 2\nprefix = ''");
+        let (_slow, slow_box) = hub.join(&peer(1));
+        let (talker, _) = hub.join(&peer(2));
+        assert!(hub.input(talker, b"a\nb\n", usize::MAX).still_member);
+        assert_eq!(hub.members(), 2, "10 s of grace have not passed");
+        let got = queued(&slow_box);
+        assert!(got.ends_with("*** you missed 2 messages: your connection did not keep up\n"));
+    }
+
+    #[test]
+    fn input_takes_only_the_messages_asked_for() {
+        let hub = hub("prefix = ''");
+        let (listener, inbox) = hub.join(&peer(1));
+        let (talker, _) = hub.join(&peer(2));
+        let read = hub.input(talker, b"one\ntwo\nthree\n", 2);
+        assert_eq!(
+            read,
+            Read {
+                still_member: true,
+                taken: 8,
+                messages: 2
+            }
+        );
+        let _ = listener;
+        assert!(queued(&inbox).ends_with("one\ntwo\n"));
     }
 
     #[test]

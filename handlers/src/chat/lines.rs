@@ -13,7 +13,9 @@
 //! - At end of input, a partial line still held is a message of its own.
 //!
 //! Each [`LineAssembler::push`] call is one read, so an event loop and a thread per connection drive
-//! it the same way.
+//! it the same way. [`LineAssembler::push_up_to`] takes only as much of a read as makes a given
+//! number of messages, and says how much that was: the rest stays unread, for a member that has no
+//! more messages to spend yet (see [`rate`](super::rate)).
 
 /// One message cut from the stream: its bytes (no line ending), and whether it was cut short.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,26 +49,48 @@ impl LineAssembler {
     }
 
     /// Takes in the bytes of one read, calling `emit` with every message they complete, in order.
-    pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Line)) {
-        while let Some(at) = chunk.iter().position(|&b| b == b'\n') {
+    pub fn push(&mut self, chunk: &[u8], emit: impl FnMut(Line)) {
+        let _all = self.push_up_to(chunk, usize::MAX, emit);
+    }
+
+    /// Takes in the bytes of one read up to the end of its `max`-th message (all of them if it makes
+    /// fewer), calling `emit` with each; returns how many bytes it took. A line client's bytes after
+    /// its last whole line are taken (held as the partial line) only while messages are left to
+    /// make; a raw client's read is one message, taken whole or not at all.
+    #[must_use = "the bytes not taken are still to be pushed"]
+    pub fn push_up_to(&mut self, chunk: &[u8], max: usize, mut emit: impl FnMut(Line)) -> usize {
+        let made = std::cell::Cell::new(0);
+        let mut count = |line: Line| {
+            made.set(made.get() + 1);
+            emit(line);
+        };
+        let mut taken = 0;
+        while let Some(at) = chunk[taken..].iter().position(|&b| b == b'\n') {
+            if made.get() >= max {
+                return taken;
+            }
             self.lines = true;
-            let mut line = &chunk[..at];
+            let mut line = &chunk[taken..taken + at];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            self.take(line, &mut emit);
+            self.take(line, &mut count);
             if !self.skipping {
-                self.emit_pending(false, &mut emit);
+                self.emit_pending(false, &mut count);
             }
             self.skipping = false;
-            chunk = &chunk[at + 1..];
+            taken += at + 1;
         }
-        self.take(chunk, &mut emit);
+        if made.get() >= max {
+            return taken;
+        }
+        self.take(&chunk[taken..], &mut count);
         if !self.lines {
             // A raw client's read is a whole message.
-            self.emit_pending(false, &mut emit);
+            self.emit_pending(false, &mut count);
             self.skipping = false;
         }
+        chunk.len()
     }
 
     /// End of input: a partial line still held is a message.
@@ -173,6 +197,36 @@ mod tests {
     fn exactly_max_bytes_is_not_cut() {
         assert_eq!(run(4, &[b"abcd\n"], false), whole(&["abcd"]));
         assert_eq!(run(4, &[b"abcd"], false), whole(&["abcd"]));
+    }
+
+    #[test]
+    fn push_up_to_stops_after_its_messages_and_says_where() {
+        let mut lines = LineAssembler::new(100);
+        let mut got = Vec::new();
+        let chunk = b"a\n\nb\r\nc\npartial";
+        let taken = lines.push_up_to(chunk, 2, |line| got.push(line.bytes));
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(&chunk[taken..], b"c\npartial");
+        let taken = lines.push_up_to(b"c\npartial", 1, |line| got.push(line.bytes));
+        assert_eq!(taken, 2, "the partial line waits for a message to spend");
+        let taken = lines.push_up_to(b"partial", 1, |line| got.push(line.bytes));
+        assert_eq!(taken, 7);
+        assert_eq!(got.len(), 3);
+        // A raw client's read: whole or not at all.
+        let mut raw = LineAssembler::new(100);
+        assert_eq!(raw.push_up_to(b"hello", 0, |_| panic!()), 0);
+        assert_eq!(raw.push_up_to(b"hello", 1, |line| got.push(line.bytes)), 5);
+        assert_eq!(got.last().unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_cut_line_costs_one_message() {
+        let mut lines = LineAssembler::new(4);
+        let mut got = Vec::new();
+        let chunk = b"abcdefgh\nok\n";
+        let taken = lines.push_up_to(chunk, 1, |line| got.push((line.bytes, line.cut)));
+        assert_eq!(got, [(b"abcd".to_vec(), true)]);
+        assert_eq!(&chunk[taken..], b"ok\n");
     }
 
     #[test]

@@ -3,8 +3,16 @@
 //! supervising thread sleeps until the mailbox closes.
 //!
 //! Under the reactor there are no such threads: the mailbox holds the member's [`SessionWaker`],
-//! wakes it when mail arrives or the mailbox closes, and the session [`take`](Mailbox::take)s its
-//! mail without ever waiting.
+//! wakes it when mail arrives, when a message finds its queue full, or when the mailbox closes, and
+//! the session [`take`](Mailbox::take)s its mail without ever waiting.
+//!
+//! **Who judges a member slow.** A writer thread reports every write ([`Mailbox::wrote`]), so a
+//! push knows the member's progress to the byte and may answer [`Pushed::Overflow`] at once. A
+//! session's progress is only known when the session runs (the event loop writes its output in
+//! between without telling it), so for a session a push never says `Overflow`: the message is
+//! missed, the session is woken, and its next [`take`](Mailbox::take) first learns how much the
+//! loop wrote, then judges ([`Taken::stuck`]) — a member whose socket was taking bytes all along
+//! is never judged on stale news.
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -13,7 +21,7 @@ use std::time::{Duration, Instant};
 use sockserv_plugin::SessionWaker;
 
 use super::format::Bytes;
-use super::outbox::{Outbox, Pushed};
+use super::outbox::{Outbox, Overflow, Pushed};
 
 /// How a mailbox closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +41,18 @@ struct Post {
 }
 
 /// What a session's [`Mailbox::take`] did.
-#[must_use = "a closed mailbox means: close the connection; lines left mean: apply the overflow policy"]
+#[must_use = "a closed mailbox means: close the connection; stuck means: apply the overflow policy"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
-    /// Lines handed to the session.
+    /// Bytes handed to the session.
     pub moved: usize,
-    /// Lines still queued: there was no room for them.
-    pub left: usize,
     /// The mailbox is closed: after an `Abort` nothing was taken, after a `Drain` everything was.
     pub closing: Option<Closing>,
-    /// A missed-messages notice is owed (there was no room for it).
+    /// The member is stuck (its queue full for `slow_after` with nothing written) and the policy
+    /// is [`Overflow::Disconnect`]: disconnect it.
+    pub stuck: bool,
+    /// Lines wait that did not fit, or a missed-messages notice is owed: look again once the output
+    /// is written.
     pub owed: bool,
 }
 
@@ -82,7 +92,8 @@ impl Mailbox {
         }
     }
 
-    /// A mailbox for a session, which `waker` wakes.
+    /// A mailbox for a session, which `waker` wakes; its outbox should learn of progress
+    /// [`AtTurns`](super::outbox::Progress::AtTurns).
     pub fn with_waker(outbox: Outbox, waker: Arc<dyn SessionWaker>) -> Mailbox {
         Mailbox {
             waker: Some(Waker(waker)),
@@ -97,43 +108,68 @@ impl Mailbox {
     }
 
     /// Queues `bytes` for the writer; never waits for it. Says what became of them: a closed
-    /// mailbox takes nothing ([`Pushed::Closed`]), a full one follows its outbox's policy.
+    /// mailbox takes nothing ([`Pushed::Closed`]), a full one misses them (and may find its member
+    /// stuck, [`Pushed::Overflow`]; never for a session, see the module doc).
     pub fn push(&self, bytes: &Bytes) -> Pushed {
         let mut post = self.lock();
         if post.closing.is_some() {
             return Pushed::Closed;
         }
-        let pushed = post.outbox.push(bytes);
+        let pushed = post.outbox.push(bytes, Instant::now());
         drop(post);
         if pushed == Pushed::Queued {
             self.mail.notify_one();
-            self.wake_session();
         }
+        self.wake_session();
         pushed
     }
 
-    /// The session's turn, which never waits: hands `write` up to `room` lines (every line, when
-    /// the mailbox is draining), and says what is left.
-    pub fn take(&self, room: usize, write: impl FnMut(&[u8])) -> Taken {
+    /// The session's turn, which never waits: `unwritten` bytes of what it took before are still in
+    /// its connection's output (the rest was written: progress); hands `write` what fits beside them
+    /// (everything when draining, nothing once aborted), and judges the member.
+    pub fn take(&self, unwritten: usize, mut write: impl FnMut(&[u8])) -> Taken {
         let mut post = self.lock();
-        let room = match post.closing {
-            Some(Closing::Abort) => 0,
-            Some(Closing::Drain) => usize::MAX,
-            None => room,
-        };
-        let moved = post.outbox.pop_up_to(room, write);
+        let now = Instant::now();
+        post.outbox.unwritten(unwritten);
+        let mut batch = Vec::new();
+        match post.closing {
+            Some(Closing::Abort) => {}
+            Some(Closing::Drain) => while post.outbox.take_into(&mut batch, usize::MAX) {},
+            None => {
+                let _moved = post.outbox.take_fitting(&mut batch, now);
+            }
+        }
+        let stuck = post.closing.is_none()
+            && post.outbox.policy() == Overflow::Disconnect
+            && post.outbox.stuck(now);
+        let (closing, owed) = (post.closing, post.outbox.held_back());
+        drop(post);
+        if !batch.is_empty() {
+            write(&batch);
+        }
         Taken {
-            moved,
-            left: post.outbox.len(),
-            closing: post.closing,
-            owed: post.outbox.owes_notice(),
+            moved: batch.len(),
+            closing,
+            stuck,
+            owed,
         }
     }
 
-    /// Under the drop policy, a session with no room misses what is queued (see
-    /// [`Outbox::miss_queued`]).
-    pub fn miss_queued(&self) {
-        self.lock().outbox.miss_queued();
+    /// The writer wrote `n` bytes of its last batch: progress.
+    pub fn wrote(&self, n: usize) {
+        self.lock().outbox.wrote(n);
+    }
+
+    /// The reader's pause while its member is over its rate: waits up to `limit`, less if the
+    /// mailbox closes. Returns whether it is closed (the reader stops then).
+    #[must_use = "true means the mailbox closed: stop reading"]
+    pub fn pause(&self, limit: Duration) -> bool {
+        let post = self.lock();
+        let (post, _) = self
+            .closed
+            .wait_timeout_while(post, limit, |post| post.closing.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        post.closing.is_some()
     }
 
     /// Closes the mailbox; an `Abort` overrides a `Drain` but not the other way round.
@@ -161,7 +197,7 @@ impl Mailbox {
             if post.closing == Some(Closing::Abort) {
                 return false;
             }
-            if post.outbox.pop_into(batch, max) {
+            if post.outbox.take_into(batch, max) {
                 return true;
             }
             if post.closing == Some(Closing::Drain) {
@@ -223,7 +259,8 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::outbox::Overflow;
+    use crate::chat::outbox::{Limits, Progress};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::thread;
 
@@ -231,9 +268,28 @@ mod tests {
         text.as_bytes().into()
     }
 
+    /// An outbox of `messages`, judged at once (`slow_after = 0`).
+    fn outbox(messages: usize, policy: Overflow) -> Outbox {
+        let limits = Limits {
+            messages,
+            bytes: 1 << 20,
+            slow_after: Duration::ZERO,
+        };
+        Outbox::new(limits, policy)
+    }
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl SessionWaker for Wakes {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     #[test]
     fn the_writer_gets_the_mail_then_the_drain_ends_it() {
-        let mailbox = Arc::new(Mailbox::new(Outbox::new(4, Overflow::Disconnect)));
+        let mailbox = Arc::new(Mailbox::new(outbox(4, Overflow::Disconnect)));
         let writer = {
             let mailbox = Arc::clone(&mailbox);
             thread::spawn(move || {
@@ -252,7 +308,7 @@ mod tests {
 
     #[test]
     fn abort_forgets_the_mail_and_outranks_drain() {
-        let mailbox = Mailbox::new(Outbox::new(4, Overflow::Disconnect));
+        let mailbox = Mailbox::new(outbox(4, Overflow::Disconnect));
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
         mailbox.close(Closing::Abort);
         mailbox.close(Closing::Drain);
@@ -264,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_full_mailbox_reports_overflow_without_waiting() {
-        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        let mailbox = Mailbox::new(outbox(1, Overflow::Disconnect));
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
         assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Overflow);
     }
@@ -272,24 +328,64 @@ mod tests {
     #[test]
     fn a_closed_mailbox_says_it_queued_nothing() {
         for how in [Closing::Drain, Closing::Abort] {
-            let mailbox = Mailbox::new(Outbox::new(4, Overflow::Drop));
+            let mailbox = Mailbox::new(outbox(4, Overflow::Drop));
             mailbox.close(how);
             assert_eq!(mailbox.push(&bytes("late\n")), Pushed::Closed, "{how:?}");
-            let taken = mailbox.take(usize::MAX, |line| panic!("{line:?} was queued"));
-            assert_eq!((taken.moved, taken.left), (0, 0));
+            let taken = mailbox.take(0, |line| panic!("{line:?} was queued"));
+            assert_eq!(taken.moved, 0);
         }
     }
 
     #[test]
+    fn a_session_is_judged_on_its_take_after_its_progress_is_known() {
+        let wakes = Arc::new(Wakes::default());
+        let waker = Arc::clone(&wakes) as Arc<dyn SessionWaker>;
+        let limits = Limits {
+            messages: 1,
+            bytes: 1 << 20,
+            slow_after: Duration::ZERO,
+        };
+        let outbox = Outbox::with_progress(limits, Overflow::Disconnect, Progress::AtTurns);
+        let mailbox = Mailbox::with_waker(outbox, waker);
+        let mut output = Vec::new();
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
+        let taken = mailbox.take(0, |bytes| output.extend_from_slice(bytes));
+        assert_eq!((taken.moved, taken.stuck), (2, false));
+        // The queue looks full (a\n unwritten as far as it knows), yet a push waits and wakes.
+        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Queued);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        // The loop wrote a\n meanwhile: b fits, nobody is stuck.
+        let taken = mailbox.take(0, |bytes| output.extend_from_slice(bytes));
+        assert_eq!((taken.moved, taken.stuck, taken.owed), (2, false, false));
+        // Nothing written since, and c does not fit: stuck at once (slow_after = 0).
+        assert_eq!(mailbox.push(&bytes("c\n")), Pushed::Queued);
+        let taken = mailbox.take(2, |_| panic!("c does not fit"));
+        assert!(taken.stuck && taken.owed);
+        assert_eq!(output, b"a\nb\n");
+    }
+
+    #[test]
+    fn a_pause_ends_early_when_the_mailbox_closes() {
+        let mailbox = Arc::new(Mailbox::new(outbox(1, Overflow::Drop)));
+        assert!(!mailbox.pause(Duration::from_millis(1)));
+        let closer = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || mailbox.close(Closing::Abort))
+        };
+        assert!(mailbox.pause(Duration::from_secs(10)));
+        closer.join().unwrap();
+    }
+
+    #[test]
     fn a_writer_that_stops_early_aborts_the_mailbox() {
-        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        let mailbox = Mailbox::new(outbox(1, Overflow::Disconnect));
         mailbox.writer_finished();
         assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Abort);
     }
 
     #[test]
     fn a_stuck_drain_gives_up_after_the_grace() {
-        let mailbox = Mailbox::new(Outbox::new(1, Overflow::Disconnect));
+        let mailbox = Mailbox::new(outbox(1, Overflow::Disconnect));
         mailbox.close(Closing::Drain);
         let started = Instant::now();
         assert_eq!(

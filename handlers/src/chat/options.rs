@@ -1,6 +1,8 @@
 //! The `[server.options]` of a chat server, validated once at config time; every problem in the table
 //! is reported at once, each naming its key.
 
+use std::time::Duration;
+
 use sockserv_framework::config::{OptionError, OptionErrors};
 use toml::{Table, Value};
 
@@ -14,6 +16,20 @@ pub const DEFAULT_ROOM: &str = "lobby";
 /// Lines a member's outbox holds before the overflow policy applies: a few screens of chat, enough
 /// to ride out a burst, small enough that a member that stopped reading costs little.
 pub const DEFAULT_QUEUE_MESSAGES: usize = 256;
+/// Bytes a member's queue holds (what is queued plus what was taken for writing and is not written
+/// yet): 64 messages of the longest kind, many more of the usual; with `max_members` members the
+/// queues can never hold more than this many times it.
+pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
+/// How long a member's queue may stay full, with nothing written to its connection meanwhile,
+/// before the member is judged too slow: long enough for any reader that is reading at all to
+/// make progress through a burst, short enough that a stuck one is noticed.
+pub const DEFAULT_SLOW_AFTER: Duration = Duration::from_secs(10);
+/// The messages a second a member may send, sustained: far above typing, and a pasted page still
+/// goes through in a few seconds.
+pub const DEFAULT_RATE: f64 = 100.0;
+/// The messages a member may send at once before its rate applies: well inside a reader's queue
+/// (`queue_messages`), so one burst cannot fill it.
+pub const DEFAULT_BURST: usize = 32;
 /// The longest message, in bytes; longer input is cut.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// The most members one chat server holds; each costs a connection and its threads.
@@ -22,6 +38,13 @@ pub const DEFAULT_MAX_MEMBERS: usize = 1024;
 const MAX_QUEUE_MESSAGES: usize = 1 << 20;
 const MAX_MAX_LINE: usize = 1 << 20;
 const MAX_MAX_MEMBERS: usize = 1 << 20;
+const MAX_QUEUE_BYTES: usize = 1 << 30;
+const MAX_BURST: usize = 1 << 20;
+/// `slow_after`'s range in seconds: 0 judges a member slow as soon as a message finds its queue
+/// full (no grace at all); an hour is already far past any use.
+const SLOW_AFTER_RANGE: (f64, f64) = (0.0, 3600.0);
+/// `rate`'s range in messages a second: one message every 100 s up to a million a second.
+const RATE_RANGE: (f64, f64) = (0.01, 1_000_000.0);
 
 /// The option keys `chat` understands.
 const KEYS: &[&str] = &[
@@ -30,7 +53,11 @@ const KEYS: &[&str] = &[
     "room",
     "echo",
     "queue_messages",
+    "queue_bytes",
+    "slow_after",
     "overflow",
+    "rate",
+    "burst",
     "max_line",
     "max_members",
 ];
@@ -47,10 +74,23 @@ pub struct ChatOptions {
     pub room: String,
     /// `echo`: a member's messages come back to it too; default false.
     pub echo: bool,
-    /// `queue_messages`: each member's outbox size; default [`DEFAULT_QUEUE_MESSAGES`].
+    /// `queue_messages`: the messages each member's queue holds; default
+    /// [`DEFAULT_QUEUE_MESSAGES`], 1 to 1048576.
     pub queue_messages: usize,
-    /// `overflow`: `"disconnect"` (default) or `"drop"`.
+    /// `queue_bytes`: the bytes each member's queue holds; default [`DEFAULT_QUEUE_BYTES`], 1 to
+    /// 2^30. An empty queue takes one message of any length.
+    pub queue_bytes: usize,
+    /// `slow_after`: seconds a member's queue may stay full with nothing written before the member
+    /// is judged too slow; default [`DEFAULT_SLOW_AFTER`], 0 to 3600.
+    pub slow_after: Duration,
+    /// `overflow`: what becomes of a member judged too slow: `"disconnect"` (default) or `"drop"`.
     pub overflow: Overflow,
+    /// `rate`: messages a second each member may send, sustained; default [`DEFAULT_RATE`], 0.01
+    /// to 1000000. Beyond it the server stops reading the member until it is within its rate.
+    pub rate: f64,
+    /// `burst`: messages a member may send at once before `rate` applies; default
+    /// [`DEFAULT_BURST`], 1 to 1048576.
+    pub burst: usize,
     /// `max_line`: the longest message in bytes; default [`DEFAULT_MAX_LINE`].
     pub max_line: usize,
     /// `max_members`: the most members at once; default [`DEFAULT_MAX_MEMBERS`].
@@ -65,7 +105,11 @@ impl Default for ChatOptions {
             room: DEFAULT_ROOM.to_string(),
             echo: false,
             queue_messages: DEFAULT_QUEUE_MESSAGES,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            slow_after: DEFAULT_SLOW_AFTER,
             overflow: Overflow::default(),
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
             max_line: DEFAULT_MAX_LINE,
             max_members: DEFAULT_MAX_MEMBERS,
         }
@@ -78,8 +122,8 @@ impl ChatOptions {
     /// # Errors
     ///
     /// Every problem in the table, each naming its key: a key chat does not take, a value of the
-    /// wrong type, a `prefix` chrono cannot use, a `room` that is not a valid name, a count out of
-    /// range, an unknown `overflow` policy.
+    /// wrong type, a `prefix` chrono cannot use, a `room` that is not a valid name, a count or a
+    /// number out of range, an unknown `overflow` policy.
     pub fn from_table(table: &Table) -> Result<ChatOptions, OptionErrors> {
         let mut problems = options::Problems::new(table, "chat", KEYS);
         let mut parsed = ChatOptions::default();
@@ -107,7 +151,29 @@ impl ChatOptions {
         if let Some(overflow) = problems.note(read_overflow(table)).flatten() {
             parsed.overflow = overflow;
         }
+        parsed.read_pace(table, &mut problems);
         problems.finish(parsed)
+    }
+
+    /// `queue_bytes`, `slow_after`, `rate` and `burst`.
+    fn read_pace(&mut self, table: &Table, problems: &mut options::Problems) {
+        if let Some(n) = problems
+            .note(count(table, "queue_bytes", MAX_QUEUE_BYTES))
+            .flatten()
+        {
+            self.queue_bytes = n;
+        }
+        if let Some(n) = problems.note(count(table, "burst", MAX_BURST)).flatten() {
+            self.burst = n;
+        }
+        let slow = problems.note(number(table, "slow_after", "seconds", SLOW_AFTER_RANGE));
+        if let Some(seconds) = slow.flatten() {
+            self.slow_after = Duration::from_secs_f64(seconds);
+        }
+        let rate = problems.note(number(table, "rate", "messages a second", RATE_RANGE));
+        if let Some(rate) = rate.flatten() {
+            self.rate = rate;
+        }
     }
 
     /// `prefix` and `room`.
@@ -162,6 +228,36 @@ fn count(table: &Table, key: &str, max: usize) -> Result<Option<usize>, OptionEr
     }
 }
 
+/// The number (whole or not) under `key`, if present, within `range` (inclusive); `unit` names
+/// what it counts, for the message.
+fn number(
+    table: &Table,
+    key: &str,
+    unit: &str,
+    range: (f64, f64),
+) -> Result<Option<f64>, OptionError> {
+    let value = match table.get(key) {
+        None => return Ok(None),
+        Some(Value::Integer(number)) => *number as f64,
+        Some(Value::Float(number)) => *number,
+        Some(other) => {
+            let message = format!(
+                "option {key:?} must be a number of {unit}, not {} {other}",
+                other.type_str()
+            );
+            return Err(OptionError::value(key, message));
+        }
+    };
+    let (low, high) = range;
+    if value.is_finite() && (low..=high).contains(&value) {
+        return Ok(Some(value));
+    }
+    Err(OptionError::value(
+        key,
+        format!("option {key:?} must be from {low} to {high} {unit}, got {value}"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +277,57 @@ mod tests {
         assert_eq!(options.overflow, Overflow::Disconnect);
         assert_eq!(options.max_line, 4096);
         assert_eq!(options.max_members, 1024);
+        assert_eq!(options.queue_bytes, 262_144);
+        assert_eq!(options.slow_after, Duration::from_secs(10));
+        assert_eq!((options.rate, options.burst), (100.0, 32));
+    }
+
+    #[test]
+    fn pace_options_take_whole_numbers_and_fractions() {
+        let options = parse("queue_bytes = 1000\nslow_after = 0.5\nrate = 2\nburst = 3").unwrap();
+        assert_eq!(options.queue_bytes, 1000);
+        assert_eq!(options.slow_after, Duration::from_millis(500));
+        assert_eq!((options.rate, options.burst), (2.0, 3));
+        let options = parse("slow_after = 0\nrate = 0.5").unwrap();
+        assert_eq!((options.slow_after, options.rate), (Duration::ZERO, 0.5));
+    }
+
+    #[test]
+    fn pace_options_out_of_range_are_refused_by_key() {
+        let errors = parse("queue_bytes = 0\nslow_after = -1\nrate = 0\nburst = 'many'")
+            .unwrap_err()
+            .0;
+        let expected = [
+            (
+                "queue_bytes",
+                "option \"queue_bytes\" must be from 1 to 1073741824, got 0",
+            ),
+            (
+                "slow_after",
+                "option \"slow_after\" must be from 0 to 3600 seconds, got -1",
+            ),
+            (
+                "rate",
+                "option \"rate\" must be from 0.01 to 1000000 messages a second, got 0",
+            ),
+            (
+                "burst",
+                "option \"burst\" must be a whole number, not string",
+            ),
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:?}");
+        for (key, part) in expected {
+            let error = errors
+                .iter()
+                .find(|error| error.key() == Some(key))
+                .unwrap();
+            assert!(error.message.starts_with(part), "{part:?}: {error:?}");
+        }
+        let errors = parse("slow_after = 'soon'\nrate = inf").unwrap_err().0;
+        assert!(errors[0]
+            .message
+            .contains("must be a number of seconds, not string"));
+        assert!(errors[1].message.contains("got inf"), "{errors:?}");
     }
 
     #[test]

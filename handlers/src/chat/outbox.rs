@@ -1,31 +1,46 @@
-//! One member's bounded outgoing queue and its overflow policy: the backpressure of the chat, sans-IO.
+//! One member's bounded outgoing queue, how full it is, and whether its member is keeping up: the
+//! backpressure of the chat, sans-IO (the time is an argument).
 //!
 //! Delivering to a member only ever pushes onto its outbox, which never blocks; whatever writes to the
-//! member's connection (a writer thread, or an event loop when the socket is writable) pops from it
-//! at the member's own pace. So a member that stops reading fills its own outbox and nobody else's.
-//! When the outbox is full, the policy decides:
+//! member's connection (a writer thread, or the event loop when the socket is writable) *takes* lines
+//! from it at the member's own pace and later says how many bytes the socket accepted. A line taken
+//! is still the member's until it is written, so the outbox counts it:
 //!
-//! - [`Overflow::Disconnect`] (the default): the push reports [`Pushed::Overflow`] and the caller
-//!   drops the member (the core's [`kick`](super::core::Chat::kick) tells the room).
-//! - [`Overflow::Drop`]: the message is dropped and counted. As soon as the member catches up — there
-//!   is room again, or the queue ran dry — it gets one notice saying how many it missed, placed where
-//!   the gap is. The outbox then holds at most `capacity` messages plus that notice.
+//! - **The queue** is what is waiting plus what was taken and is not written yet, counted in
+//!   messages (`queue_messages`) and in bytes (`queue_bytes`). It is *full* when another message
+//!   would pass either bound; an empty queue takes one message of any length.
+//! - **A message that finds the queue full is missed**: counted, and told to the member as one
+//!   "you missed N" notice where the gap is, as soon as there is room again or the queue runs dry.
+//!   The queue thus holds at most its bounds plus one notice, whatever the member does.
+//! - **Progress** is bytes written to the member's connection. A member is *stuck* once its queue has
+//!   been full for `slow_after` with no progress: the clock starts at the first message that finds
+//!   it full and restarts whenever a byte is written. Then the policy decides ([`Overflow`]):
+//!   disconnect it, or let it keep missing messages. A member that is reading, however slowly, is
+//!   never stuck; a burst that fills a reading member's queue only costs it what did not fit.
 //!
-//! An event loop that counts the member's unwritten output as part of its queue (see the chat
-//! session) applies the same policy when it finds no room: [`Outbox::pop_up_to`] takes what fits, and
-//! what is left either overflows or is missed ([`Outbox::miss_queued`]).
+//! With `slow_after = 0` a member is stuck as soon as a message finds its queue full: the strict
+//! policy of "every message or disconnected".
+//!
+//! **When progress is only known at turns** ([`Progress::AtTurns`]: an event loop writes a
+//! member's output without telling it, and the member learns how much at its next turn), a push
+//! cannot tell a full queue from stale news. There a push checks only what waits, within the same
+//! bounds; at each turn the owner reports what was written, takes what fits beside the unwritten
+//! output ([`Outbox::take_fitting`]), and leaves the rest waiting; the queue is full when a line is
+//! left over, and it is the turn, not the push, that finds a member stuck. What waits and what is
+//! unwritten are then each within the bounds.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::format::{self, Bytes};
 
-/// What happens when a member's outbox is full.
+/// What happens to a member judged too slow (its queue full for `slow_after` without progress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
     /// Disconnect the member and tell its room.
     #[default]
     Disconnect,
-    /// Drop messages for the member, and tell it how many once it catches up.
+    /// Keep it: it goes on missing what does not fit, and hears how much once it catches up.
     Drop,
 }
 
@@ -47,130 +62,247 @@ impl Overflow {
 pub enum Pushed {
     /// Queued: the member's writer will write it.
     Queued,
-    /// Dropped under [`Overflow::Drop`]; the member will hear of it.
+    /// Missed: the queue was full; the member will hear of it.
     Dropped,
-    /// Not queued: the outbox is full and the policy is [`Overflow::Disconnect`].
+    /// Not queued, and the member is stuck under [`Overflow::Disconnect`]: disconnect it.
     Overflow,
     /// Not queued: the member's mailbox is closed, its connection closing (only
     /// [`Mailbox::push`](super::mailbox::Mailbox::push) says this).
     Closed,
 }
 
-/// One place in the queue: a line, or the notice of messages missed there (written when popped, so
-/// that missing the queue again adds its count rather than a notice's one).
-#[derive(Debug, Clone)]
-enum Entry {
-    Line(Bytes),
-    Missed(u64),
+/// How the outbox learns of its member's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// With every write ([`Outbox::wrote`]): a writer thread. A push judges the member.
+    Exact,
+    /// At the owner's turns ([`Outbox::unwritten`]): an event loop's session. The turn judges it.
+    AtTurns,
+}
+
+/// How big a member's queue may grow, and how long it may stay full without progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages (≥ 1).
+    pub messages: usize,
+    /// Bytes (≥ 1).
+    pub bytes: usize,
+    /// How long the queue may stay full with nothing written before the member is stuck.
+    pub slow_after: Duration,
 }
 
 /// A bounded queue of lines for one member.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Entry>,
-    capacity: usize,
+    /// Lines waiting to be taken.
+    waiting: VecDeque<Bytes>,
+    /// Bytes of the lines in `waiting`.
+    waiting_bytes: usize,
+    /// Where each line taken and not yet written ends, counted in bytes ever taken.
+    taken_ends: VecDeque<u64>,
+    /// Bytes ever taken.
+    taken: u64,
+    /// Bytes ever written (reported by the writer).
+    written: u64,
+    limits: Limits,
     policy: Overflow,
-    /// Messages dropped since the member last caught up.
+    progress: Progress,
+    /// Messages missed since the member last caught up.
     missed: u64,
+    /// Since when the queue has been full with no progress; `None` while it is not full, or since
+    /// the last progress.
+    full_since: Option<Instant>,
 }
 
 impl Outbox {
-    /// An outbox of at most `capacity` messages (≥ 1) with `policy`.
-    pub fn new(capacity: usize, policy: Overflow) -> Outbox {
+    /// An empty outbox with `limits` (each bound at least 1) and `policy`, for a writer that reports
+    /// every write ([`Progress::Exact`]).
+    pub fn new(limits: Limits, policy: Overflow) -> Outbox {
+        Outbox::with_progress(limits, policy, Progress::Exact)
+    }
+
+    /// An empty outbox whose owner learns of progress the way `progress` says.
+    pub fn with_progress(limits: Limits, policy: Overflow, progress: Progress) -> Outbox {
         Outbox {
-            queue: VecDeque::new(),
-            capacity: capacity.max(1),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            taken_ends: VecDeque::new(),
+            taken: 0,
+            written: 0,
+            limits: Limits {
+                messages: limits.messages.max(1),
+                bytes: limits.bytes.max(1),
+                slow_after: limits.slow_after,
+            },
             policy,
+            progress,
             missed: 0,
+            full_since: None,
         }
     }
 
-    /// Queues `bytes` unless the outbox is full.
-    pub fn push(&mut self, bytes: &Bytes) -> Pushed {
-        if self.queue.len() >= self.capacity {
-            return match self.policy {
-                Overflow::Disconnect => Pushed::Overflow,
-                Overflow::Drop => {
-                    self.missed += 1;
-                    Pushed::Dropped
-                }
-            };
+    /// Queues `bytes` unless the queue is full (then the message is missed, and the member may be
+    /// stuck).
+    pub fn push(&mut self, bytes: &Bytes, now: Instant) -> Pushed {
+        let fits = match self.progress {
+            Progress::Exact => self.fits(bytes.len()),
+            Progress::AtTurns => self.fits_waiting(bytes.len()),
+        };
+        if !fits {
+            self.full_since.get_or_insert(now);
+            let judged = self.progress == Progress::Exact && self.policy == Overflow::Disconnect;
+            if judged && self.stuck(now) {
+                return Pushed::Overflow;
+            }
+            self.missed += 1;
+            return Pushed::Dropped;
         }
         self.tell_missed();
-        self.queue.push_back(Entry::Line(bytes.clone()));
+        self.wait(bytes.clone());
         Pushed::Queued
     }
 
-    /// The next line to write, if any.
-    #[must_use = "a popped line is gone from the queue: write it"]
-    pub fn pop(&mut self) -> Option<Bytes> {
-        if self.queue.is_empty() {
-            self.tell_missed();
-        }
-        self.queue.pop_front().map(|entry| match entry {
-            Entry::Line(bytes) => bytes,
-            Entry::Missed(count) => format::missed(count),
-        })
-    }
-
-    /// Hands `write` at most `room` lines, in order; returns how many.
-    pub fn pop_up_to(&mut self, room: usize, mut write: impl FnMut(&[u8])) -> usize {
-        let mut moved = 0;
-        while moved < room {
-            let Some(line) = self.pop() else { break };
-            write(&line);
-            moved += 1;
-        }
-        moved
-    }
-
-    /// Everything queued is missed (the drop policy, when the member has no room for it): counted,
-    /// and told as one notice once the member catches up.
-    pub fn miss_queued(&mut self) {
-        for entry in self.queue.drain(..) {
-            self.missed += match entry {
-                Entry::Line(_) => 1,
-                Entry::Missed(count) => count,
-            };
-        }
-    }
-
-    /// Moves lines into `batch` until it holds at least `max` bytes or the outbox is empty, so a
-    /// writer that fell behind catches up in few writes. Returns whether it moved anything.
+    /// Moves waiting lines into `batch` until it holds at least `max` bytes or nothing waits; they
+    /// count against the queue until [`wrote`](Self::wrote) says they are out. Returns whether it
+    /// moved anything.
     #[must_use = "true means `batch` holds lines to write"]
-    pub fn pop_into(&mut self, batch: &mut Vec<u8>, max: usize) -> bool {
+    pub fn take_into(&mut self, batch: &mut Vec<u8>, max: usize) -> bool {
         let before = batch.len();
         while batch.len() < max {
-            let Some(line) = self.pop() else { break };
+            if self.waiting.is_empty() && self.fits(0) {
+                // Caught up: the notice of what was missed goes where the gap is.
+                self.tell_missed();
+            }
+            let Some(line) = self.waiting.pop_front() else {
+                break;
+            };
+            self.waiting_bytes -= line.len();
+            self.taken += line.len() as u64;
+            self.taken_ends.push_back(self.taken);
             batch.extend_from_slice(&line);
         }
         batch.len() > before
     }
 
-    /// Whether a missed-messages notice is owed and not queued yet.
-    pub fn owes_notice(&self) -> bool {
-        self.missed > 0
+    /// A turn's take ([`Progress::AtTurns`]): moves into `batch` the waiting lines that fit beside
+    /// what is taken and unwritten, in order; a line left over means the queue is full (since `now`,
+    /// unless it already was). Returns whether it moved anything.
+    #[must_use = "true means `batch` holds lines to write"]
+    pub fn take_fitting(&mut self, batch: &mut Vec<u8>, now: Instant) -> bool {
+        let before = batch.len();
+        loop {
+            if self.waiting.is_empty() && self.fits_taken(0) {
+                self.tell_missed();
+            }
+            let Some(line) = self.waiting.front() else {
+                break;
+            };
+            if !self.fits_taken(line.len()) {
+                self.full_since.get_or_insert(now);
+                break;
+            }
+            let line = self.waiting.pop_front().expect("a front line");
+            self.waiting_bytes -= line.len();
+            self.taken += line.len() as u64;
+            self.taken_ends.push_back(self.taken);
+            batch.extend_from_slice(&line);
+        }
+        batch.len() > before
     }
 
-    /// Lines waiting, the missed-messages notice included.
+    /// Lines wait that did not fit at the last take, or a notice is owed: the owner should take
+    /// again once its output is written.
+    pub fn held_back(&self) -> bool {
+        !self.waiting.is_empty() || self.missed > 0
+    }
+
+    /// The writer wrote `n` more bytes of what it took: progress, when `n > 0`.
+    pub fn wrote(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.written = (self.written + n as u64).min(self.taken);
+        while self
+            .taken_ends
+            .front()
+            .is_some_and(|&end| end <= self.written)
+        {
+            self.taken_ends.pop_front();
+        }
+        self.full_since = None;
+    }
+
+    /// Of everything taken, `unwritten` bytes are not written yet (the event loop's view): the
+    /// rest was written.
+    pub fn unwritten(&mut self, unwritten: usize) {
+        let written = self.taken.saturating_sub(unwritten as u64);
+        if written > self.written {
+            self.wrote((written - self.written) as usize);
+        }
+    }
+
+    /// The policy for a member judged too slow.
+    pub fn policy(&self) -> Overflow {
+        self.policy
+    }
+
+    /// Whether the member is stuck: its queue full for `slow_after` with nothing written.
+    pub fn stuck(&self, now: Instant) -> bool {
+        self.full_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.limits.slow_after)
+    }
+
+    /// Messages in the queue: waiting, or taken and not written.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.waiting.len() + self.taken_ends.len()
     }
 
+    /// Bytes in the queue: waiting, or taken and not written.
+    pub fn bytes(&self) -> usize {
+        self.waiting_bytes + (self.taken - self.written) as usize
+    }
+
+    /// Nothing queued, nothing taken unwritten, no notice owed.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.missed == 0
+        self.len() == 0 && self.missed == 0
     }
 
     /// Forgets everything queued (the member is being disconnected).
     pub fn clear(&mut self) {
-        self.queue.clear();
+        self.waiting.clear();
+        self.waiting_bytes = 0;
         self.missed = 0;
+    }
+
+    /// Whether a message of `len` bytes fits: an empty queue takes anything.
+    fn fits(&self, len: usize) -> bool {
+        let (count, bytes) = (self.len(), self.bytes());
+        count == 0 || (count < self.limits.messages && bytes + len <= self.limits.bytes)
+    }
+
+    /// Whether a line of `len` bytes may be taken beside what is taken and unwritten.
+    fn fits_taken(&self, len: usize) -> bool {
+        let count = self.taken_ends.len();
+        let unwritten = (self.taken - self.written) as usize;
+        count == 0 || (count < self.limits.messages && unwritten + len <= self.limits.bytes)
+    }
+
+    /// Whether a message of `len` bytes fits beside what waits (what is taken aside).
+    fn fits_waiting(&self, len: usize) -> bool {
+        let count = self.waiting.len();
+        count == 0
+            || (count < self.limits.messages && self.waiting_bytes + len <= self.limits.bytes)
+    }
+
+    fn wait(&mut self, line: Bytes) {
+        self.waiting_bytes += line.len();
+        self.waiting.push_back(line);
     }
 
     /// Queues the missed-messages notice, if messages were missed.
     fn tell_missed(&mut self) {
         if self.missed > 0 {
-            self.queue.push_back(Entry::Missed(self.missed));
+            self.wait(format::missed(self.missed));
             self.missed = 0;
         }
     }
@@ -184,32 +316,105 @@ mod tests {
         format!("{text}\n").into_bytes().into()
     }
 
+    fn limits(messages: usize, bytes: usize, slow_after_ms: u64) -> Limits {
+        Limits {
+            messages,
+            bytes,
+            slow_after: Duration::from_millis(slow_after_ms),
+        }
+    }
+
+    /// Takes and writes everything: what a reader that keeps up gets.
     fn drain(outbox: &mut Outbox) -> Vec<String> {
-        std::iter::from_fn(|| outbox.pop())
-            .map(|bytes| String::from_utf8(bytes.to_vec()).unwrap())
+        let mut all = Vec::new();
+        let mut batch = Vec::new();
+        while outbox.take_into(&mut batch, usize::MAX) {
+            outbox.wrote(batch.len());
+            all.append(&mut batch);
+        }
+        String::from_utf8(all)
+            .unwrap()
+            .split_inclusive('\n')
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn push_all(outbox: &mut Outbox, texts: &[&str], now: Instant) -> Vec<Pushed> {
+        texts
+            .iter()
+            .map(|text| outbox.push(&line(text), now))
             .collect()
     }
 
     #[test]
-    fn queues_in_order_up_to_capacity() {
-        let mut outbox = Outbox::new(2, Overflow::Disconnect);
-        assert_eq!(outbox.push(&line("a")), Pushed::Queued);
-        assert_eq!(outbox.push(&line("b")), Pushed::Queued);
-        assert_eq!(outbox.push(&line("c")), Pushed::Overflow);
+    fn queues_in_order_up_to_the_message_bound() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(2, 1000, 0), Overflow::Disconnect);
+        let (queued, overflow) = (Pushed::Queued, Pushed::Overflow);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b", "c"], now),
+            [queued, queued, overflow]
+        );
         assert_eq!(outbox.len(), 2);
         assert_eq!(drain(&mut outbox), ["a\n", "b\n"]);
         assert!(outbox.is_empty());
     }
 
     #[test]
-    fn drop_counts_and_tells_at_the_gap() {
-        let mut outbox = Outbox::new(2, Overflow::Drop);
-        let pushed = ["a", "b", "c", "d"].map(|text| outbox.push(&line(text)));
+    fn the_byte_bound_counts_too_and_an_empty_queue_takes_anything() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(100, 10, 1000), Overflow::Drop);
+        assert_eq!(outbox.push(&line("0123456789abc"), now), Pushed::Queued);
+        assert_eq!(outbox.push(&line("x"), now), Pushed::Dropped);
+        assert_eq!(
+            drain(&mut outbox),
+            [
+                "0123456789abc\n",
+                "*** you missed 1 message: your connection did not keep up\n"
+            ]
+        );
         let (queued, dropped) = (Pushed::Queued, Pushed::Dropped);
+        assert_eq!(
+            push_all(&mut outbox, &["1234", "5678", "9"], now),
+            [queued, queued, dropped]
+        );
+        assert_eq!(outbox.bytes(), 10);
+    }
+
+    #[test]
+    fn taken_lines_count_until_written() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(2, 1000, 1000), Overflow::Drop);
+        let mut batch = Vec::new();
+        assert_eq!(push_all(&mut outbox, &["a", "b"], now), [Pushed::Queued; 2]);
+        assert!(outbox.take_into(&mut batch, usize::MAX));
+        assert_eq!((outbox.len(), outbox.bytes()), (2, 4));
+        assert_eq!(outbox.push(&line("c"), now), Pushed::Dropped);
+        outbox.wrote(3); // "a\n" and half of "b\n"
+        assert_eq!((outbox.len(), outbox.bytes()), (1, 1));
+        assert_eq!(outbox.push(&line("d"), now), Pushed::Queued);
+        // The event loop's way of saying the same: 0 bytes of what it took are unwritten.
+        outbox.unwritten(0);
+        assert_eq!(
+            drain(&mut outbox),
+            [
+                "*** you missed 1 message: your connection did not keep up\n",
+                "d\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn misses_are_told_at_the_gap() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(2, 1000, 1000), Overflow::Drop);
+        let (queued, dropped) = (Pushed::Queued, Pushed::Dropped);
+        let pushed = push_all(&mut outbox, &["a", "b", "c", "d"], now);
         assert_eq!(pushed, [queued, queued, dropped, dropped]);
-        assert_eq!(outbox.pop().as_deref(), Some(&b"a\n"[..]));
-        assert_eq!(outbox.push(&line("e")), Pushed::Queued);
-        assert_eq!(outbox.push(&line("f")), Pushed::Dropped);
+        let mut batch = Vec::new();
+        assert!(outbox.take_into(&mut batch, 1));
+        outbox.wrote(2);
+        assert_eq!(push_all(&mut outbox, &["e", "f"], now), [queued, dropped]);
         assert_eq!(
             drain(&mut outbox),
             [
@@ -223,51 +428,110 @@ mod tests {
     }
 
     #[test]
-    fn batches_stop_near_the_limit() {
-        let mut outbox = Outbox::new(10, Overflow::Drop);
-        for text in ["aaa", "bbb", "ccc"] {
-            assert_eq!(outbox.push(&line(text)), Pushed::Queued);
-        }
+    fn a_member_is_stuck_only_after_slow_after_without_progress() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut outbox = Outbox::new(limits(1, 1000, 100), Overflow::Disconnect);
+        assert_eq!(outbox.push(&line("a"), at(0)), Pushed::Queued);
+        // Full from 10 ms on; still inside the grace at 109 ms: missed, not stuck.
+        assert_eq!(outbox.push(&line("b"), at(10)), Pushed::Dropped);
+        assert_eq!(outbox.push(&line("c"), at(109)), Pushed::Dropped);
+        assert!(!outbox.stuck(at(109)));
+        // A byte written restarts the clock.
         let mut batch = Vec::new();
-        assert!(outbox.pop_into(&mut batch, 5));
+        assert!(outbox.take_into(&mut batch, usize::MAX));
+        outbox.wrote(1);
+        assert_eq!(outbox.push(&line("d"), at(150)), Pushed::Dropped);
+        assert_eq!(outbox.push(&line("e"), at(249)), Pushed::Dropped);
+        assert_eq!(outbox.push(&line("f"), at(250)), Pushed::Overflow);
+        assert!(outbox.stuck(at(250)));
+    }
+
+    #[test]
+    fn slow_after_zero_is_stuck_at_the_first_message_that_does_not_fit() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(1, 1000, 0), Overflow::Disconnect);
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b"], now),
+            [Pushed::Queued, Pushed::Overflow]
+        );
+    }
+
+    #[test]
+    fn the_drop_policy_never_says_overflow() {
+        let start = Instant::now();
+        let mut outbox = Outbox::new(limits(1, 1000, 0), Overflow::Drop);
+        for ms in [0, 10, 1000] {
+            let pushed = outbox.push(&line("x"), start + Duration::from_millis(ms));
+            assert_ne!(pushed, Pushed::Overflow);
+        }
+        assert!(outbox.stuck(start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn at_turns_a_push_checks_what_waits_and_the_turn_what_fits() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut outbox = Outbox::with_progress(
+            limits(2, 1000, 100),
+            Overflow::Disconnect,
+            Progress::AtTurns,
+        );
+        let mut batch = Vec::new();
+        assert_eq!(
+            push_all(&mut outbox, &["a", "b"], at(0)),
+            [Pushed::Queued; 2]
+        );
+        assert!(outbox.take_fitting(&mut batch, at(0)));
+        // Two unwritten, as far as the outbox knows: pushes still wait, then one is missed.
+        assert_eq!(
+            push_all(&mut outbox, &["c", "d", "e"], at(0)),
+            [Pushed::Queued, Pushed::Queued, Pushed::Dropped]
+        );
+        // The turn learns that "a\n" went out: "c" fits, "d" waits, the queue is full from now.
+        outbox.unwritten(2);
+        assert!(outbox.take_fitting(&mut batch, at(10)));
+        assert_eq!(batch, b"a\nb\nc\n");
+        assert!(outbox.held_back() && !outbox.stuck(at(109)));
+        assert!(outbox.stuck(at(110)), "no progress for slow_after");
+        outbox.unwritten(0);
+        assert!(!outbox.stuck(at(110)));
+        batch.clear();
+        assert!(outbox.take_fitting(&mut batch, at(110)));
+        assert_eq!(
+            String::from_utf8(batch).unwrap(),
+            "d\n*** you missed 1 message: your connection did not keep up\n"
+        );
+    }
+
+    #[test]
+    fn batches_stop_near_the_limit() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(10, 1000, 0), Overflow::Drop);
+        assert_eq!(
+            push_all(&mut outbox, &["aaa", "bbb", "ccc"], now),
+            [Pushed::Queued; 3]
+        );
+        let mut batch = Vec::new();
+        assert!(outbox.take_into(&mut batch, 5));
         assert_eq!(batch, b"aaa\nbbb\n");
         batch.clear();
-        assert!(outbox.pop_into(&mut batch, 5));
+        assert!(outbox.take_into(&mut batch, 5));
         assert_eq!(batch, b"ccc\n");
-        assert!(!outbox.pop_into(&mut batch, 5));
+        assert!(!outbox.take_into(&mut batch, 5));
     }
 
     #[test]
-    fn pop_up_to_stops_at_the_room_and_missing_the_rest_keeps_the_count() {
-        let mut outbox = Outbox::new(8, Overflow::Drop);
-        for text in ["a", "b", "c"] {
-            assert_eq!(outbox.push(&line(text)), Pushed::Queued);
-        }
-        let mut written = Vec::new();
+    fn clear_forgets_everything_waiting() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(limits(1, 1000, 1000), Overflow::Drop);
         assert_eq!(
-            outbox.pop_up_to(1, |bytes| written.extend_from_slice(bytes)),
-            1
+            push_all(&mut outbox, &["a", "b"], now),
+            [Pushed::Queued, Pushed::Dropped]
         );
-        assert_eq!(written, b"a\n");
-        outbox.miss_queued();
-        assert_eq!(outbox.len(), 0);
-        // A notice already queued counts for what it told: 2 + 2 missed, one notice.
-        assert_eq!(outbox.push(&line("d")), Pushed::Queued);
-        assert_eq!(outbox.push(&line("e")), Pushed::Queued);
-        outbox.miss_queued();
-        assert_eq!(
-            drain(&mut outbox),
-            ["*** you missed 4 messages: your connection did not keep up\n"]
-        );
-    }
-
-    #[test]
-    fn clear_forgets_everything() {
-        let mut outbox = Outbox::new(1, Overflow::Drop);
-        assert_eq!(outbox.push(&line("a")), Pushed::Queued);
-        assert_eq!(outbox.push(&line("b")), Pushed::Dropped);
         outbox.clear();
-        assert!(outbox.is_empty() && outbox.pop().is_none());
+        assert!(outbox.is_empty());
+        assert!(!outbox.take_into(&mut Vec::new(), usize::MAX));
     }
 
     #[test]

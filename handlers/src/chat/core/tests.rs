@@ -117,7 +117,10 @@ fn nicks_replace_the_address_and_are_unique() {
     assert_eq!(inbox(&out, A), ["*** you are now Alice\n"]);
     assert_eq!(inbox(&out, B), ["*** 127.0.0.1:5001 is now Alice\n"]);
     let out = say(&mut chat, B, "/nick alice\n");
-    assert_eq!(inbox(&out, B), ["*** error: nick \"alice\" is taken\n"]);
+    assert_eq!(
+        inbox(&out, B),
+        ["*** error: nick \"alice\" is taken: it looks like \"Alice\", which is in use\n"]
+    );
     let out = say(&mut chat, A, "/nick Alice\n/nick alice\nhey\n");
     assert_eq!(
         inbox(&out, A),
@@ -314,4 +317,65 @@ fn options_set_the_room_and_the_prefix() {
     let out = say(&mut chat, A, "/nick ann\nhi\n/who\n");
     assert_eq!(inbox(&out, B)[1], "<ann> hi\n");
     assert_eq!(inbox(&out, A)[1], "*** in hall: ann, 127.0.0.1:5002\n");
+}
+
+#[test]
+fn a_nick_that_passes_for_one_in_use_is_refused() {
+    let mut chat = chat_of("", &[A, B]);
+    say(&mut chat, A, "/nick ann\n");
+    for (look_alike, what) in [
+        ("\u{ff41}nn", "fullwidth a"),
+        ("\u{430}nn", "Cyrillic a"),
+        ("ANN", "capitals"),
+    ] {
+        let out = say(&mut chat, B, &format!("/nick {look_alike}\n"));
+        assert_eq!(
+            inbox(&out, B),
+            [format!("*** error: nick \"{look_alike}\" is taken: it looks like \"ann\", which is in use\n")],
+            "{what}"
+        );
+    }
+    let out = say(&mut chat, B, "/nick anne\n");
+    assert_eq!(inbox(&out, B), ["*** you are now anne\n"]);
+}
+
+#[test]
+fn a_nick_with_a_control_character_is_refused_and_not_echoed_raw() {
+    let mut chat = chat_of("", &[A, B]);
+    let out = say(&mut chat, A, "/nick ann\x1b[31m\n/join x\x07\n");
+    let got = inbox(&out, A);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("*** error: a nick may not hold control characters (it held U+001B)")
+    );
+    assert!(
+        got[1].starts_with("*** error: a room may not hold control characters (it held U+0007)")
+    );
+    assert!(inbox(&out, B).is_empty());
+}
+
+#[test]
+fn what_members_relay_carries_no_control_character() {
+    let mut chat = chat_of("", &[A, B]);
+    let forged = "hi\r*** 127.0.0.1:5002 left lobby                              \n";
+    let out = say(&mut chat, A, forged);
+    assert_eq!(
+        inbox(&out, B),
+        ["0102 03:04:05 From 127.0.0.1:5001. msg=hi\u{fffd}*** 127.0.0.1:5002 left lobby                              \n"]
+    );
+    let out = say(
+        &mut chat,
+        A,
+        "\x1b[2J\x1b]0;pwned\x07/me \x1b[5mblinks\n/me \x1b[5mblinks\n/fr\x1bcob\n",
+    );
+    let got = inbox(&out, B);
+    assert_eq!(
+        got[0],
+        "0102 03:04:05 From 127.0.0.1:5001. msg=/me blinks\n"
+    );
+    assert_eq!(got[1], "* 127.0.0.1:5001 blinks\n");
+    assert_eq!(
+        inbox(&out, A),
+        ["*** error: unknown command /frob (/help lists the commands)\n"]
+    );
 }

@@ -56,6 +56,12 @@ impl Member {
         }
     }
 
+    /// What the reactor does for a session that asked `wake_when_written`, once its output is out.
+    fn wake_when_written(&mut self) {
+        assert_eq!(self.output.pending(), 0, "the output is not out yet");
+        self.output.event(|ctx| self.session.on_wake(ctx));
+    }
+
     /// The socket takes everything pending (and the peer reads it).
     fn read_all(&mut self) -> String {
         String::from_utf8(self.output.socket_takes(usize::MAX)).unwrap()
@@ -120,7 +126,8 @@ fn flood(a: &mut Member, b: &mut Member, count: usize) {
 
 #[test]
 fn unwritten_output_counts_against_the_queue_and_a_full_one_disconnects() {
-    let hub = hub("queue_messages = 3\nprefix = ''");
+    // No grace: the turn that finds a line that does not fit finds the member stuck.
+    let hub = hub("queue_messages = 3\nprefix = ''\nslow_after = 0");
     let mut b = Member::join(&hub, 2);
     let mut a = Member::join(&hub, 1);
     a.read_all();
@@ -185,21 +192,28 @@ fn a_member_whose_socket_takes_one_message_per_message_keeps_its_place() {
 
 #[test]
 fn under_the_drop_policy_the_notice_stands_at_the_gap() {
-    let hub = hub("queue_messages = 2\noverflow = 'drop'\nprefix = ''");
+    let hub = hub("queue_messages = 2\noverflow = 'drop'\nprefix = ''\nslow_after = 0");
     let mut b = Member::join(&hub, 2);
     b.read_all();
     let mut a = Member::join(&hub, 1);
     b.wake();
-    // The join notice and m0 fill b's queue; m1..m3 are missed.
+    // The join notice and m0 fill b's unwritten output; m1 and m2 wait in its outbox (a push
+    // cannot know what the loop wrote since), m3 finds both full and is missed.
     flood(&mut a, &mut b, 4);
     assert!(!b.output.closing);
     assert_eq!(b.read_all(), "*** 127.0.0.1:1 joined lobby\nm0\n");
     a.send(b"after\n");
     b.wake();
+    assert_eq!(b.read_all(), "m1\nm2\n");
+    // b asked to be woken once its output is out: the notice follows, where the gap was.
+    b.wake_when_written();
     assert_eq!(
         b.read_all(),
-        "*** you missed 3 messages: your connection did not keep up\nafter\n"
+        "*** you missed 2 messages: your connection did not keep up\n"
     );
+    a.send(b"caught up\n");
+    b.wake();
+    assert_eq!(b.read_all(), "caught up\n");
 }
 
 #[test]
@@ -209,4 +223,72 @@ fn a_full_chat_refuses_the_session_and_closes() {
     let mut b = Member::join(&hub, 2);
     assert!(b.output.closing);
     assert!(b.read_all().starts_with("*** error: the chat is full"));
+}
+
+/// Runs `member`'s wakes until `done` holds; the pacer's thread wakes it in real time (bounded).
+fn wake_until(member: &mut Member, mut done: impl FnMut(&mut Member) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(member) {
+        assert!(std::time::Instant::now() < deadline, "never woken");
+        std::thread::yield_now();
+        member.wake();
+    }
+}
+
+#[test]
+fn input_over_the_rate_is_held_and_handed_over_as_tokens_come_back() {
+    let hub = hub("rate = 200\nburst = 2\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.send(b"1\n2\n3\n4\n");
+    b.wake();
+    assert_eq!(b.read_all(), "1\n2\n", "the burst goes at once");
+    let mut got = String::new();
+    wake_until(&mut a, |a| {
+        b.wake();
+        got.push_str(&b.read_all());
+        let _ = a;
+        got == "3\n4\n"
+    });
+}
+
+#[test]
+fn end_of_input_waits_for_the_held_input_then_leaves() {
+    let hub = hub("rate = 200\nburst = 1\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.send(b"x\ny");
+    a.output.event(|ctx| a.session.on_eof(ctx));
+    assert_eq!(hub.members(), 2, "y is still held");
+    wake_until(&mut a, |_| hub.members() == 1);
+    b.wake();
+    assert_eq!(b.read_all(), "x\ny\n*** 127.0.0.1:1 left lobby\n");
+}
+
+#[test]
+fn a_member_that_outruns_what_can_be_held_is_disconnected_as_flooding() {
+    let hub = hub("rate = 0.01\nburst = 1\nprefix = ''");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    b.wake();
+    b.read_all();
+    a.read_all();
+    let page = b"line\n".repeat(MAX_HELD / 5 + 2); // one line goes, the rest is over MAX_HELD
+    a.send(&page);
+    assert!(!a.output.closing);
+    a.send(b"more\n");
+    assert!(a.output.closing);
+    assert_eq!(
+        a.read_all(),
+        "*** error: you kept sending faster than 0.01 messages a second; disconnected\n"
+    );
+    b.wake();
+    assert_eq!(
+        b.read_all(),
+        "line\n*** 127.0.0.1:1 was disconnected: sending faster than the chat allows\n"
+    );
 }
