@@ -37,6 +37,7 @@ mod plugins;
 mod raw;
 mod read;
 mod server;
+mod server_limits;
 mod socket;
 mod table;
 mod validate;

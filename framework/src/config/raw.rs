@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::server_limits::RawLimits;
+
 /// The whole file: `[[plugin]]` tables and `[[server]]` tables, each as far as phase 1 read it.
 #[derive(Debug, Default)]
 pub(super) struct RawFile {
@@ -41,6 +43,8 @@ pub(super) struct RawServer {
     pub timeout: Option<Spanned<Seconds>>,
     pub drain_timeout: Option<Spanned<Seconds>>,
     pub socket: RawSocket,
+    /// `[server.limits]` (see `server_limits`).
+    pub limits: RawLimits,
     pub options: Option<Spanned<RawOptions>>,
     /// Keys written with a value phase 1 could not read (reported there). Phase 2 must not take
     /// their absence for the default: an unreadable `strategy` is not "threading", and unreadable

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{OptionPlace, RawFile, RawOptions, RawPlugin, RawServer, RawSocket};
+use super::server_limits;
 use super::table::{Nested, Outer, TableReader};
 
 const FILE_KEYS: &[&str] = &["server", "plugin"];
@@ -31,6 +32,7 @@ const SERVER_KEYS: &[&str] = &[
     "timeout",
     "drain_timeout",
     "socket",
+    "limits",
     "options",
 ];
 
@@ -199,6 +201,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
     let timeout = reader.seconds("timeout");
     let drain_timeout = reader.seconds("drain_timeout");
     let socket = read_socket(reader);
+    let limits = server_limits::read(reader, SERVER_KEYS);
     let options = read_options(reader);
     let nested = Nested {
         key: "socket",
@@ -220,6 +223,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
         timeout,
         drain_timeout,
         socket,
+        limits,
         options,
         unreadable: reader.unreadable.clone(),
     })

@@ -95,6 +95,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
         let drain_timeout = self
             .seconds(self.raw.drain_timeout.as_ref(), "drain_timeout")
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        let limits = self.limits();
         let stream = self.endpoint.as_ref().is_some_and(|e| e.kind().is_stream());
         let spawn_per_datagram = self.spawn_per_datagram(strategy_kind, stream);
         let factory = self.factory(strategy_kind);
@@ -107,7 +108,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             timeout,
             spawn_per_datagram,
             drain_timeout,
-            limits: crate::limits::Limits::default(),
+            limits,
         };
         let handler = self.raw.handler.get_ref().clone();
         Some(ServerConfig {
@@ -115,6 +116,11 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             handler,
             factory: factory?,
         })
+    }
+
+    /// The text written at `span`, as the user wrote it (for messages).
+    pub fn written(&self, span: std::ops::Range<usize>) -> &str {
+        self.checker.written(span)
     }
 
     /// Records a problem of this server at `span`.

@@ -16,8 +16,8 @@ use crate::{Endpoint, SocketKind, SocketOptions};
 pub(super) struct Rule {
     /// The key, as the config names it in messages (`socket.nodelay`).
     pub key: &'static str,
-    applies_to: &'static str,
-    test: fn(&Endpoint) -> bool,
+    pub applies_to: &'static str,
+    pub test: fn(&Endpoint) -> bool,
 }
 
 const NODELAY: Rule = Rule {

@@ -273,7 +273,7 @@ fn mode_hint(integer: &DeInteger<'_>) -> String {
 
 /// The integer's value, saturated to `i64`: a number too large for any integer type is still only
 /// "out of range" to phase 2, which quotes it as written.
-fn saturating_i64(integer: &DeInteger<'_>) -> i64 {
+pub(super) fn saturating_i64(integer: &DeInteger<'_>) -> i64 {
     let digits = integer.as_str();
     match i128::from_str_radix(digits, integer.radix()) {
         Ok(value) => value.clamp(i64::MIN.into(), i64::MAX.into()) as i64,

@@ -13,6 +13,7 @@ use super::*;
 
 mod binds;
 mod errors;
+mod limits_table;
 mod ranges;
 mod reading;
 use crate::{
