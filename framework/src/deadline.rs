@@ -37,10 +37,37 @@ impl fmt::Display for Expiry {
     }
 }
 
+impl std::error::Error for Expiry {}
+
 impl Expiry {
-    /// The error a handler's read or write gets.
+    /// The error a handler's read or write gets; [`Expiry::of`] finds the limit in it again.
     pub fn error(self) -> io::Error {
-        io::Error::new(io::ErrorKind::TimedOut, self.to_string())
+        io::Error::new(io::ErrorKind::TimedOut, self)
+    }
+
+    /// The limit behind `err`, if a limit made it.
+    pub fn of(err: &io::Error) -> Option<Expiry> {
+        err.get_ref()?.downcast_ref::<Expiry>().copied()
+    }
+
+    /// The exit status of a forked request child that this limit ended: 3, 4 or 5, so that the
+    /// serving process can log the reason (the child logs nothing of a peer's doing itself).
+    pub fn exit_status(self) -> i32 {
+        match self {
+            Expiry::FirstByte(_) => 3,
+            Expiry::Idle(_) => 4,
+            Expiry::MaxDuration(_) => 5,
+        }
+    }
+
+    /// The limit a child's exit `status` names, with its duration from `limits`.
+    pub fn from_exit_status(status: i32, limits: &Limits) -> Option<Expiry> {
+        match status {
+            3 => limits.first_byte_timeout.map(Expiry::FirstByte),
+            4 => limits.idle_timeout.map(Expiry::Idle),
+            5 => limits.max_connection_duration.map(Expiry::MaxDuration),
+            _ => None,
+        }
     }
 }
 

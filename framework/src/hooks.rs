@@ -37,6 +37,19 @@ pub enum RequestFailure {
 }
 
 impl RequestFailure {
+    /// The I/O error behind this failure, if there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            RequestFailure::Hook {
+                error: HandlerError::Io(err),
+                ..
+            }
+            | RequestFailure::Reply(err)
+            | RequestFailure::Connection(err) => Some(err),
+            _ => None,
+        }
+    }
+
     /// Whether the peer caused this, not the server or its handler: the connection was reset or
     /// aborted, the peer stopped reading (a broken pipe), it closed in the middle of a read, or it
     /// sent a datagram over `max_packet_size`. Such failures are logged at info level, at a

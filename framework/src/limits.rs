@@ -119,6 +119,19 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The defaults for a socket of `kind`: a datagram socket has no connections to bound.
+    pub fn for_kind(kind: crate::SocketKind) -> Limits {
+        if kind.is_stream() {
+            Limits::default()
+        } else {
+            Limits {
+                max_connections: None,
+                idle_timeout: None,
+                ..Limits::default()
+            }
+        }
+    }
+
     /// No bound at all: what socketserver does.
     pub fn none() -> Limits {
         Limits {

@@ -100,12 +100,14 @@ impl Shared {
 }
 
 /// How a request ended; a forked child's exit status says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Every hook succeeded.
     Clean,
     /// The peer ended it (a reset, a broken pipe), and nothing else failed.
     EndedByPeer,
+    /// A time limit ended it (see `deadline`), and nothing else failed.
+    Expired(Expiry),
     /// A hook failed or panicked for a reason of its own.
     Failed,
 }
@@ -117,7 +119,17 @@ impl Outcome {
         match self {
             Outcome::Clean => 0,
             Outcome::EndedByPeer => PEER_FAULT_STATUS,
+            Outcome::Expired(expiry) => expiry.exit_status(),
             Outcome::Failed => 1,
+        }
+    }
+
+    /// The worse of two outcomes: a failure of our own over the peer's doing over none.
+    fn worse(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (Outcome::Failed, _) | (_, Outcome::Failed) => Outcome::Failed,
+            (Outcome::Clean, other) => other,
+            (mine, _) => mine,
         }
     }
 
@@ -125,7 +137,10 @@ impl Outcome {
         if failures.is_empty() {
             Outcome::Clean
         } else if failures.iter().all(RequestFailure::is_peer_fault) {
-            Outcome::EndedByPeer
+            let expired = failures
+                .iter()
+                .find_map(|f| f.io_error().and_then(Expiry::of));
+            expired.map_or(Outcome::EndedByPeer, Outcome::Expired)
         } else {
             Outcome::Failed
         }
@@ -199,7 +214,7 @@ pub(crate) fn serve_datagram(
         if let Err(err) = socket.send_to(wfile.bytes, from) {
             let failure = RequestFailure::Reply(err);
             shared.report(&peer, &failure);
-            outcome = outcome.max(Outcome::of(&[failure]));
+            outcome = outcome.worse(Outcome::of(&[failure]));
         }
     }
     log::debug!(

@@ -254,6 +254,7 @@ impl ServerSettings {
     /// Settings with every default, for a server named `name` on `endpoint`.
     pub fn new(name: impl Into<String>, endpoint: Endpoint) -> Self {
         let socket = SocketOptions::for_kind(endpoint.kind());
+        let limits = Limits::for_kind(endpoint.kind());
         ServerSettings {
             name: name.into(),
             endpoint,
@@ -263,7 +264,7 @@ impl ServerSettings {
             timeout: None,
             spawn_per_datagram: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            limits: Limits::default(),
+            limits,
         }
     }
 }

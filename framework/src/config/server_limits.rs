@@ -167,6 +167,7 @@ impl ServerCheck<'_, '_> {
     /// Phase 2: the server's limits, defaults where the file says nothing or something wrong.
     pub(super) fn limits(&mut self) -> Limits {
         let defaults = Limits::default();
+        // (A datagram endpoint's defaults are `Limits::for_kind`'s: no connection bound.)
         let raw = self.raw;
         let limits = &raw.limits;
         let stream = self.endpoint.as_ref().is_none_or(|e| e.kind().is_stream());

@@ -34,7 +34,8 @@ use sockserv_plugin::Address;
 
 use super::{require_single_thread, Accepted, Dispatcher, Inline};
 use crate::close::FORCED_CLOSE_WAIT;
-use crate::limits::Ticket;
+use crate::deadline::Expiry;
+use crate::limits::{Limits, Ticket};
 use crate::peer_log::{enter_request_child, log_peer_event};
 use crate::process::become_child_of;
 use crate::request::{serve_datagram, serve_stream, Outcome, Shared};
@@ -58,6 +59,8 @@ pub(crate) struct ForkingDispatcher {
     children: HashMap<Pid, Child>,
     /// The server's name, for log lines.
     server: String,
+    /// The server's limits: a child that a time limit ended says which in its exit status.
+    limits: Limits,
     /// The stream listener, which children close: a request's process must not keep the port.
     listener: Option<RawFd>,
     sigchld: SignalFd,
@@ -75,6 +78,7 @@ impl ForkingDispatcher {
         max_children: usize,
         spawn_per_datagram: bool,
         server: &str,
+        limits: Limits,
         listener: Option<RawFd>,
     ) -> Result<Self, ServerError> {
         require_single_thread()?;
@@ -98,6 +102,7 @@ impl ForkingDispatcher {
             inline: Inline::default(),
             children: HashMap::new(),
             server: server.to_string(),
+            limits,
             listener,
             sigchld,
             old_mask,
@@ -109,7 +114,7 @@ impl ForkingDispatcher {
     /// has logged its own failure.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.sigchld.read_signal() {}
-        let server = &self.server;
+        let (server, limits) = (&self.server, &self.limits);
         self.children.retain(
             |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, 0)) | Err(_) => false,
@@ -117,6 +122,16 @@ impl ForkingDispatcher {
                     let failure = RequestFailure::EndedByPeer;
                     log_peer_event(format_args!(
                         "{server}: request from {}: {failure} (child {pid})",
+                        child.peer
+                    ));
+                    false
+                }
+                Ok(WaitStatus::Exited(_, code))
+                    if Expiry::from_exit_status(code, limits).is_some() =>
+                {
+                    let expiry = Expiry::from_exit_status(code, limits).expect("checked");
+                    log_peer_event(format_args!(
+                        "{server}: request from {}: {expiry} (child {pid})",
                         child.peer
                     ));
                     false

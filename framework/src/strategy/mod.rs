@@ -118,6 +118,7 @@ pub(crate) fn dispatcher(
             max_children,
             spawn,
             &shared.name,
+            shared.gate.limits().clone(),
             listener,
         )?),
     })
