@@ -627,3 +627,27 @@ fn help_names_rust_log_and_the_exit_codes() {
     assert!(help.contains("RUST_LOG"), "{help}");
     assert!(help.contains("Exit codes: 0 ok"), "{help}");
 }
+
+/// The README's `sockserv check bad.toml` example is what `check` prints for the `bad.toml` it
+/// shows: the file and the output are read from the README itself, so neither can drift.
+#[test]
+fn the_readmes_check_example_is_true() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let after = |marker: &str, from: usize| {
+        let start = readme[from..].find(marker).expect(marker) + from + marker.len();
+        let end = readme[start..].find("```").expect("a closing fence") + start;
+        (readme[start..end].to_string(), end)
+    };
+    let (bad, end) = after("With this `bad.toml`:\n\n```toml\n", 0);
+    let (shown, _) = after("$ sockserv check bad.toml\n", end);
+    let dir = temp_dir();
+    fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let output = std::process::Command::new(common::SOCKSERV)
+        .args(["check", "bad.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(text(&output.stderr), shown);
+}
