@@ -334,3 +334,64 @@ fn datagram_servers_keep_the_rate_and_the_lists() {
         );
     }
 }
+
+/// `max_buffered_input` bounds what all connections hold together in incomplete frames: clients
+/// each holding most of a search frame (each within the per-connection bound) cannot hold more
+/// than the budget; the biggest holder is closed with its reason, the others go on.
+#[test]
+fn max_buffered_input_closes_the_biggest_holder() {
+    use std::io::{Read, Write};
+    // Two hold 300 000 bytes each; the third passes the budget while it holds more than either.
+    const HELD: [usize; 3] = [300_000, 300_000, 500_000];
+    for strategy in ["threading", "pool"] {
+        let extra = "[server.limits]\nmax_buffered_input = 1000000";
+        let serve = ServeProcess::start(&config(&[(
+            "s",
+            "tcp://127.0.0.1:0",
+            "search",
+            strategy,
+            extra,
+        )]));
+        let Endpoint::Tcp(addr) = serve.endpoint("s").clone() else {
+            unreachable!()
+        };
+        let header = format!(
+            r#"{{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": {}}}"#,
+            800_000
+        );
+        let frame_start = [&(header.len() as u16).to_be_bytes()[..], header.as_bytes()].concat();
+        let mut holders: Vec<TcpStream> = Vec::new();
+        for held in HELD {
+            let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+            stream.write_all(&frame_start).unwrap();
+            // The write may fail once the server closes the third under it.
+            let _ = stream.write_all(&vec![b' '; held]);
+            holders.push(stream);
+        }
+        assert!(
+            logged(&serve, "limit: max_buffered_input (1000000 bytes"),
+            "{strategy}: {}",
+            serve.stderr()
+        );
+        // The biggest (the last) was closed; the first two still hold their frames.
+        let mut last = holders.pop().unwrap();
+        last.set_read_timeout(Some(WAIT)).unwrap();
+        assert!(
+            matches!(last.read(&mut [0u8; 64]), Ok(0) | Err(_)),
+            "{strategy}"
+        );
+        for mut stream in holders {
+            stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let err = stream.read(&mut [0u8; 64]).unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{strategy}: a holder within the budget was closed: {err}"
+            );
+        }
+    }
+}

@@ -24,6 +24,7 @@
 
 #![deny(unsafe_code)]
 
+mod budget;
 mod close;
 pub mod config;
 mod deadline;

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+
+use crate::budget::InputBudget;
 use sockserv_plugin::Address;
 
 /// The most distinct sources the gate tracks at once for rates. When the table is full, the
@@ -37,6 +39,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// closed (nginx's `keepalive_timeout` is 75 s, Sōzu's `front_timeout` 60 s; chat rooms can be
 /// quiet for a while, so sockserv waits longer).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `max_buffered_input`: what a server's connections may hold together in incomplete
+/// frames and lines (see `budget`), 64 MiB.
+pub const DEFAULT_MAX_BUFFERED_INPUT: usize = 64 * 1024 * 1024;
 /// Default IPv6 prefix length that makes one source.
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
@@ -97,6 +102,9 @@ pub struct Limits {
     pub allow: Vec<SourceRule>,
     /// These sources are never served, even when allowed (xinetd's `no_access`).
     pub deny: Vec<SourceRule>,
+    /// Bytes of input all connections together may hold while a frame or line is incomplete;
+    /// past it, the connection holding the most is closed. `None`: no budget.
+    pub max_buffered_input: Option<usize>,
 }
 
 impl Default for Limits {
@@ -114,6 +122,7 @@ impl Default for Limits {
             max_connection_duration: None,
             allow: Vec::new(),
             deny: Vec::new(),
+            max_buffered_input: Some(DEFAULT_MAX_BUFFERED_INPUT),
         }
     }
 }
@@ -127,6 +136,7 @@ impl Limits {
             Limits {
                 max_connections: None,
                 idle_timeout: None,
+                max_buffered_input: None,
                 ..Limits::default()
             }
         }
@@ -137,6 +147,7 @@ impl Limits {
         Limits {
             max_connections: None,
             idle_timeout: None,
+            max_buffered_input: None,
             ..Limits::default()
         }
     }
@@ -207,6 +218,8 @@ struct Bucket {
 #[derive(Debug)]
 pub(crate) struct Gate {
     limits: Limits,
+    /// `max_buffered_input`, across the server's connections.
+    pub budget: InputBudget,
     open: AtomicUsize,
     state: Mutex<GateState>,
 }
@@ -243,6 +256,7 @@ impl Drop for Ticket {
 impl Gate {
     pub fn new(limits: Limits) -> Arc<Gate> {
         Arc::new(Gate {
+            budget: InputBudget::new(limits.max_buffered_input),
             limits,
             open: AtomicUsize::new(0),
             state: Mutex::default(),

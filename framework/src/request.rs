@@ -19,6 +19,7 @@ use sockserv_plugin::{
     ServerContext,
 };
 
+use crate::budget::HolderId;
 use crate::close::close_gracefully;
 use crate::deadline::{timed_out, Deadlines, Expiry, SetTimeout, Watched};
 use crate::limits::Gate;
@@ -166,7 +167,11 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Out
         local: &shared.local,
         packet: None,
         server: shared,
-        control: &Control(conn),
+        control: &Control {
+            conn,
+            shared,
+            holder: shared.gate.budget.enter(&peer),
+        },
     };
     let outcome = run_handler(shared, &mut req);
     // A connection a limit ended has an idle (or over-long) peer: nothing to wait for at close.
@@ -276,11 +281,31 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Lets a handler shut its connection down from another thread.
-struct Control<'a>(&'a Socket);
+struct Control<'a> {
+    conn: &'a Socket,
+    shared: &'a Shared,
+    /// The connection's entry in the server's input budget, if it has one.
+    holder: Option<HolderId>,
+}
 
 impl RequestControl for Control<'_> {
     fn shutdown(&self, how: Direction) -> io::Result<()> {
-        self.0.shutdown(how)
+        self.conn.shutdown(how)
+    }
+
+    fn hold_input(&self, bytes: usize) {
+        if let Some(id) = self.holder {
+            let budget = &self.shared.gate.budget;
+            budget.hold(&self.shared.name, id, self.conn, bytes);
+        }
+    }
+}
+
+impl Drop for Control<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.holder {
+            self.shared.gate.budget.leave(id);
+        }
     }
 }
 

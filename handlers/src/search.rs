@@ -143,6 +143,8 @@ impl RequestHandler for Search {
                 // The framework's graceful close keeps the reply from being lost to a reset.
                 return Ok(());
             }
+            // What is left is a frame not yet whole: the server's max_buffered_input counts it.
+            req.control.hold_input(pending.len());
         }
     }
 }

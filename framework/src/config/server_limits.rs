@@ -13,6 +13,7 @@
 //! max_connection_duration = 3600    # seconds a connection may stay open at all
 //! allow = ["127.0.0.0/8", "::1", "uid:1000"]
 //! deny = ["127.0.0.2"]
+//! max_buffered_input = 67108864     # bytes all connections may hold in incomplete frames
 //! ```
 //!
 //! A count or a time may be `"none"` to lift a default bound. The connection keys mean nothing for
@@ -44,6 +45,7 @@ pub(super) const LIMITS_KEYS: &[&str] = &[
     "max_connection_duration",
     "allow",
     "deny",
+    "max_buffered_input",
 ];
 
 /// The largest count a limit accepts: far past what one process can hold open.
@@ -73,6 +75,7 @@ pub(super) struct RawLimits {
     pub max_connection_duration: Option<Spanned<Bound<Seconds>>>,
     pub allow: Vec<Spanned<String>>,
     pub deny: Vec<Spanned<String>>,
+    pub max_buffered_input: Option<Spanned<Bound<i64>>>,
 }
 
 /// Phase 1: `[server.limits]` of the server `server` reads, or every default when there is none.
@@ -95,6 +98,7 @@ pub(super) fn read(
         max_connection_duration: bounded(&mut reader, "max_connection_duration", seconds),
         allow: strings(&mut reader, "allow"),
         deny: strings(&mut reader, "deny"),
+        max_buffered_input: bounded(&mut reader, "max_buffered_input", count),
     };
     let outer = Outer {
         keys: server_keys,
@@ -200,6 +204,11 @@ impl ServerCheck<'_, '_> {
             limits.max_connection_duration.as_ref(),
             "limits.max_connection_duration",
         );
+        let buffered = self.applicable(
+            limits.max_buffered_input.as_ref(),
+            &stream_only("limits.max_buffered_input"),
+        );
+        let buffered = self.bound_bytes(buffered, "limits.max_buffered_input");
         // A datagram server has no connections: no connection bound applies to it by default.
         fn or_default<T>(stream: bool, value: Option<Option<T>>, default: Option<T>) -> Option<T> {
             match value {
@@ -219,6 +228,7 @@ impl ServerCheck<'_, '_> {
             max_connection_duration: total.flatten(),
             allow: self.rules(true),
             deny: self.rules(false),
+            max_buffered_input: or_default(stream, buffered, defaults.max_buffered_input),
         }
     }
 
@@ -235,6 +245,28 @@ impl ServerCheck<'_, '_> {
             Bound::Value(_) => {
                 let message = format!(
                     "must be between 1 and {MAX_COUNT}, or \"none\" for no bound, got {}",
+                    self.written(value.span())
+                );
+                self.report(value.span(), ConfigErrorKind::BadValue { key, message });
+                None
+            }
+        }
+    }
+
+    /// A size in bytes or `"none"`: 1 byte to 64 GiB.
+    fn bound_bytes(
+        &mut self,
+        value: Option<Spanned<Bound<i64>>>,
+        key: &'static str,
+    ) -> Option<Option<usize>> {
+        const MAX_BYTES: i64 = 64 << 30;
+        let value = value?;
+        match *value.get_ref() {
+            Bound::None => Some(None),
+            Bound::Value(bytes) if (1..=MAX_BYTES).contains(&bytes) => Some(Some(bytes as usize)),
+            Bound::Value(_) => {
+                let message = format!(
+                    "must be between 1 and {MAX_BYTES} bytes (64 GiB), or \"none\", got {}",
                     self.written(value.span())
                 );
                 self.report(value.span(), ConfigErrorKind::BadValue { key, message });

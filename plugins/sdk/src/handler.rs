@@ -120,6 +120,13 @@ pub trait RequestControl: Sync {
     ///
     /// The system's refusal, such as `NotConnected` once the peer is gone.
     fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()>;
+
+    /// Say how many bytes of input this request holds now while a frame or line is incomplete
+    /// (call it again whenever the figure changes; 0 when nothing is held). The server's
+    /// `max_buffered_input` budget is the sum over all its connections: past it, the connection
+    /// holding the most is closed under its handler, which then sees end of file or an error.
+    /// Default (no budget, or a datagram): nothing.
+    fn hold_input(&self, _bytes: usize) {}
 }
 
 /// The control of a request that has no connection to shut down (a datagram, or a test's buffers).

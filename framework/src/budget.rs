@@ -1,0 +1,159 @@
+//! `max_buffered_input`: one budget for the input a server's connections hold while a frame or a
+//! line is incomplete. Each connection's handler says how much it holds
+//! (`RequestControl::hold_input`, `SessionContext::hold_input`); when the sum passes the budget,
+//! the connection holding the most is closed (shut down both ways, so its handler's read or write
+//! fails) and logged with the reason. Without it, 200 clients each holding a search frame one
+//! byte short of 1 MiB held 217 MB, every one within its own per-connection bound.
+//!
+//! The budget is per process: a forking server's children each hold their own input, in memory
+//! of their own, which `max_children` bounds.
+
+use std::collections::HashMap;
+use std::net::Shutdown as Direction;
+use std::sync::{Mutex, MutexGuard};
+
+use socket2::Socket;
+use sockserv_plugin::Address;
+
+use crate::peer_log::log_peer_event;
+
+/// A connection's entry in the budget.
+pub(crate) type HolderId = u64;
+
+#[derive(Debug)]
+pub(crate) struct InputBudget {
+    /// The budget in bytes; `None`: no budget, and nothing is tracked.
+    max: Option<usize>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    total: usize,
+    next_id: HolderId,
+    holders: HashMap<HolderId, Holder>,
+}
+
+#[derive(Debug)]
+struct Holder {
+    bytes: usize,
+    peer: Address,
+    /// A duplicate of the connection's descriptor, to shut it down from whichever thread passes
+    /// the budget; made when it first holds anything.
+    conn: Option<Socket>,
+}
+
+impl InputBudget {
+    pub fn new(max: Option<usize>) -> InputBudget {
+        InputBudget {
+            max,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Register a connection; `None` without a budget.
+    pub fn enter(&self, peer: &Address) -> Option<HolderId> {
+        self.max?;
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let holder = Holder {
+            bytes: 0,
+            peer: peer.clone(),
+            conn: None,
+        };
+        state.holders.insert(id, holder);
+        Some(id)
+    }
+
+    /// The connection holds `bytes` now; past the budget, the biggest holder is closed.
+    pub fn hold(&self, server: &str, id: HolderId, conn: &Socket, bytes: usize) {
+        let Some(max) = self.max else { return };
+        let mut state = self.lock();
+        let Some(holder) = state.holders.get_mut(&id) else {
+            return;
+        };
+        if holder.conn.is_none() && bytes > 0 {
+            holder.conn = conn.try_clone().ok();
+        }
+        let before = std::mem::replace(&mut holder.bytes, bytes);
+        state.total = state.total - before + bytes;
+        while state.total > max {
+            let Some((&victim, _)) = state.holders.iter().max_by_key(|(_, h)| h.bytes) else {
+                break;
+            };
+            let holder = state.holders.get_mut(&victim).expect("found above");
+            let held = std::mem::take(&mut holder.bytes);
+            if held == 0 {
+                break;
+            }
+            if let Some(conn) = &holder.conn {
+                let _ = conn.shutdown(Direction::Both);
+            }
+            log_peer_event(format_args!(
+                "{server}: closing {}: limit: max_buffered_input ({max} bytes held by the \
+                 server's connections): it held {held}",
+                holder.peer
+            ));
+            state.total -= held;
+        }
+    }
+
+    /// The connection has ended: what it held is given back.
+    pub fn leave(&self, id: HolderId) {
+        let mut state = self.lock();
+        if let Some(holder) = state.holders.remove(&id) {
+            state.total -= holder.bytes;
+        }
+    }
+
+    #[cfg(test)]
+    fn total(&self) -> usize {
+        self.lock().total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn pair() -> (Socket, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (Socket::from(std::os::fd::OwnedFd::from(ours)), theirs)
+    }
+
+    #[test]
+    fn past_the_budget_the_biggest_holder_is_closed() {
+        let budget = InputBudget::new(Some(100));
+        let peer = Address::UnixUnnamed;
+        let (small, _small_peer) = pair();
+        let (big, mut big_peer) = pair();
+        let (a, b) = (budget.enter(&peer).unwrap(), budget.enter(&peer).unwrap());
+        budget.hold("t", a, &small, 30);
+        budget.hold("t", b, &big, 60);
+        assert_eq!(budget.total(), 90);
+        budget.hold("t", a, &small, 50);
+        // 110 > 100: the one holding 60 goes, its peer sees the end.
+        assert_eq!(budget.total(), 50);
+        let mut buf = [0u8; 1];
+        assert_eq!(big_peer.read(&mut buf).unwrap(), 0);
+        budget.leave(a);
+        budget.leave(b);
+        assert_eq!(budget.total(), 0);
+    }
+
+    #[test]
+    fn without_a_budget_nothing_is_tracked() {
+        let budget = InputBudget::new(None);
+        assert_eq!(budget.enter(&Address::UnixUnnamed), None);
+    }
+}
