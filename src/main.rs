@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod notify;
 mod serve;
 mod supervise;
 

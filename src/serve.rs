@@ -3,9 +3,11 @@
 //! them (see `supervise`) until SIGINT or SIGTERM, or until one of them dies.
 
 use anyhow::{bail, Context};
+use sockserv_framework::activation::ListenFds;
 use sockserv_framework::config::{Config, ServerConfig};
 use sockserv_framework::{Server, ServerProcess, StrategyKind};
 
+use crate::notify::Notifier;
 use crate::supervise::{self, Supervisor};
 
 /// Print one line per server: what `check` shows and what `serve` prints at start.
@@ -62,35 +64,52 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn serve_blocked(config: &Config) -> anyhow::Result<()> {
+    // Before any thread exists: these read and clear the environment.
+    let mut passed = ListenFds::from_env()?.unwrap_or_default();
+    let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     let (forking, in_process): (Vec<_>, Vec<_>) = config
         .servers
         .iter()
         .partition(|server| server.settings.strategy.kind() == StrategyKind::Forking);
     // Forking servers first, while this process has one thread; the others are bound only after, so
     // the server processes do not inherit their sockets.
-    let processes = spawn_processes(bind_all(&forking)?)?;
-    let servers = match bind_all(&in_process) {
+    let processes = spawn_processes(bind_all(&forking, &mut passed)?)?;
+    let servers = match bind_all(&in_process, &mut passed) {
         Ok(servers) => servers,
         Err(err) => {
             supervise::stop_processes(processes);
             return Err(err);
         }
     };
+    if !passed.is_empty() {
+        log::warn!(
+            "socket activation: no [[server]] for {} passed socket(s), closed: {}",
+            passed.len(),
+            passed.leftovers().join(", ")
+        );
+        drop(passed);
+    }
     let drain = config
         .servers
         .iter()
         .map(|server| server.settings.drain_timeout)
         .max()
         .unwrap_or_default();
-    Supervisor::start(servers, processes, drain)?.run()
+    Supervisor::start(servers, processes, drain, notifier)?.run()
 }
 
-/// Bind each server, reporting every failure before giving up.
-fn bind_all(servers: &[&ServerConfig]) -> anyhow::Result<Vec<Server>> {
+/// Bind each server — on the socket passed for it by socket activation, if there is one —
+/// reporting every failure before giving up.
+fn bind_all(servers: &[&ServerConfig], passed: &mut ListenFds) -> anyhow::Result<Vec<Server>> {
     let mut bound = Vec::new();
     let mut failures = Vec::new();
     for server in servers {
-        match Server::bind(server.settings.clone(), server.factory.clone()) {
+        let (settings, factory) = (server.settings.clone(), server.factory.clone());
+        let made = match passed.take(&settings.name, &settings.endpoint) {
+            Some(socket) => Server::from_socket(settings, factory, socket),
+            None => Server::bind(settings, factory),
+        };
+        match made {
             Ok(ready) => {
                 announce(&ready, &server.handler);
                 bound.push(ready);

@@ -21,6 +21,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::notify::Notifier;
 use anyhow::{bail, Context};
 use nix::sys::signal::SigSet;
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
@@ -83,6 +84,8 @@ pub struct Supervisor {
     drain: Duration,
     /// Something went wrong: the exit status will say so.
     failed: bool,
+    /// sd_notify: READY, STOPPING and STATUS for the service manager.
+    notifier: Notifier,
 }
 
 impl Supervisor {
@@ -96,6 +99,7 @@ impl Supervisor {
         servers: Vec<Server>,
         processes: Vec<ServerProcess>,
         drain: Duration,
+        notifier: Notifier,
     ) -> anyhow::Result<Supervisor> {
         let (sender, events) = channel();
         let started = forward_signals(sender.clone()).and_then(|()| {
@@ -128,6 +132,7 @@ impl Supervisor {
             events,
             drain,
             failed: false,
+            notifier,
         })
     }
 
@@ -139,8 +144,13 @@ impl Supervisor {
     pub fn run(mut self) -> anyhow::Result<()> {
         // A server process that died before SIGCHLD was handled is found here.
         if !self.reap() {
+            let servers = self.running.len() + self.children.len();
+            let status = format!("serving {servers} server(s)");
+            self.notifier.send(&format!("READY=1\nSTATUS={status}"));
             self.watch();
         }
+        self.notifier
+            .send("STOPPING=1\nSTATUS=draining: requests in flight get their drain_timeout");
         self.drain_all()
     }
 

@@ -19,11 +19,14 @@
 //!
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
-//! `unsafe` is confined to the fork code (`strategy::forking`, `process`) and the plugin host
-//! (`plugin`), each block with a SAFETY note; the crate denies it everywhere else.
+//! `unsafe` is confined to the fork code (`strategy::forking`, `process`), taking over passed
+//! descriptors (`activation`) and the plugin host (`plugin`), each block with a SAFETY note; the
+//! crate denies it everywhere else.
 
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod activation;
 mod budget;
 mod close;
 pub mod config;

@@ -28,7 +28,7 @@ use crate::limits::{Gate, Peer, Ticket};
 use crate::peer_log::log_peer_event;
 use crate::request::Shared;
 use crate::strategy::{dispatcher, Accepted, Dispatcher};
-use crate::transport::{bind, to_address, Datagram, UnixFile};
+use crate::transport::{adopt, bind, to_address, Bound, Datagram, UnixFile};
 use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
 
 /// How many datagrams one wake-up of `serve_forever` receives (until the socket would block) before
@@ -85,6 +85,30 @@ impl Server {
         factory: Arc<dyn HandlerFactory>,
     ) -> Result<Server, ServerError> {
         let bound = bind(&settings.endpoint, &settings.socket)?;
+        Server::from_bound(settings, factory, bound)
+    }
+
+    /// Serve on `socket`, handed over already bound (and, for streams, listening) — by systemd's
+    /// socket activation or a predecessor's upgrade — instead of binding the settings' endpoint.
+    /// The socket's options are its maker's; a Unix socket file stays theirs.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Bind`] when the socket's kind or address family is not the endpoint's.
+    pub fn from_socket(
+        settings: ServerSettings,
+        factory: Arc<dyn HandlerFactory>,
+        socket: Socket,
+    ) -> Result<Server, ServerError> {
+        let bound = adopt(&settings.endpoint, socket)?;
+        Server::from_bound(settings, factory, bound)
+    }
+
+    fn from_bound(
+        settings: ServerSettings,
+        factory: Arc<dyn HandlerFactory>,
+        bound: Bound,
+    ) -> Result<Server, ServerError> {
         let datagram = if settings.endpoint.kind().is_stream() {
             None
         } else {

@@ -97,6 +97,64 @@ pub(crate) fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Bound
     })
 }
 
+/// Take over a socket this process was handed already bound (and, for streams, listening) — by
+/// systemd's socket activation, say — for `endpoint`. Its kind and address family must be the
+/// endpoint's; its options are whoever made it's (systemd's `Backlog=`, `ReuseAddress=`, ...), and
+/// a Unix socket file stays theirs to remove.
+pub(crate) fn adopt(endpoint: &Endpoint, socket: Socket) -> Result<Bound, ServerError> {
+    let fail = |step: &'static str| {
+        move |source: io::Error| ServerError::Bind {
+            endpoint: endpoint.clone(),
+            step,
+            source,
+        }
+    };
+    let mismatch = |what: String| {
+        let source = io::Error::new(io::ErrorKind::InvalidInput, what);
+        fail("take over the passed socket for")(source)
+    };
+    let ty = socket
+        .r#type()
+        .map_err(fail("inspect the passed socket for"))?;
+    let want = if endpoint.kind().is_stream() {
+        Type::STREAM
+    } else {
+        Type::DGRAM
+    };
+    if ty != want {
+        let (got, wanted) = if want == Type::STREAM {
+            ("a datagram", "a stream")
+        } else {
+            ("a stream", "a datagram")
+        };
+        return Err(mismatch(format!(
+            "it is {got} socket, the endpoint needs {wanted} one"
+        )));
+    }
+    let addr = socket.local_addr().map_err(fail("read the address of"))?;
+    let family_fits = match endpoint {
+        Endpoint::Tcp(ip) | Endpoint::Udp(ip) => addr
+            .as_socket()
+            .is_some_and(|a| a.is_ipv4() == ip.is_ipv4()),
+        Endpoint::Unix(_) | Endpoint::UnixDatagram(_) => addr.is_unix(),
+    };
+    if !family_fits {
+        return Err(mismatch(format!(
+            "it is bound to {}, not an address of the endpoint's family",
+            to_address(&addr)
+        )));
+    }
+    socket.set_nonblocking(true).map_err(fail("configure"))?;
+    let local = to_address(&addr);
+    let endpoint = with_real_port(endpoint, &local);
+    Ok(Bound {
+        socket,
+        local,
+        endpoint,
+        unix_file: None,
+    })
+}
+
 fn apply_options(socket: &Socket, endpoint: &Endpoint, options: &SocketOptions) -> io::Result<()> {
     if endpoint.inet().is_some() {
         socket.set_reuse_address(options.reuse_address)?;

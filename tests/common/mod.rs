@@ -157,6 +157,19 @@ impl ServeProcess {
             .unwrap_or_else(|why| panic!("{why}"))
     }
 
+    /// Write `config` into a new temporary folder and serve it through the command `wrap` makes
+    /// from the config's path (a launcher that execs `sockserv serve PATH`).
+    pub fn start_wrapped(config: &str, wrap: impl FnOnce(&Path) -> Command) -> ServeProcess {
+        let dir = temp_dir();
+        let path = write_config(dir.path(), "sockserv.toml", config);
+        let expected = config
+            .lines()
+            .filter(|line| line.trim() == "[[server]]")
+            .count();
+        ServeProcess::try_spawn_command(dir, wrap(&path), expected)
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
     /// `command` (a `sockserv serve`) run in `dir`, once `expected` servers listen.
     fn try_spawn_command(
         dir: TempDir,
