@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::notify::Notifier;
 use anyhow::{bail, Context};
 use nix::sys::signal::SigSet;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use sockserv_framework::{
     termination_signals, ProcessExit, Server, ServerProcess, Shutdown, FORCED_CLOSE_WAIT,
@@ -84,6 +84,8 @@ pub struct Supervisor {
     drain: Duration,
     /// Something went wrong: the exit status will say so.
     failed: bool,
+    /// The servers were asked to stop: a server process's clean exit is expected now.
+    draining: bool,
     /// sd_notify: READY, STOPPING and STATUS for the service manager.
     notifier: Notifier,
 }
@@ -132,6 +134,7 @@ impl Supervisor {
             events,
             drain,
             failed: false,
+            draining: false,
             notifier,
         })
     }
@@ -163,6 +166,11 @@ impl Supervisor {
                         return;
                     }
                 }
+                Event::Signal(signal @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
+                    // Reserved (SIGHUP: reload, SIGUSR2: binary upgrade); until they exist, an
+                    // operator's habit or a closed terminal must not end the service unannounced.
+                    log::warn!("received signal {signal}: not used yet, ignored");
+                }
                 Event::Signal(signal) => {
                     log::info!("received signal {signal}: draining every server");
                     return;
@@ -188,12 +196,19 @@ impl Supervisor {
             };
             child.exit = Some(exit);
             any = true;
-            if !exit.is_clean() {
+            // While serving, any end is a failure: nobody asked it to stop, and its endpoint is
+            // gone. While draining, only an unclean one is.
+            if !exit.is_clean() || !self.draining {
                 self.failed = true;
                 log::error!(
-                    "server {} (process {}) {exit}: stopping every server, exit status 1",
+                    "server {} (process {}) {exit}{}: stopping every server, exit status 1",
                     child.process.name(),
-                    child.process.pid()
+                    child.process.pid(),
+                    if self.draining {
+                        ""
+                    } else {
+                        " without being asked to stop"
+                    }
                 );
             }
         }
@@ -205,7 +220,14 @@ impl Supervisor {
         self.mark_ended(name);
         self.failed = true;
         let why = outcome.err().unwrap_or_else(|| "stopped serving".into());
-        log::error!("server {name}: {why}: stopping every server, exit status 1");
+        // The server's own errors name it already.
+        let named = why.starts_with(&format!("server {name:?}"));
+        let why = if named {
+            why
+        } else {
+            format!("server {name}: {why}")
+        };
+        log::error!("{why}: stopping every server, exit status 1");
     }
 
     fn mark_ended(&mut self, name: &str) {
@@ -216,18 +238,26 @@ impl Supervisor {
 
     /// Ask every server to stop, then wait for them within the drain bound.
     fn drain_all(mut self) -> anyhow::Result<()> {
+        self.draining = true;
         for running in &self.running {
             running.shutdown.shutdown();
         }
         for child in self.children.iter().filter(|child| child.exit.is_none()) {
             child.process.terminate();
         }
-        let deadline = Instant::now() + self.drain + FORCED_CLOSE_WAIT + DRAIN_MARGIN;
+        // A drain too long to add to the clock waits a year: finite, and no overflow.
+        let bound = (self.drain.checked_add(FORCED_CLOSE_WAIT + DRAIN_MARGIN))
+            .unwrap_or(Duration::from_secs(365 * 86_400));
+        let now = Instant::now();
+        let deadline = now.checked_add(bound).unwrap_or(now + DRAIN_MARGIN);
         while !self.all_ended() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Signal(SIGCHLD)) => {
                     self.reap();
+                }
+                Ok(Event::Signal(signal @ (SIGHUP | SIGUSR1 | SIGUSR2))) => {
+                    log::warn!("received signal {signal} while draining: ignored");
                 }
                 Ok(Event::Signal(signal)) => {
                     self.stop_now();
@@ -282,8 +312,8 @@ impl Supervisor {
 
 /// A thread that turns SIGINT, SIGTERM and SIGCHLD into events.
 fn forward_signals(sender: Sender<Event>) -> anyhow::Result<()> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGCHLD]).context("cannot handle SIGINT and SIGTERM")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
+        .context("cannot handle SIGINT and SIGTERM")?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -164,6 +164,9 @@ fn a_server_that_cannot_start_its_strategy_ends_the_process() {
     let stderr = serve.stderr();
     let status = status.unwrap_or_else(|| panic!("still running:\n{stderr}"));
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("server r:"), "{stderr}");
+    assert!(
+        stderr.contains("server \"r\": cannot start its event loops"),
+        "{stderr}"
+    );
     assert!(stderr.contains("stopping every server"), "{stderr}");
 }

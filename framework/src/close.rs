@@ -24,6 +24,16 @@ pub(crate) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 /// errors is given up on after this, its thread left behind or its process killed.
 pub const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// `after` from now — or, for a duration too long to add to the clock (a "wait for ever" written
+/// as a huge number), a year from now: every wait stays finite and no deadline overflows.
+pub(crate) fn deadline_after(after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 /// The graceful close of a blocking connection: shut down sending so the peer sees the end of the
 /// reply, then read and drop what it still sends until its end of stream, [`LINGER_LIMIT`] bytes
 /// or [`LINGER_TIME`], whichever comes first; then shut it down both ways. `peer_closed`: a read

@@ -113,16 +113,17 @@ impl Deadlines {
 
     /// Each deadline that applies now, with what it means.
     fn each(&self, progress: &Progress) -> impl Iterator<Item = (Instant, Expiry)> {
+        // A limit too long to add to the clock never falls due.
         let first = (!progress.got_first_byte)
             .then_some(self.first_byte)
             .flatten()
-            .map(|d| (progress.opened + d, Expiry::FirstByte(d)));
+            .and_then(|d| Some((progress.opened.checked_add(d)?, Expiry::FirstByte(d))));
         let idle = self
             .idle
-            .map(|d| (progress.last_activity + d, Expiry::Idle(d)));
+            .and_then(|d| Some((progress.last_activity.checked_add(d)?, Expiry::Idle(d))));
         let total = self
             .max_duration
-            .map(|d| (progress.opened + d, Expiry::MaxDuration(d)));
+            .and_then(|d| Some((progress.opened.checked_add(d)?, Expiry::MaxDuration(d))));
         [first, idle, total].into_iter().flatten()
     }
 

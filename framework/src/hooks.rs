@@ -31,6 +31,9 @@ pub enum RequestFailure {
     Dispatch(String),
     /// The connection failed outside any handler call (the reactor's own reads and writes).
     Connection(io::Error),
+    /// The server closed the connection under its handler at the end of a drain
+    /// (`drain_timeout`); the handler then failed with `failure`.
+    ClosedByDrain(Box<RequestFailure>),
     /// A forked request child reported that its peer ended the request (see
     /// [`PEER_FAULT_STATUS`](crate::PEER_FAULT_STATUS)); the child's own log has the details.
     EndedByPeer,
@@ -52,8 +55,8 @@ impl RequestFailure {
 
     /// Whether the peer caused this, not the server or its handler: the connection was reset or
     /// aborted, the peer stopped reading (a broken pipe), it closed in the middle of a read, or it
-    /// sent a datagram over `max_packet_size`. Such failures are logged at info level, at a
-    /// bounded rate.
+    /// sent a datagram over `max_packet_size` — or the drain closed it, as it was meant to. Such
+    /// failures are logged at info level, at a bounded rate.
     pub fn is_peer_fault(&self) -> bool {
         match self {
             RequestFailure::Hook {
@@ -62,7 +65,9 @@ impl RequestFailure {
             }
             | RequestFailure::Reply(err)
             | RequestFailure::Connection(err) => is_peer_io_error(err),
-            RequestFailure::Oversized { .. } | RequestFailure::EndedByPeer => true,
+            RequestFailure::Oversized { .. }
+            | RequestFailure::EndedByPeer
+            | RequestFailure::ClosedByDrain(_) => true,
             RequestFailure::Hook { .. }
             | RequestFailure::Panic { .. }
             | RequestFailure::Dispatch(_) => false,
@@ -97,6 +102,9 @@ impl fmt::Display for RequestFailure {
             RequestFailure::Reply(err) => write!(f, "cannot send the reply: {err}"),
             RequestFailure::Dispatch(msg) => write!(f, "cannot start the request: {msg}"),
             RequestFailure::Connection(err) => write!(f, "the connection failed: {err}"),
+            RequestFailure::ClosedByDrain(failure) => {
+                write!(f, "closed at the end of the drain ({failure})")
+            }
             RequestFailure::EndedByPeer => {
                 write!(f, "the peer ended the request (reset or closed early)")
             }

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use socket2::Socket;
 use sockserv_plugin::{
-    Address, HandlerFactory, LogLevel, NoControl, Request, RequestControl, RequestKind,
-    ServerContext,
+    Address, HandlerError, HandlerFactory, LogLevel, NoControl, Request, RequestControl,
+    RequestKind, ServerContext,
 };
 
 use crate::budget::HolderId;
@@ -63,8 +63,16 @@ impl ServerContext for Shared {
 }
 
 impl Shared {
-    /// `handle_error`, with a panic of the hook itself caught and logged beside the failure.
+    /// `handle_error`, with a panic of the hook itself caught and logged beside the failure. While
+    /// the server closes, an I/O failure is the drain's doing and is reported as such.
     pub fn report(&self, peer: &Address, failure: &RequestFailure) {
+        let drained;
+        let failure = if self.shutdown.is_closing() && failure.io_error().is_some() {
+            drained = RequestFailure::ClosedByDrain(Box::new(clone_io_failure(failure)));
+            &drained
+        } else {
+            failure
+        };
         let reported = catch_unwind(AssertUnwindSafe(|| {
             self.hooks.handle_error(&self.name, peer, failure)
         }));
@@ -145,6 +153,23 @@ impl Outcome {
         } else {
             Outcome::Failed
         }
+    }
+}
+
+/// A copy of an I/O failure (an `io::Error` is not `Clone`: its kind and text are kept).
+fn clone_io_failure(failure: &RequestFailure) -> RequestFailure {
+    let copy = |err: &io::Error| io::Error::new(err.kind(), err.to_string());
+    match failure {
+        RequestFailure::Hook {
+            hook,
+            error: HandlerError::Io(err),
+        } => RequestFailure::Hook {
+            hook,
+            error: HandlerError::Io(copy(err)),
+        },
+        RequestFailure::Reply(err) => RequestFailure::Reply(copy(err)),
+        RequestFailure::Connection(err) => RequestFailure::Connection(copy(err)),
+        other => RequestFailure::Dispatch(other.to_string()),
     }
 }
 

@@ -461,6 +461,7 @@ impl Server {
             // New clients are refused from now on, not left waiting in the backlog.
             self.listener = None;
         }
+        self.shared.shutdown.set_closing();
         if let Some(dispatcher) = self.dispatcher.as_mut() {
             dispatcher.close(self.settings.drain_timeout);
         }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use crate::close::deadline_after;
+
 /// The wake-up byte that asks the loop to stop (as opposed to a plain wake-up).
 const SHUTDOWN_BYTE: u8 = b'S';
 /// The wake-up byte for "look again" (capacity freed, a child exited).
@@ -43,6 +45,8 @@ pub struct Shutdown {
 #[derive(Debug)]
 struct Inner {
     requested: Arc<AtomicBool>,
+    /// The server is closing: failures from now on come from its drain closing connections.
+    closing: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     in_loop: InLoop,
@@ -89,6 +93,7 @@ impl Shutdown {
         Ok(Shutdown {
             inner: Arc::new(Inner {
                 requested,
+                closing: AtomicBool::new(false),
                 wake_tx,
                 wake_rx,
                 in_loop,
@@ -145,7 +150,7 @@ impl Shutdown {
     /// The drain timer: once `limit` has passed with connection `generation` still in the loop,
     /// shut it down both ways.
     fn close_in_loop_after(&self, generation: u64, limit: Duration) {
-        let deadline = Instant::now() + limit;
+        let deadline = deadline_after(limit);
         let mut state = self.lock_in_loop();
         while state.generation == generation {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -169,6 +174,17 @@ impl Shutdown {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The server is closing (`server_close`): its drain may close connections under their
+    /// handlers, and their failures say so.
+    pub(crate) fn set_closing(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server is closing (see [`Shutdown::set_closing`]).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
     }
 
     /// Whether a shutdown was asked for and not yet acted on.

@@ -20,8 +20,8 @@
 //!   [`session`]: [`SearchSession`], the same over the `reactor` strategy's events.
 //!
 //! A connection stays open for further requests until the client closes it; pipelined requests are
-//! answered in order, all the replies to one read in one write. Bad input is logged (a warning with
-//! the peer) and answered with `{"error": CODE, "result": "Error: MESSAGE."}`. When the bad frame's end
+//! answered in order, all the replies to one read in one write. Bad input is logged (a line with
+//! the peer, at the server's bounded rate for what peers do) and answered with `{"error": CODE, "result": "Error: MESSAGE."}`. When the bad frame's end
 //! is still known (its `content-length` was usable) the connection goes on with the next frame;
 //! otherwise the error reply is the last thing sent and the handler returns: the framework's graceful
 //! close (under every strategy) shuts the sending side, reads and discards what the client still
@@ -45,7 +45,7 @@ mod tutorial;
 use std::sync::Arc;
 
 use sockserv_framework::config::OptionErrors;
-use sockserv_framework::{HandlerOptions, SocketKind, StrategyKind};
+use sockserv_framework::{log_peer_event, HandlerOptions, SocketKind, StrategyKind};
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
     Session, SessionInfo,
@@ -202,8 +202,12 @@ fn end_of_input(req: &mut Request<'_>, decoder: &Decoder, pending: &[u8]) {
 }
 
 /// One warning per bad frame, with the server and the peer, like the server's own error lines.
+/// One line per bad frame: the peer's doing, so at the server's bounded rate for such lines (a
+/// client sending bad frames in a loop cannot flood the log).
 fn warn(server: &str, peer: &Address, err: &FrameError, outcome: &str) {
-    log::warn!("{server}: search request from {peer}: {err} ({outcome})");
+    log_peer_event(format_args!(
+        "{server}: search request from {peer}: {err} ({outcome})"
+    ));
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use socket2::Socket;
 use sockserv_plugin::Address;
 
 use super::{require_single_thread, Accepted, Dispatcher, Inline};
-use crate::close::FORCED_CLOSE_WAIT;
+use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 use crate::deadline::Expiry;
 use crate::limits::{Limits, Ticket};
 use crate::peer_log::{enter_request_child, log_peer_event};
@@ -66,6 +66,8 @@ pub(crate) struct ForkingDispatcher {
     sigchld: SignalFd,
     /// The signal mask before SIGCHLD was blocked, restored at close.
     old_mask: SigSet,
+    /// `close` has begun: a child's connection may have been closed by the drain.
+    closing: bool,
 }
 
 impl ForkingDispatcher {
@@ -106,6 +108,7 @@ impl ForkingDispatcher {
             listener,
             sigchld,
             old_mask,
+            closing: false,
         })
     }
 
@@ -114,12 +117,16 @@ impl ForkingDispatcher {
     /// has logged its own failure.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.sigchld.read_signal() {}
-        let (server, limits) = (&self.server, &self.limits);
+        let (server, limits, closing) = (&self.server, &self.limits, self.closing);
         self.children.retain(
             |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, 0)) | Err(_) => false,
                 Ok(WaitStatus::Exited(_, PEER_FAULT_STATUS)) => {
-                    let failure = RequestFailure::EndedByPeer;
+                    let failure = if closing {
+                        RequestFailure::ClosedByDrain(Box::new(RequestFailure::EndedByPeer))
+                    } else {
+                        RequestFailure::EndedByPeer
+                    };
                     log_peer_event(format_args!(
                         "{server}: request from {}: {failure} (child {pid})",
                         child.peer
@@ -218,7 +225,7 @@ impl ForkingDispatcher {
 
     /// Wait until every child is reaped or `limit` has passed.
     fn wait_children(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
+        let deadline = deadline_after(limit);
         self.reap();
         while !self.children.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -293,6 +300,7 @@ impl Dispatcher for ForkingDispatcher {
     /// Children's connections are shut for reading; after `drain_timeout` they are shut both ways,
     /// and a child still running [`FORCED_CLOSE_WAIT`] later is killed (SIGKILL) and reaped.
     fn close(&mut self, drain_timeout: Duration) {
+        self.closing = true;
         self.shut_connections(Direction::Read);
         self.wait_children(drain_timeout);
         if !self.children.is_empty() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
-use crate::close::FORCED_CLOSE_WAIT;
+use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 
 /// A task's id in [`Live`].
 pub(crate) type TaskId = u64;
@@ -108,7 +108,7 @@ impl Live {
         mut state: MutexGuard<'a, LiveState>,
         limit: Duration,
     ) -> MutexGuard<'a, LiveState> {
-        let deadline = Instant::now() + limit;
+        let deadline = deadline_after(limit);
         while !state.tasks.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

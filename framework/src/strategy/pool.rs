@@ -3,10 +3,9 @@
 //! connection is refused — closed at once and logged — rather than left to wait without bound.
 //!
 //! Each worker is registered in `live` with the connection it is serving, so that `close` ends
-//! them within the drain bound as under threading; connections still queued at close are dropped
-//! unserved.
+//! them within the drain bound as under threading; connections still queued at close are served
+//! the same way (their reads end at once), not reset.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -43,7 +42,6 @@ pub(crate) struct PoolDispatcher {
 struct PoolState {
     /// The workers, each with the connection it is serving.
     live: Live,
-    closing: AtomicBool,
 }
 
 impl PoolDispatcher {
@@ -111,7 +109,9 @@ fn spawn_worker(
     }
 }
 
-/// A worker: take jobs until the queue closes; once closing, drop queued jobs unserved.
+/// A worker: take jobs until the queue closes and is empty. Jobs still queued at close are served
+/// like the ones in progress (their reads end at once, see `live`), so a waiting client gets an
+/// answer or an orderly end, not a reset.
 fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
     loop {
         let job = {
@@ -121,9 +121,6 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
             receiver.recv()
         };
         let Ok(job) = job else { return };
-        if state.closing.load(Ordering::SeqCst) {
-            continue;
-        }
         match job {
             Job::Stream(shared, conn, peer, ticket) => {
                 state.live.set(id, Some(Arc::clone(&conn)));
@@ -168,7 +165,6 @@ impl Dispatcher for PoolDispatcher {
     }
 
     fn close(&mut self, drain_timeout: Duration) {
-        self.state.closing.store(true, Ordering::SeqCst);
         // Closing the queue ends each worker once it is idle.
         self.queue = None;
         self.state.live.close(&self.server, drain_timeout);

@@ -24,6 +24,7 @@ first_byte_timeout = 5
 max_connection_duration = 3600
 allow = ["10.0.0.0/8", "::1", "uid:1000"]
 deny = ["10.9.0.0/16"]
+max_buffered_input = 1048576
 "#,
     );
     let net = |text: &str| SourceRule::Net(text.parse().unwrap());
@@ -42,6 +43,7 @@ deny = ["10.9.0.0/16"]
             max_connection_duration: Some(Duration::from_secs(3600)),
             allow: vec![net("10.0.0.0/8"), net("::1/128"), SourceRule::Uid(1000)],
             deny: vec![net("10.9.0.0/16")],
+            max_buffered_input: Some(1_048_576),
         }
     );
 }
@@ -53,7 +55,7 @@ fn defaults_are_safe_and_none_lifts_them() {
     let lifted = server(
         "tcp://127.0.0.1:0",
         "echo",
-        "[server.limits]\nmax_connections = \"none\"\nidle_timeout = \"none\"\n",
+        "[server.limits]\nmax_connections = \"none\"\nidle_timeout = \"none\"\nmax_buffered_input = \"none\"\n",
     );
     assert_eq!(limits_of(&lifted), Limits::none());
     // A datagram server has no connections to bound.

@@ -49,12 +49,13 @@ impl ReactorDispatcher {
     /// Start `loops` event loops (at least one) for the server.
     ///
     /// # Errors
-    /// [`ServerError::Serve`] when a loop cannot be started (no poll instance or thread, say at the
+    /// [`ServerError::Strategy`] when a loop cannot be started (no poll instance or thread, say at the
     /// descriptor limit); the loops started before it are stopped and joined first.
     pub fn new(shared: &Arc<Shared>, loops: usize) -> Result<Self, ServerError> {
         let spawn = |index| spawn_loop(&shared.name, index, shared.shutdown.clone());
-        let loops = start_loops(loops.max(1), spawn).map_err(|source| ServerError::Serve {
+        let loops = start_loops(loops.max(1), spawn).map_err(|source| ServerError::Strategy {
             server: shared.name.clone(),
+            step: "start its event loops",
             source,
         })?;
         Ok(ReactorDispatcher {
