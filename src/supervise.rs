@@ -27,7 +27,7 @@ use nix::sys::signal::SigSet;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use sockserv_framework::{
-    termination_signals, ProcessExit, Server, ServerProcess, Shutdown, FORCED_CLOSE_WAIT,
+    termination_signals, ProcessExit, Server, ServerProcess, Shutdown, UnixFile, FORCED_CLOSE_WAIT,
 };
 
 /// What a drain may take beyond the servers' own bound before it is cut short: time for the server
@@ -68,6 +68,8 @@ struct Running {
     name: String,
     shutdown: Shutdown,
     ended: bool,
+    /// Its Unix socket file, removed here should the process stop before the server could.
+    socket_file: Option<UnixFile>,
 }
 
 /// A server running in a process of its own, and how it ended once it has.
@@ -196,6 +198,10 @@ impl Supervisor {
             };
             child.exit = Some(exit);
             any = true;
+            if let (ProcessExit::Killed(_), Some(file)) = (exit, child.process.socket_file()) {
+                // A killed server could not remove its socket file.
+                file.remove();
+            }
             // While serving, any end is a failure: nobody asked it to stop, and its endpoint is
             // gone. While draining, only an unclean one is.
             if !exit.is_clean() || !self.draining {
@@ -288,8 +294,16 @@ impl Supervisor {
     }
 
     /// Kill the server processes still running and reap them; the server threads end with this
-    /// process.
+    /// process. The Unix socket files their servers made are removed here, since they cannot.
     fn stop_now(&mut self) {
+        let files: Vec<UnixFile> = (self.running.iter().filter(|r| !r.ended))
+            .filter_map(|r| r.socket_file.clone())
+            .chain(
+                self.children
+                    .iter()
+                    .filter_map(|c| c.process.socket_file().cloned()),
+            )
+            .collect();
         for child in self
             .children
             .iter_mut()
@@ -307,6 +321,9 @@ impl Supervisor {
                 child.process.wait();
             }
         });
+        for file in files {
+            file.remove();
+        }
     }
 }
 
@@ -331,6 +348,7 @@ fn forward_signals(sender: Sender<Event>) -> anyhow::Result<()> {
 fn run_on_thread(mut server: Server, events: Sender<Event>) -> anyhow::Result<Running> {
     let name = server.name().to_string();
     let shutdown = server.shutdown_handle();
+    let socket_file = server.socket_file().cloned();
     let thread_name = name.clone();
     thread::Builder::new()
         .name(name.clone())
@@ -351,6 +369,7 @@ fn run_on_thread(mut server: Server, events: Sender<Event>) -> anyhow::Result<Ru
         name,
         shutdown,
         ended: false,
+        socket_file,
     })
 }
 

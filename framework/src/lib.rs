@@ -66,3 +66,4 @@ pub use settings::{
 };
 pub use shutdown::Shutdown;
 pub use strategy::is_single_threaded;
+pub use transport::UnixFile;

@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::strategy::require_single_thread;
-use crate::{Server, ServerError};
+use crate::{Server, ServerError, UnixFile};
 
 /// SIGINT and SIGTERM: the signals that stop a server process.
 pub fn termination_signals() -> SigSet {
@@ -29,6 +29,8 @@ pub fn termination_signals() -> SigSet {
 pub struct ServerProcess {
     pid: Pid,
     name: String,
+    /// The server's Unix socket file, to remove should the process be killed before it could.
+    socket_file: Option<UnixFile>,
 }
 
 impl ServerProcess {
@@ -46,6 +48,7 @@ impl ServerProcess {
     pub fn spawn(server: Server) -> Result<ServerProcess, ServerError> {
         require_single_thread()?;
         let name = server.name().to_string();
+        let socket_file = server.socket_file().cloned();
         let parent = nix::unistd::getpid();
         // SAFETY: the process has exactly one thread (checked above), so the child inherits no lock
         // held by another thread and may allocate, log and serve as usual.
@@ -57,7 +60,11 @@ impl ServerProcess {
             }
             Ok(ForkResult::Parent { child }) => {
                 server.release();
-                Ok(ServerProcess { pid: child, name })
+                Ok(ServerProcess {
+                    pid: child,
+                    name,
+                    socket_file,
+                })
             }
             Err(errno) => Err(ServerError::Serve {
                 server: name,
@@ -82,6 +89,11 @@ impl ServerProcess {
     /// Stop the process at once (SIGKILL), for when its drain has taken too long.
     pub fn kill(&self) {
         let _ = kill(self.pid, Signal::SIGKILL);
+    }
+
+    /// The server's Unix socket file, if it has one: a killed process leaves it behind.
+    pub fn socket_file(&self) -> Option<&UnixFile> {
+        self.socket_file.as_ref()
     }
 
     /// Whether the process has ended, without waiting: `Some` with how it ended (and it is

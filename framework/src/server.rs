@@ -169,6 +169,12 @@ impl Server {
         &self.settings
     }
 
+    /// The Unix socket file this server made (none for other kinds, or for a socket it was
+    /// handed): what to remove should the process have to stop without `server_close`.
+    pub fn socket_file(&self) -> Option<&UnixFile> {
+        self.unix_file.as_ref()
+    }
+
     /// The endpoint as bound: with the real port when the settings asked for port 0.
     pub fn local_endpoint(&self) -> &Endpoint {
         &self.endpoint

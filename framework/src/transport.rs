@@ -28,14 +28,20 @@ pub(crate) struct Bound {
 
 /// A socket file this server created, identified by device and inode so that close never removes a
 /// file somebody else has put at the same path since.
-#[derive(Debug)]
-pub(crate) struct UnixFile {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
 }
 
 impl UnixFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the file, if it is still the one the server made (same device and inode).
     pub fn remove(&self) {
         let ours = fs::symlink_metadata(&self.path)
             .map(|meta| meta.dev() == self.dev && meta.ino() == self.ino)

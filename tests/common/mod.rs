@@ -104,6 +104,8 @@ pub struct ServeProcess {
     dir: TempDir,
     endpoints: HashMap<String, Endpoint>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread reading stderr; finished once every process holding the pipe has ended.
+    stderr_reader: thread::JoinHandle<()>,
     status: Option<ExitStatus>,
 }
 
@@ -183,13 +185,15 @@ impl ServeProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start sockserv serve");
-        let stderr = drain(child.stderr.take().expect("stderr is piped"));
+        let (stderr, stderr_reader) =
+            drain_until_closed(child.stderr.take().expect("stderr is piped"));
         let lines = line_channel(child.stdout.take().expect("stdout is piped"));
         let mut serve = ServeProcess {
             child,
             dir,
             endpoints: HashMap::new(),
             stderr,
+            stderr_reader,
             status: None,
         };
         match serve.read_listening(&lines, expected) {
@@ -237,10 +241,15 @@ impl ServeProcess {
         signal(self.pid(), sig);
     }
 
-    /// Wait at most `limit` for the process to exit; its status, or `None` while it runs.
+    /// Wait at most `limit` for the process to exit; its status, or `None` while it runs. Once it
+    /// has exited, its last lines are read too (bounded: a process it left behind may hold the
+    /// pipe), so [`Self::stderr`] has everything it wrote.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = wait_bounded(&mut self.child, limit);
+            if self.status.is_some() {
+                eventually(Duration::from_secs(2), || self.stderr_reader.is_finished());
+            }
         }
         self.status
     }
@@ -288,10 +297,9 @@ impl ServeProcess {
             return status;
         }
         signal(self.pid(), "TERM");
-        let Some(status) = wait_bounded(&mut self.child, EXIT_WAIT) else {
+        let Some(status) = self.wait_exit(EXIT_WAIT) else {
             self.fail("still running 5 s after SIGTERM");
         };
-        self.status = Some(status);
         let left = leftovers(self.dir());
         if !left.is_empty() {
             panic!(
@@ -377,16 +385,23 @@ fn line_channel(stdout: ChildStdout) -> Receiver<String> {
 }
 
 /// Everything `pipe` yields, collected on a thread.
-fn drain(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+fn drain(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    drain_until_closed(pipe).0
+}
+
+/// As [`drain`], with the draining thread, which ends when the pipe closes.
+fn drain_until_closed(
+    mut pipe: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buffer);
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut chunk = [0; 4096];
         while let Ok(n @ 1..) = pipe.read(&mut chunk) {
             sink.lock().unwrap().extend_from_slice(&chunk[..n]);
         }
     });
-    buffer
+    (buffer, reader)
 }
 
 // ---------------------------------------------------------------------------------------------------
