@@ -11,6 +11,8 @@
 //! - The strategy (sync, threading, forking, pool, reactor) decides where each request runs; a
 //!   blocking handler never knows which. The reactor drives handlers that also offer an event-driven
 //!   `Session` (see `sockserv_plugin::Session`), many connections per thread.
+//! - [`proxy`] reads the PROXY protocol header of connections from trusted load balancers, so that
+//!   the limits, the logs and the handler see the client behind them.
 //! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!
@@ -41,6 +43,7 @@ mod peer_log;
 pub mod plugin;
 #[allow(unsafe_code)]
 mod process;
+pub mod proxy;
 mod registry;
 mod request;
 mod server;

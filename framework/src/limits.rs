@@ -62,7 +62,7 @@ pub enum SourceRule {
 }
 
 impl SourceRule {
-    fn matches(&self, source: &Peer) -> bool {
+    pub(crate) fn matches(&self, source: &Peer) -> bool {
         match (self, source) {
             (SourceRule::Net(net), Peer::Ip(ip)) => net.contains(ip),
             (SourceRule::Uid(uid), Peer::Uid(peer)) => uid == peer,

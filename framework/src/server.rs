@@ -10,6 +10,10 @@
 //! Every hook it calls is guarded: a panicking `verify_request` refuses that peer, a panicking
 //! `handle_timeout` or `service_actions` is logged, and the loop goes on.
 //!
+//! A server with `[server.proxy_protocol]` also polls the connections that await their PROXY
+//! header (see `proxy`): the accept path, in `server/accept.rs`, admits a connection once its peer
+//! is known, so no client's header is ever waited for in the loop.
+//!
 //! Closing is bounded: the listener closes first (new clients are refused rather than left in the
 //! backlog), then the strategy drains what is in flight within the settings' `drain_timeout` and
 //! closes the rest under it (see `strategy::Dispatcher::close`).
@@ -23,13 +27,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory};
 
-use crate::descriptors::{is_out_of_descriptors, Reserve};
-use crate::limits::{Gate, Peer, Ticket};
+use crate::descriptors::Reserve;
+use crate::limits::{Gate, Peer};
 use crate::peer_log::log_peer_event;
+use crate::proxy::awaiting::Awaiting;
 use crate::request::Shared;
-use crate::strategy::{dispatcher, Accepted, Dispatcher};
-use crate::transport::{adopt, bind, to_address, Bound, Datagram, UnixFile};
+use crate::strategy::{dispatcher, Dispatcher};
+use crate::transport::{adopt, bind, Bound, Datagram, UnixFile};
 use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
+
+mod accept;
 
 /// How many datagrams one wake-up of `serve_forever` receives (until the socket would block) before
 /// the loop looks at shutdown and its other descriptors again: a poll per datagram was a third of
@@ -52,6 +59,8 @@ pub struct Server {
     recv_buf: Vec<u8>,
     /// The reserve descriptor for running out of descriptors at accept (see `descriptors`).
     reserve: Reserve,
+    /// With `[server.proxy_protocol]`: the connections whose peer is not known yet.
+    awaiting: Option<Awaiting>,
     closed: bool,
 }
 
@@ -70,6 +79,8 @@ struct Readiness {
     strategy: bool,
     /// The listening socket: a connection to accept or a datagram to receive.
     requests: bool,
+    /// The places (in `Awaiting::watched`) of the awaiting connections with bytes to read.
+    awaiting: Vec<usize>,
 }
 
 impl Server {
@@ -133,9 +144,13 @@ impl Server {
             nodelay: settings.socket.nodelay,
             gate: Gate::new(settings.limits.clone()),
         });
+        let awaiting = (settings.proxy_protocol.clone())
+            .filter(|_| settings.endpoint.kind().is_stream())
+            .map(|proxy| Awaiting::new(&settings.name, proxy));
         Ok(Server {
             recv_buf: Vec::new(),
             reserve: Reserve::new(),
+            awaiting,
             settings,
             listener: Some(bound.socket),
             endpoint: bound.endpoint,
@@ -255,15 +270,21 @@ impl Server {
             let source = io::Error::other(reason);
             return Err(self.serve_error(source));
         }
+        let mut served = false;
         if ready.requests {
-            self.take_requests(batch)?;
+            served = self.take_requests(batch)?;
+        }
+        served |= self.take_awaiting(&ready.awaiting);
+        if served {
             return Ok(Turn::Served);
         }
-        Ok(if ready.woken || ready.strategy {
-            Turn::Woken
-        } else {
-            Turn::TimedOut
-        })
+        Ok(
+            if ready.woken || ready.strategy || ready.requests || !ready.awaiting.is_empty() {
+                Turn::Woken
+            } else {
+                Turn::TimedOut
+            },
+        )
     }
 
     /// Make the strategy's dispatcher, once, when serving first starts (forking checks threads then).
@@ -297,11 +318,22 @@ impl Server {
             fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
-        // A paused listener is looked at again when its pause is over.
-        let timeout = match (timeout, self.reserve.pause_left()) {
-            (Some(t), Some(p)) => Some(t.min(p)),
-            (t, p) => t.or(p),
-        };
+        // Connections awaiting their header are looked at while the strategy has room for them.
+        let awaiting = self.awaiting.as_ref().filter(|_| dispatcher.has_capacity());
+        let mut awaiting_places = Vec::new();
+        for (place, fd) in awaiting.into_iter().flat_map(Awaiting::watched) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            awaiting_places.push((place, fds.len() - 1));
+        }
+        // A paused listener is looked at again when its pause is over, an awaiting connection
+        // when its time is up (a millisecond after, so that it is up).
+        let awaiting_due = awaiting.and_then(Awaiting::next_deadline).map(|deadline| {
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
+        });
+        let timeout = [timeout, self.reserve.pause_left(), awaiting_due]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = timeout.map_or(PollTimeout::NONE, |t| {
             PollTimeout::try_from(t.as_millis().max(1)).unwrap_or(PollTimeout::MAX)
         });
@@ -317,16 +349,20 @@ impl Server {
                     r.intersects(PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP)
                 })
         };
+        let awaiting = (awaiting_places.iter())
+            .filter(|(_, index)| hit(Some(*index)))
+            .map(|(place, _)| *place);
         Ok(Readiness {
             woken: hit(Some(0)),
             strategy: hit(strategy_index),
             requests: hit(listener_index),
+            awaiting: awaiting.collect(),
         })
     }
 
     /// Accept a connection or receive a batch of datagrams, verify each, and hand it to the
-    /// strategy.
-    fn take_requests(&mut self, batch: usize) -> Result<(), ServerError> {
+    /// strategy. False when the only connection taken awaits its PROXY header.
+    fn take_requests(&mut self, batch: usize) -> Result<bool, ServerError> {
         let Some(socket) = self.datagram.clone() else {
             return self.take_connection();
         };
@@ -335,60 +371,7 @@ impl Server {
                 break;
             }
         }
-        Ok(())
-    }
-
-    fn take_connection(&mut self) -> Result<(), ServerError> {
-        let Some(listener) = &self.listener else {
-            return Ok(());
-        };
-        let (conn, addr) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(err) if is_out_of_descriptors(&err) => {
-                self.reserve.refuse_one(&self.settings.name, listener, &err);
-                return Ok(());
-            }
-            Err(err) => return self.accept_failed(err),
-        };
-        self.reserve.accepted(&self.settings.name);
-        let peer = to_address(&addr);
-        let Some(ticket) = self.admit(&conn, &peer) else {
-            return Ok(());
-        };
-        if !self.shared.verify(&peer) {
-            log::info!("{}: refused {peer} (verify_request)", self.settings.name);
-            return Ok(());
-        }
-        if let Err(err) = conn.set_nonblocking(false) {
-            log::warn!(
-                "{}: {peer}: cannot make the connection blocking: {err}",
-                self.settings.name
-            );
-            return Ok(());
-        }
-        let dispatcher = self.dispatcher.as_mut().expect("started before taking");
-        let accepted = Accepted {
-            socket: conn,
-            peer,
-            ticket,
-        };
-        dispatcher.stream(&self.shared, accepted);
-        Ok(())
-    }
-
-    /// The server's limits for a new connection: its ticket, or `None` when refused (logged at a
-    /// bounded rate; the connection is closed without a byte when dropped).
-    fn admit(&self, conn: &Socket, peer: &Address) -> Option<Ticket> {
-        let uid = peer.inet().is_none().then(|| peer_uid(conn)).flatten();
-        match self.shared.gate.admit(Peer::of(peer, uid), Instant::now()) {
-            Ok(ticket) => Some(ticket),
-            Err(refusal) => {
-                let uid = uid.map(|uid| format!(" (uid {uid})")).unwrap_or_default();
-                let server = &self.settings.name;
-                log_peer_event(format_args!("{server}: refused {peer}{uid}: {refusal}"));
-                None
-            }
-        }
+        Ok(true)
     }
 
     /// Receive one datagram and hand it to the strategy; false when there was none to receive.
@@ -464,10 +447,14 @@ impl Server {
             return;
         }
         if self.datagram.is_none() {
-            // New clients are refused from now on, not left waiting in the backlog.
+            // New clients are refused from now on, not left waiting in the backlog, nor for
+            // their header.
             self.listener = None;
         }
         self.shared.shutdown.set_closing();
+        if let Some(awaiting) = self.awaiting.as_mut() {
+            awaiting.clear();
+        }
         if let Some(dispatcher) = self.dispatcher.as_mut() {
             dispatcher.close(self.settings.drain_timeout);
         }
@@ -475,14 +462,6 @@ impl Server {
             file.remove();
         }
     }
-}
-
-/// The uid of a Unix stream peer, as the kernel reports it (`SO_PEERCRED`).
-fn peer_uid(conn: &Socket) -> Option<u32> {
-    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    getsockopt(conn, PeerCredentials)
-        .ok()
-        .map(|cred| cred.uid())
 }
 
 impl Drop for Server {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::limits::Limits;
+use crate::proxy::ProxyProtocol;
 use crate::{Endpoint, SocketKind};
 
 /// The listen backlog (socketserver's `request_queue_size`). socketserver's 5 makes clients that
@@ -248,6 +249,9 @@ pub struct ServerSettings {
     /// What the server lets its clients hold (`[server.limits]`); safe defaults for the open
     /// internet (see [`Limits::default`]).
     pub limits: Limits,
+    /// The proxies whose PROXY header names the client (`[server.proxy_protocol]`), for stream
+    /// endpoints; `None`: no header is read, and the peer is the connection's own address.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ServerSettings {
@@ -265,6 +269,7 @@ impl ServerSettings {
             spawn_per_datagram: false,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             limits,
+            proxy_protocol: None,
         }
     }
 }

@@ -34,6 +34,7 @@ mod error;
 mod limits;
 mod options;
 mod plugins;
+mod proxy_protocol;
 mod raw;
 mod read;
 mod server;

@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::proxy_protocol::RawProxyProtocol;
 use super::server_limits::RawLimits;
 
 /// The whole file: `[[plugin]]` tables and `[[server]]` tables, each as far as phase 1 read it.
@@ -45,6 +46,8 @@ pub(super) struct RawServer {
     pub socket: RawSocket,
     /// `[server.limits]` (see `server_limits`).
     pub limits: RawLimits,
+    /// `[server.proxy_protocol]` (see `proxy_protocol`), if written.
+    pub proxy_protocol: Option<RawProxyProtocol>,
     pub options: Option<Spanned<RawOptions>>,
     /// Keys written with a value phase 1 could not read (reported there). Phase 2 must not take
     /// their absence for the default: an unreadable `strategy` is not "threading", and unreadable

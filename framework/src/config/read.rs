@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{OptionPlace, RawFile, RawOptions, RawPlugin, RawServer, RawSocket};
-use super::server_limits;
 use super::table::{Nested, Outer, TableReader};
+use super::{proxy_protocol, server_limits};
 
 const FILE_KEYS: &[&str] = &["server", "plugin"];
 
@@ -33,6 +33,7 @@ const SERVER_KEYS: &[&str] = &[
     "drain_timeout",
     "socket",
     "limits",
+    "proxy_protocol",
     "options",
 ];
 
@@ -202,6 +203,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
     let drain_timeout = reader.seconds("drain_timeout");
     let socket = read_socket(reader);
     let limits = server_limits::read(reader, SERVER_KEYS);
+    let proxy_protocol = proxy_protocol::read(reader, SERVER_KEYS);
     let options = read_options(reader);
     let nested = Nested {
         key: "socket",
@@ -224,6 +226,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
         drain_timeout,
         socket,
         limits,
+        proxy_protocol,
         options,
         unreadable: reader.unreadable.clone(),
     })

@@ -96,6 +96,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             .seconds(self.raw.drain_timeout.as_ref(), "drain_timeout")
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         let limits = self.limits();
+        let proxy_protocol = self.proxy_protocol();
         let stream = self.endpoint.as_ref().is_some_and(|e| e.kind().is_stream());
         let spawn_per_datagram = self.spawn_per_datagram(strategy_kind, stream);
         let factory = self.factory(strategy_kind);
@@ -109,6 +110,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             spawn_per_datagram,
             drain_timeout,
             limits,
+            proxy_protocol,
         };
         let handler = self.raw.handler.get_ref().clone();
         Some(ServerConfig {

@@ -96,8 +96,8 @@ pub(super) fn read(
         idle_timeout: bounded(&mut reader, "idle_timeout", seconds),
         first_byte_timeout: bounded(&mut reader, "first_byte_timeout", seconds),
         max_connection_duration: bounded(&mut reader, "max_connection_duration", seconds),
-        allow: strings(&mut reader, "allow"),
-        deny: strings(&mut reader, "deny"),
+        allow: strings(&mut reader, "allow", RULES).unwrap_or_default(),
+        deny: strings(&mut reader, "deny", RULES).unwrap_or_default(),
         max_buffered_input: bounded(&mut reader, "max_buffered_input", count),
     };
     let outer = Outer {
@@ -138,15 +138,20 @@ fn bounded<T>(
     )
 }
 
-/// A list of strings (`allow`, `deny`), each with its place.
-fn strings(reader: &mut TableReader<'_>, key: &'static str) -> Vec<Spanned<String>> {
-    let Some(value) = reader.value(key) else {
-        return Vec::new();
-    };
-    let expected = "a list of strings: CIDR blocks, addresses, or \"uid:N\"";
+/// What `allow` and `deny` hold.
+const RULES: &str = "a list of strings: CIDR blocks, addresses, or \"uid:N\"";
+
+/// A list of strings (`allow`, `deny`), each with its place; `None` when absent or not a list
+/// (reported). An entry that is not a string is reported and left out.
+pub(super) fn strings(
+    reader: &mut TableReader<'_>,
+    key: &'static str,
+    expected: &'static str,
+) -> Option<Vec<Spanned<String>>> {
+    let value = reader.value(key)?;
     let Some(items) = value.get_ref().as_array() else {
         reader.wrong_type(key, value, expected, None);
-        return Vec::new();
+        return None;
     };
     let mut strings = Vec::new();
     for item in items.iter() {
@@ -155,7 +160,7 @@ fn strings(reader: &mut TableReader<'_>, key: &'static str) -> Vec<Spanned<Strin
             None => reader.wrong_type(key, item, expected, None),
         }
     }
-    strings
+    Some(strings)
 }
 
 /// A connection limit, which means nothing for a datagram endpoint.
@@ -381,8 +386,8 @@ impl ServerCheck<'_, '_> {
     }
 }
 
-/// One `allow`/`deny` entry.
-fn parse_rule(text: &str) -> Option<SourceRule> {
+/// One `allow`/`deny` (or `proxy_protocol.trusted`) entry.
+pub(super) fn parse_rule(text: &str) -> Option<SourceRule> {
     if let Some(uid) = text.strip_prefix("uid:") {
         return uid.parse().ok().map(SourceRule::Uid);
     }

@@ -14,6 +14,7 @@ use super::*;
 mod binds;
 mod errors;
 mod limits_table;
+mod proxy_table;
 mod ranges;
 mod reading;
 use crate::{
@@ -184,6 +185,7 @@ v6only = true
         spawn_per_datagram: false,
         drain_timeout: Duration::from_millis(1500),
         limits: crate::limits::Limits::default(),
+        proxy_protocol: None,
     };
     assert_eq!(server.settings, expected);
 }
