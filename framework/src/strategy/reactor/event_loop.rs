@@ -1,5 +1,7 @@
 //! One event loop thread: a mio `Poll` over its connections, an inbox for new connections, and a
-//! queue of sessions to wake, both signalled through the loop's mio `Waker`.
+//! queue of sessions to wake, both signalled through the loop's mio `Waker`; and one heap of times
+//! (each connection's next time limit or session wake), which sets how long `poll` may sleep — the
+//! loop's timers need no thread of their own.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -30,6 +32,10 @@ const EVENTS: usize = 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a closing connection waits for its peer's end of stream (see `Next::Linger`).
 const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Stale timer entries tolerated beyond one per slot before they are swept out (see `timers`):
+/// enough that sweeping is rare, few enough that the heap stays within a small multiple of the
+/// connections.
+const STALE_TIMERS: usize = 64;
 
 /// A connection handed to a loop, adopted on its next wake-up.
 pub(super) struct NewConnection {
@@ -191,7 +197,8 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         slots: Vec::new(),
         free: Vec::new(),
         lingering: VecDeque::new(),
-        deadlines: BinaryHeap::new(),
+        timers: BinaryHeap::new(),
+        buffer: vec![0; READ_BUFFER],
     };
     let running = Running {
         mailbox: Arc::clone(&mailbox),
@@ -216,6 +223,8 @@ struct Slot {
     wake_pending: Arc<AtomicBool>,
     /// The connection's place in the server's limits, given back when it is removed.
     ticket: Option<Ticket>,
+    /// The time of this connection's live entry in the loop's `timers`, if it has one.
+    timer: Option<Instant>,
 }
 
 struct EventLoop {
@@ -228,9 +237,16 @@ struct EventLoop {
     /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
     /// queue stays in deadline order): (deadline, slot, generation).
     lingering: VecDeque<(Instant, usize, u64)>,
-    /// The connections' next time limits, earliest first: (deadline, slot, generation). One entry
-    /// per connection with limits (see `end_expired`), so it holds at most as many as the slots.
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The connections' next times — a time limit, or a wake their session asked for — earliest
+    /// first: (time, slot, generation). One live entry per connection, the one its slot's `timer`
+    /// names; a time that moves later keeps its entry, which is queued again when it comes due
+    /// (see `run_timers`), so activity costs nothing here. A time that moves earlier (a session's
+    /// wake) needs a new entry, and the old one is left to come due as stale; `queue_timer`
+    /// sweeps the stale ones out once the heap holds more than twice as many entries as there
+    /// are slots (plus [`STALE_TIMERS`]).
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The read buffer the loop's connections share.
+    buffer: Vec<u8>,
 }
 
 /// Wakes one session: queue its slot and wake its loop, unless a wake is already queued.
@@ -264,7 +280,6 @@ impl EventLoop {
 
     fn serve(&mut self) {
         let mut events = Events::with_capacity(EVENTS);
-        let mut buffer = vec![0u8; READ_BUFFER];
         loop {
             let timeout = self.poll_timeout();
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -280,7 +295,7 @@ impl EventLoop {
                     Token(token) => {
                         let closed = event.is_read_closed() || event.is_error();
                         let (read, write) = (event.is_readable() || closed, event.is_writable());
-                        self.on_ready(token - 1, (read, closed), write, &mut buffer);
+                        self.on_ready(token - 1, (read, closed), write);
                     }
                 }
             }
@@ -294,41 +309,56 @@ impl EventLoop {
             self.adopt_new();
             self.run_wakes();
             self.end_lingers();
-            self.end_expired();
+            self.run_timers();
         }
     }
 
-    /// How long poll may sleep: until the oldest linger's deadline or the next time limit, or for
-    /// ever.
+    /// How long poll may sleep: until the oldest linger's deadline or the next timer, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         let linger = self.lingering.front().map(|(at, ..)| *at);
-        let limit = self.deadlines.peek().map(|Reverse((at, ..))| *at);
-        let next = linger.into_iter().chain(limit).min()?;
+        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let next = linger.into_iter().chain(timer).min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
-    /// Queue `slot`'s next time limit, if it has one.
-    fn queue_deadline(&mut self, slot: usize) {
-        let entry = &self.slots[slot];
-        if let Some(at) = entry
-            .connection
-            .as_ref()
-            .and_then(Connection::next_deadline)
-        {
-            self.deadlines.push(Reverse((at, slot, entry.generation)));
+    /// Make sure `slot`'s next time has an entry in the heap no later than it: a new one when the
+    /// connection has none or the time moved earlier; a later time keeps the entry it has.
+    fn queue_timer(&mut self, slot: usize) {
+        let entry = &mut self.slots[slot];
+        let Some(at) = entry.connection.as_ref().and_then(Connection::next_time) else {
+            return;
+        };
+        if entry.timer.is_some_and(|queued| queued <= at) {
+            return;
+        }
+        entry.timer = Some(at);
+        self.timers.push(Reverse((at, slot, entry.generation)));
+        if self.timers.len() > 2 * self.slots.len() + STALE_TIMERS {
+            let slots = &self.slots;
+            self.timers.retain(|&Reverse(timer)| is_live(slots, timer));
         }
     }
 
-    /// Close the connections whose time limit has passed. Each connection has one entry in the
-    /// heap; an entry that comes due for a connection that has moved on (its idle clock restarted)
-    /// is queued again at the connection's real next deadline, so activity costs nothing here.
-    fn end_expired(&mut self) {
+    /// Run the timers that have come due: close the connections past a time limit, wake the
+    /// sessions whose time has come, and queue again the entries of connections whose time has
+    /// moved on. The due entries are taken before any is run, so a session that asks to be woken
+    /// again at once is woken on the next turn, after `poll` (it cannot starve the other
+    /// connections).
+    fn run_timers(&mut self) {
         let now = Instant::now();
-        while let Some(&Reverse((at, slot, generation))) = self.deadlines.peek() {
-            if at > now {
+        let mut due = Vec::new();
+        while let Some(&Reverse(timer)) = self.timers.peek() {
+            if timer.0 > now {
                 break;
             }
-            self.deadlines.pop();
+            self.timers.pop();
+            if is_live(&self.slots, timer) {
+                let (_, slot, generation) = timer;
+                self.slots[slot].timer = None;
+                due.push((slot, generation));
+            }
+        }
+        for (slot, generation) in due {
             let entry = &mut self.slots[slot];
             if entry.generation != generation {
                 continue;
@@ -336,12 +366,14 @@ impl EventLoop {
             let Some(connection) = entry.connection.as_mut() else {
                 continue;
             };
-            match connection.expired(now) {
-                Some(expiry) => {
-                    connection.expire(expiry);
-                    self.remove(slot);
-                }
-                None => self.queue_deadline(slot),
+            if let Some(expiry) = connection.expired(now) {
+                connection.expire(expiry);
+                self.remove(slot);
+                continue;
+            }
+            match connection.on_timer(now, &mut self.buffer) {
+                Some(next) => self.apply(slot, next),
+                None => self.queue_timer(slot),
             }
         }
     }
@@ -361,13 +393,14 @@ impl EventLoop {
     }
 
     /// `read`: (readable, the peer closed its side).
-    fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool, buffer: &mut [u8]) {
+    fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool) {
         let (read, peer_closed) = read;
         let Some(connection) = self.slots.get_mut(slot).and_then(|s| s.connection.as_mut()) else {
             return;
         };
+        let buffer = &mut self.buffer;
         let mut next = if write {
-            connection.on_writable()
+            connection.on_writable(buffer)
         } else {
             Next::Watch {
                 read: true,
@@ -407,6 +440,7 @@ impl EventLoop {
                 lingers: false,
                 wake_pending: Arc::default(),
                 ticket: None,
+                timer: None,
             });
             self.slots.len() - 1
         });
@@ -445,11 +479,10 @@ impl EventLoop {
             self.free.push(slot);
             return;
         }
-        let next = connection.on_open();
+        let next = connection.on_open(&mut self.buffer);
         self.slots[slot].connection = Some(connection);
         self.slots[slot].interest = Some(Interest::READABLE);
         self.slots[slot].ticket = Some(ticket);
-        self.queue_deadline(slot);
         self.apply(slot, next);
     }
 
@@ -467,13 +500,16 @@ impl EventLoop {
             let Some(connection) = entry.connection.as_mut() else {
                 continue;
             };
-            let next = connection.on_wake();
+            let next = connection.on_wake(&mut self.buffer);
             self.apply(slot, next);
         }
     }
 
-    /// Re-register the connection's interest when it changed, or close it.
+    /// Re-register the connection's interest when it changed, or close it; queue its next time.
     fn apply(&mut self, slot: usize, next: Next) {
+        if next != Next::Close {
+            self.queue_timer(slot);
+        }
         let entry = &mut self.slots[slot];
         let Some(connection) = entry.connection.as_mut() else {
             return;
@@ -519,6 +555,7 @@ impl EventLoop {
         self.slots[slot].interest = None;
         self.slots[slot].lingers = false;
         self.slots[slot].ticket = None;
+        self.slots[slot].timer = None;
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -533,6 +570,13 @@ impl EventLoop {
             self.remove(slot);
         }
     }
+}
+
+/// Whether a timer entry is its connection's live one (not one left behind when the time moved
+/// earlier, nor one of a connection that has closed).
+fn is_live(slots: &[Slot], (at, slot, generation): (Instant, usize, u64)) -> bool {
+    let entry = &slots[slot];
+    entry.generation == generation && entry.timer == Some(at)
 }
 
 /// The connection's session from the handler's factory, its panic caught; `None` (reported with the
