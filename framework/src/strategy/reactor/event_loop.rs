@@ -1,10 +1,8 @@
 //! One event loop thread: a mio `Poll` over its connections, an inbox for new connections, and a
-//! queue of sessions to wake, both signalled through the loop's mio `Waker`; and one heap of times
-//! (each connection's next time limit or session wake), which sets how long `poll` may sleep — the
-//! loop's timers need no thread of their own.
+//! queue of sessions to wake, both signalled through the loop's mio `Waker`; and its [`Timers`]
+//! (each connection's next time limit or session wake), which set how long `poll` may sleep.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -19,6 +17,7 @@ use socket2::Socket;
 use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
+use super::timers::Timers;
 use crate::deadline::Deadlines;
 use crate::limits::Ticket;
 use crate::request::{guarded, panic_message, Shared};
@@ -32,10 +31,6 @@ const EVENTS: usize = 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a closing connection waits for its peer's end of stream (see `Next::Linger`).
 const LINGER_TIME: Duration = Duration::from_secs(2);
-/// Stale timer entries tolerated beyond one per slot before they are swept out (see `timers`):
-/// enough that sweeping is rare, few enough that the heap stays within a small multiple of the
-/// connections.
-const STALE_TIMERS: usize = 64;
 
 /// A connection handed to a loop, adopted on its next wake-up.
 pub(super) struct NewConnection {
@@ -197,7 +192,7 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         slots: Vec::new(),
         free: Vec::new(),
         lingering: VecDeque::new(),
-        timers: BinaryHeap::new(),
+        timers: Timers::default(),
         buffer: vec![0; READ_BUFFER],
     };
     let running = Running {
@@ -223,8 +218,6 @@ struct Slot {
     wake_pending: Arc<AtomicBool>,
     /// The connection's place in the server's limits, given back when it is removed.
     ticket: Option<Ticket>,
-    /// The time of this connection's live entry in the loop's `timers`, if it has one.
-    timer: Option<Instant>,
 }
 
 struct EventLoop {
@@ -237,14 +230,8 @@ struct EventLoop {
     /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
     /// queue stays in deadline order): (deadline, slot, generation).
     lingering: VecDeque<(Instant, usize, u64)>,
-    /// The connections' next times — a time limit, or a wake their session asked for — earliest
-    /// first: (time, slot, generation). One live entry per connection, the one its slot's `timer`
-    /// names; a time that moves later keeps its entry, which is queued again when it comes due
-    /// (see `run_timers`), so activity costs nothing here. A time that moves earlier (a session's
-    /// wake) needs a new entry, and the old one is left to come due as stale; `queue_timer`
-    /// sweeps the stale ones out once the heap holds more than twice as many entries as there
-    /// are slots (plus [`STALE_TIMERS`]).
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The connections' next times: a time limit, or a wake their session asked for.
+    timers: Timers,
     /// The read buffer the loop's connections share.
     buffer: Vec<u8>,
 }
@@ -316,26 +303,15 @@ impl EventLoop {
     /// How long poll may sleep: until the oldest linger's deadline or the next timer, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         let linger = self.lingering.front().map(|(at, ..)| *at);
-        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
-        let next = linger.into_iter().chain(timer).min()?;
+        let next = linger.into_iter().chain(self.timers.next()).min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
-    /// Make sure `slot`'s next time has an entry in the heap no later than it: a new one when the
-    /// connection has none or the time moved earlier; a later time keeps the entry it has.
+    /// Queue `slot`'s next time, if it has one (see [`Timers::queue`]).
     fn queue_timer(&mut self, slot: usize) {
-        let entry = &mut self.slots[slot];
-        let Some(at) = entry.connection.as_ref().and_then(Connection::next_time) else {
-            return;
-        };
-        if entry.timer.is_some_and(|queued| queued <= at) {
-            return;
-        }
-        entry.timer = Some(at);
-        self.timers.push(Reverse((at, slot, entry.generation)));
-        if self.timers.len() > 2 * self.slots.len() + STALE_TIMERS {
-            let slots = &self.slots;
-            self.timers.retain(|&Reverse(timer)| is_live(slots, timer));
+        let entry = &self.slots[slot];
+        if let Some(at) = entry.connection.as_ref().and_then(Connection::next_time) {
+            self.timers.queue((slot, entry.generation), at);
         }
     }
 
@@ -346,19 +322,7 @@ impl EventLoop {
     /// connections).
     fn run_timers(&mut self) {
         let now = Instant::now();
-        let mut due = Vec::new();
-        while let Some(&Reverse(timer)) = self.timers.peek() {
-            if timer.0 > now {
-                break;
-            }
-            self.timers.pop();
-            if is_live(&self.slots, timer) {
-                let (_, slot, generation) = timer;
-                self.slots[slot].timer = None;
-                due.push((slot, generation));
-            }
-        }
-        for (slot, generation) in due {
+        for (slot, generation) in self.timers.take_due(now) {
             let entry = &mut self.slots[slot];
             if entry.generation != generation {
                 continue;
@@ -440,7 +404,6 @@ impl EventLoop {
                 lingers: false,
                 wake_pending: Arc::default(),
                 ticket: None,
-                timer: None,
             });
             self.slots.len() - 1
         });
@@ -555,7 +518,7 @@ impl EventLoop {
         self.slots[slot].interest = None;
         self.slots[slot].lingers = false;
         self.slots[slot].ticket = None;
-        self.slots[slot].timer = None;
+        self.timers.cancel(slot);
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -570,13 +533,6 @@ impl EventLoop {
             self.remove(slot);
         }
     }
-}
-
-/// Whether a timer entry is its connection's live one (not one left behind when the time moved
-/// earlier, nor one of a connection that has closed).
-fn is_live(slots: &[Slot], (at, slot, generation): (Instant, usize, u64)) -> bool {
-    let entry = &slots[slot];
-    entry.generation == generation && entry.timer == Some(at)
 }
 
 /// The connection's session from the handler's factory, its panic caught; `None` (reported with the

@@ -28,6 +28,7 @@
 
 mod connection;
 mod event_loop;
+mod timers;
 
 use std::io;
 use std::sync::Arc;
