@@ -35,9 +35,13 @@ pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 
 /// What a session asked of the context during one event, besides output.
 struct Asked {
+    /// Close once the output is out.
     closing: bool,
+    /// Call `on_wake` once the output is out.
     wake_when_written: bool,
+    /// Pause or resume reading (`None`: as it was).
     reading: Option<Reading>,
+    /// Call `on_wake` at this time, replacing any time asked for before.
     wake_at: Option<Instant>,
 }
 
