@@ -20,9 +20,10 @@
 //!   end of each read ends a message too; once it sends a newline it is a line client, and a line
 //!   split over reads stays one message. Messages longer than `max_line` are cut with a notice.
 //! - **Backpressure on the sender** ([`rate`]): each member may send `rate` messages a second after
-//!   a `burst`; beyond it its input is not read (threading, pool) or held and paced (reactor, see
-//!   [`session`]), so a member that floods the room slows down at its own connection instead of
-//!   overflowing its readers' queues.
+//!   a `burst`; beyond it its input is not read — its reader thread waits (threading, pool), or its
+//!   session pauses the reactor's reading until its next token is due (see [`session`]) — so a
+//!   member that floods the room slows down at its own connection, TCP pushing back on the sender,
+//!   instead of overflowing its readers' queues.
 //! - **Slow readers** ([`outbox`], [`mailbox`]): delivering only ever pushes onto the recipients'
 //!   bounded queues (`queue_messages` and `queue_bytes`, counting what the writer took but has not
 //!   written); each member's own writer drains its queue at the member's pace. A message that finds
@@ -35,8 +36,9 @@
 //!   Under threading each connection runs a reader, a writer and a supervisor thread.
 //! - **Events** ([`session`]): under the reactor a member is a [`ChatSession`] instead — its input goes
 //!   to the same hub from the event loop, and its mailbox wakes it through its `SessionWaker` when
-//!   mail arrives. There its queue counts the output the reactor has not written yet too, and the
-//!   hub's [`pacer`] wakes it when a member over its rate may send again.
+//!   mail arrives. There its queue counts the output the reactor has not written yet too, and a
+//!   member over its rate has its reading paused and a wake set, on the reactor's own timers, for
+//!   when it may send again.
 //! - **Strategies**: threading, pool and reactor. Under a pool each member holds a worker for its
 //!   whole stay, so `workers` should be at least the members expected (beyond it, members wait in
 //!   the pool's queue until someone leaves). Members of different processes (forking) share no
@@ -57,7 +59,6 @@ pub mod mailbox;
 pub mod nicks;
 pub mod options;
 pub mod outbox;
-pub mod pacer;
 pub mod rate;
 pub mod session;
 pub mod text;

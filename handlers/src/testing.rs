@@ -6,11 +6,12 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sockserv_framework::HandlerOptions;
 use sockserv_plugin::{
-    Address, HandlerFactory, OutputBuffer, Request, RequestHandler, RequestKind, ServerContext,
-    SessionContext,
+    Address, HandlerFactory, OutputBuffer, Reading, Request, RequestHandler, RequestKind,
+    ServerContext, SessionContext,
 };
 
 pub(crate) struct Context;
@@ -141,11 +142,15 @@ fn run(
 
 /// A session's connection as the reactor keeps it: the reactor's own [`OutputBuffer`] (so `pending()`
 /// is counted by the same code as under the real reactor: a prefix the socket has taken stays in the
-/// buffer but is not pending), and whether the session asked to close.
+/// buffer but is not pending), whether the session asked to close, whether its reading is paused,
+/// and the time of the wake it asked for. The test plays the reactor: it delivers no input while
+/// `paused`, and runs the wake when it moves its clock to `wake_at`.
 #[derive(Default)]
 pub(crate) struct SessionOutput {
     output: OutputBuffer,
     pub(crate) closing: bool,
+    pub(crate) paused: bool,
+    pub(crate) wake_at: Option<Instant>,
 }
 
 impl SessionOutput {
@@ -157,6 +162,10 @@ impl SessionOutput {
         let mut ctx = SessionContext::over_buffer(&mut self.output, &peer, &local, &Context);
         event(&mut ctx);
         self.closing |= ctx.closing();
+        if let Some(reading) = ctx.wants_reading() {
+            self.paused = reading == Reading::Paused;
+        }
+        self.wake_at = ctx.wants_wake_at().or(self.wake_at);
         self.output.unwritten()[before..].to_vec()
     }
 

@@ -78,8 +78,6 @@ enum Leaving {
     Closed,
     /// Its queue stayed full without progress (see the outbox).
     TooSlow,
-    /// It kept sending faster than its rate for longer than the server could hold its input.
-    Flooding,
 }
 
 /// Every member and room of one chat server.
@@ -235,24 +233,6 @@ impl Chat {
     pub fn kick(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
         let mut out = Out::default();
         self.leave(id, Leaving::TooSlow, &mut out);
-        out.0
-    }
-
-    /// The member kept sending faster than its rate for longer than its input could be held: it is
-    /// told why, then closed, and its room told too.
-    #[must_use = "carry out every Delivery, in order (see the module doc)"]
-    pub fn flood(&mut self, id: MemberId, _now: &DateTime<FixedOffset>) -> Vec<Delivery> {
-        let mut out = Out::default();
-        if self.is_member(id) {
-            let rate = self.options.rate;
-            out.reply(
-                id,
-                format::error(format_args!(
-                    "you kept sending faster than {rate} messages a second; disconnected"
-                )),
-            );
-        }
-        self.leave(id, Leaving::Flooding, &mut out);
         out.0
     }
 
@@ -420,7 +400,6 @@ impl Chat {
         let reason = match why {
             Leaving::Quit | Leaving::Closed => None,
             Leaving::TooSlow => Some("too slow to keep up"),
-            Leaving::Flooding => Some("sending faster than the chat allows"),
         };
         match reason {
             None => self.exit_room(id, out),

@@ -94,7 +94,7 @@ impl Drop for Leave<'_> {
 /// rate allows; the member leaves when input ends.
 fn read_input(hub: &Hub, id: MemberId, mailbox: &Mailbox, rfile: &mut (dyn BufRead + Send)) {
     let _leave = Leave { hub, id };
-    let mut bucket = hub.bucket();
+    let mut bucket = hub.bucket(Instant::now());
     loop {
         let chunk = match input::fill_buf(rfile) {
             Ok(chunk) if !chunk.is_empty() => chunk,

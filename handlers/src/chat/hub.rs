@@ -8,9 +8,8 @@
 //! lock is held for microseconds whatever the members' connections do. A push that finds its member
 //! stuck under the `disconnect` policy kicks that member in the same step (see `Hub::deliver`).
 //!
-//! The hub also holds what paces the members: each reader asks [`Hub::input`] for at most as many
-//! messages as its member's [`TokenBucket`] allows (see [`rate`](super::rate)), and the [`Pacer`]
-//! wakes reactor members when they may send again.
+//! The hub also hands out what paces the members: each reader asks [`Hub::input`] for at most as
+//! many messages as its member's [`TokenBucket`] allows (see [`rate`](super::rate)).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +23,6 @@ use super::core::{Chat, Delivery, MemberId};
 use super::mailbox::{Closing, Mailbox};
 use super::options::ChatOptions;
 use super::outbox::{Limits, Outbox, Progress, Pushed};
-use super::pacer::Pacer;
 use super::rate::TokenBucket;
 
 /// One server's chat.
@@ -35,8 +33,6 @@ pub struct Hub {
     options: Arc<ChatOptions>,
     state: Mutex<State>,
     next_id: AtomicU64,
-    /// Wakes reactor members that are over their rate; its thread starts on first use.
-    pacer: Pacer,
 }
 
 /// What the chat took of one read.
@@ -67,18 +63,12 @@ impl Hub {
             }),
             options,
             next_id: AtomicU64::new(1),
-            pacer: Pacer::new(),
         }
     }
 
-    /// A full token bucket with the chat's `rate` and `burst`, for one member's reader.
-    pub fn bucket(&self) -> TokenBucket {
-        TokenBucket::new(self.options.rate, self.options.burst, Instant::now())
-    }
-
-    /// Calls `waker` at `at`: a reactor member over its rate may send again then.
-    pub fn wake_at(&self, at: Instant, waker: Arc<dyn SessionWaker>) {
-        self.pacer.wake_at(at, waker);
+    /// A token bucket with the chat's `rate` and `burst`, full at `now`, for one member's reader.
+    pub fn bucket(&self, now: Instant) -> TokenBucket {
+        TokenBucket::new(self.options.rate, self.options.burst, now)
     }
 
     /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
@@ -131,21 +121,6 @@ impl Hub {
             still_member: state.chat.is_member(id),
             taken: input.taken,
             messages: input.messages,
-        }
-    }
-
-    /// `id` sent faster than its rate for longer than its input could be held (the reactor, which
-    /// cannot stop reading it yet): it is told, closed, and its room told. Nothing happens if it
-    /// already left.
-    pub fn flood(&self, id: MemberId) {
-        let mut state = self.lock();
-        if state.chat.is_member(id) {
-            log::info!(
-                "{}: chat member {id} sends faster than its rate allows; disconnecting it",
-                self.server
-            );
-            let flooded = state.chat.flood(id, &self.now());
-            self.deliver(&mut state, flooded);
         }
     }
 

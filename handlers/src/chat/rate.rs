@@ -2,8 +2,9 @@
 //!
 //! Each message a member sends costs a token; the bucket holds at most `burst` tokens and refills at
 //! `rate` tokens a second. While it is empty the member's input is not read at all — its reader
-//! waits, its bytes stay in the socket, and TCP slows the sender down — so a member that floods the
-//! room is slowed at its own connection instead of its readers' queues overflowing.
+//! thread waits, or its session pauses the reactor's reading — its bytes stay in the socket, and
+//! TCP slows the sender down, so a member that floods the room is slowed at its own connection
+//! instead of its readers' queues overflowing.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,20 @@ mod tests {
         let mut early = bucket.clone();
         assert_eq!(early.available(start + wait - Duration::from_millis(1)), 0);
         assert_eq!(bucket.available(start + wait), 1);
+    }
+
+    #[test]
+    fn waking_when_told_always_finds_a_token_whatever_the_rate() {
+        for rate in [0.3, 1.0, 3.0, 7.0, 10.0, 33.3, 100.0, 999.0] {
+            let mut now = Instant::now();
+            let mut bucket = TokenBucket::new(rate, 3, now);
+            bucket.spend(3);
+            for n in 0..1000 {
+                now += bucket.until_next(now);
+                assert_eq!(bucket.available(now), 1, "rate {rate}, token {n}");
+                bucket.spend(1);
+            }
+        }
     }
 
     #[test]

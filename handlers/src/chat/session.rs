@@ -12,23 +12,24 @@
 //! much was written (the member's progress), then takes, then hears whether the member is stuck;
 //! a stuck member under `disconnect` is kicked (its room told) and closed.
 //!
-//! **The rate.** Each read is handed to the hub only as far as the member's tokens go. The reactor
-//! cannot be told to stop reading a connection yet, so what a member sends beyond its rate is held
-//! here, read by read, and handed over as tokens come back; the hub's [`Pacer`](super::pacer) wakes
-//! the session when the next token is due. That holds at most [`MAX_HELD`] bytes (plus one read):
-//! a member that outruns its rate by more is disconnected as flooding, told why. Under threading the
-//! reader simply stops reading, and TCP slows the sender instead; the framework facility that would
-//! do the same here (pause reading a connection until woken, and a wake at a time) is not there yet.
+//! **The rate.** Each read is handed to the hub only as far as the member's tokens go. When they
+//! run out, the session keeps the rest of that read, pauses reading
+//! (`SessionContext::pause_reading`) and asks to be woken when the next token is due
+//! (`SessionContext::wake_at`); each wake hands over what the tokens allow, and once nothing is
+//! left it resumes reading, and the reactor reads at once what came meanwhile. So a member that
+//! sends faster than its rate is read at its rate: its bytes wait in its socket and TCP slows the
+//! sender down, as under threading, where the reader thread simply stops reading. The session
+//! holds at most one read (the reactor reads 64 KiB at a time); [`MAX_HELD`] bounds it anyway,
+//! against a driver that would read on although the session paused.
 //!
 //! One thing the reactor cannot do yet, and how it shows: its close always writes what is pending
 //! first, so a kicked member that never reads keeps its connection (and at most its bounded output)
 //! until it goes away or the write fails, where the threaded member is shut down at once.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sockserv_plugin::{Session, SessionContext, SessionInfo, SessionWaker};
+use sockserv_plugin::{Session, SessionContext, SessionInfo};
 
 use super::core::MemberId;
 use super::hub::Hub;
@@ -36,34 +37,33 @@ use super::mailbox::Mailbox;
 use super::outbox::Overflow;
 use super::rate::TokenBucket;
 
-/// The most input a session holds for a member that is over its rate: a pasted page of thousands of
-/// lines, and a quarter of what the reactor itself holds of a connection's output. A member that
-/// sends more before its tokens catch up is flooding.
+/// The most input a session holds for a member over its rate. The reactor brings one read (64 KiB)
+/// before it sees the pause, so this is never reached there; a driver that read on regardless
+/// would see the member closed rather than its input held without bound.
 pub const MAX_HELD: usize = 256 * 1024;
+
+/// Where a session reads the time: the monotonic clock in service, a hand-moved one in tests.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// One member, driven by the reactor.
 pub struct ChatSession {
     hub: Arc<Hub>,
     id: MemberId,
     mailbox: Arc<Mailbox>,
-    waker: Arc<dyn SessionWaker>,
     bucket: TokenBucket,
-    /// Reads not yet handed to the hub (the member was over its rate), oldest first; each keeps its
-    /// own boundary, which ends a raw client's message.
-    held: VecDeque<Vec<u8>>,
-    /// Bytes in `held`.
-    held_bytes: usize,
-    /// The peer closed its side while input was held: leave once it is handed over.
+    clock: Clock,
+    /// Input not yet handed to the hub (the member is over its rate), oldest first; reading is
+    /// paused while there is any.
+    held: Vec<u8>,
+    /// The peer's end of stream came while input was held: leave once it is handed over.
     eof: bool,
-    /// When the pacer is already asked to wake this session.
-    wake_due: Option<Instant>,
 }
 
 impl std::fmt::Debug for ChatSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatSession")
             .field("id", &self.id)
-            .field("held_bytes", &self.held_bytes)
+            .field("held", &self.held.len())
             .finish_non_exhaustive()
     }
 }
@@ -71,56 +71,62 @@ impl std::fmt::Debug for ChatSession {
 impl ChatSession {
     /// Joins the chat: the greeting (or the refusal of a full chat) waits in the mailbox.
     pub fn new(hub: Arc<Hub>, info: &SessionInfo<'_>) -> ChatSession {
+        ChatSession::with_clock(hub, info, Arc::new(Instant::now))
+    }
+
+    /// [`new`](Self::new), reading the time from `clock`.
+    pub fn with_clock(hub: Arc<Hub>, info: &SessionInfo<'_>, clock: Clock) -> ChatSession {
         let (id, mailbox) = hub.join_session(info.peer, Arc::clone(&info.waker));
         ChatSession {
-            bucket: hub.bucket(),
+            bucket: hub.bucket(clock()),
             hub,
             id,
             mailbox,
-            waker: Arc::clone(&info.waker),
-            held: VecDeque::new(),
-            held_bytes: 0,
+            clock,
+            held: Vec::new(),
             eof: false,
-            wake_due: None,
         }
     }
 
-    /// Hands held input to the hub as far as the member's tokens go; asks the pacer for a wake when
-    /// some is left. Returns whether the member is still in the chat.
-    fn feed(&mut self) -> bool {
-        let now = Instant::now();
-        while let Some(read) = self.held.front_mut() {
+    /// Hands `bytes` to the hub as far as the member's tokens go at `now`; returns how many it
+    /// took (all of them once the member has left: nobody is there to take the rest).
+    fn hand_over(&mut self, bytes: &[u8], now: Instant) -> usize {
+        let mut taken = 0;
+        while taken < bytes.len() {
             let budget = self.bucket.available(now);
             if budget == 0 {
-                self.wake_for_token(now);
-                return true;
+                break;
             }
-            let taken = self.hub.input(self.id, read, budget);
-            self.bucket.spend(taken.messages);
-            if !taken.still_member {
-                return false;
+            let read = self.hub.input(self.id, &bytes[taken..], budget);
+            self.bucket.spend(read.messages);
+            if !read.still_member {
+                // It quit or was dropped: its mailbox is closed, and `pump` closes the connection.
+                return bytes.len();
             }
-            self.held_bytes -= taken.taken;
-            if taken.taken == read.len() {
-                self.held.pop_front();
-            } else {
-                read.drain(..taken.taken);
-            }
+            taken += read.taken;
         }
-        if self.eof {
-            self.eof = false;
-            self.hub.leave(self.id);
-        }
-        true
+        taken
     }
 
-    fn wake_for_token(&mut self, now: Instant) {
-        let at = now + self.bucket.until_next(now);
-        if self.wake_due.is_some_and(|due| due <= at && due > now) {
-            return;
+    /// Hands over what is held, as far as the tokens go.
+    fn feed(&mut self, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        let taken = self.hand_over(&held, now);
+        self.held = held;
+        self.held.drain(..taken);
+    }
+
+    /// After a hand-over: with input still held, reading stays paused until the next token is due;
+    /// with none, the member is read again, or leaves if its peer ended its input meanwhile.
+    fn settle(&mut self, now: Instant, ctx: &mut SessionContext<'_>) {
+        if !self.held.is_empty() {
+            ctx.pause_reading();
+            ctx.wake_at(now + self.bucket.until_next(now));
+        } else if std::mem::take(&mut self.eof) {
+            self.hub.leave(self.id);
+        } else {
+            ctx.resume_reading();
         }
-        self.wake_due = Some(at);
-        self.hub.wake_at(at, Arc::clone(&self.waker));
     }
 
     /// Moves the mail into the output (after telling the mailbox what was written), disconnects a
@@ -144,24 +150,35 @@ impl Session for ChatSession {
         self.pump(ctx);
     }
 
-    /// One read, handed over as far as the member's tokens go (the rest is held); then this
-    /// member's own mail (replies to its commands, its echo) goes out at once rather than on the
-    /// next wake.
+    /// One read, handed over as far as the member's tokens go (the rest is held and reading
+    /// paused); then this member's own mail (replies to its commands, its echo) goes out at once
+    /// rather than on the next wake.
     fn on_data(&mut self, data: &[u8], ctx: &mut SessionContext<'_>) {
-        if self.held_bytes > MAX_HELD {
-            self.hub.flood(self.id);
+        let now = (self.clock)();
+        if self.held.is_empty() {
+            let taken = self.hand_over(data, now);
+            self.held.extend_from_slice(&data[taken..]);
+        } else if self.held.len() + data.len() <= MAX_HELD {
+            // Read although paused: kept in order behind what is held.
+            self.held.extend_from_slice(data);
+            self.feed(now);
         } else {
-            self.held_bytes += data.len();
-            self.held.push_back(data.to_vec());
-            // Whether it is still a member needs no check here: a member that left (it quit, or
-            // was dropped) has its mailbox closed, and `pump` closes the connection when it sees it.
-            let _still_member = self.feed();
+            log::warn!(
+                "{}: chat member {}: input kept coming while its reading was paused; closing it",
+                ctx.server.server_name(),
+                self.id
+            );
+            self.held.clear();
+            ctx.close();
         }
+        self.settle(now, ctx);
         self.pump(ctx);
     }
 
-    /// The peer closed its side: what it sent is handed over (at its rate), a partial line is its
-    /// last message, then it leaves; what is queued for it is still written before the close.
+    /// The peer closed its side: a partial line is its last message, then it leaves; what is
+    /// queued for it is still written before the close. (Its reading was not paused, or the end
+    /// of stream would not have been read; should input be held all the same, it is handed over
+    /// at the rate first.)
     fn on_eof(&mut self, ctx: &mut SessionContext<'_>) {
         if self.held.is_empty() {
             self.hub.leave(self.id);
@@ -171,12 +188,12 @@ impl Session for ChatSession {
         self.pump(ctx);
     }
 
+    /// Mail arrived, or the next token is due: hand over what is held (if any), then the mail.
     fn on_wake(&mut self, ctx: &mut SessionContext<'_>) {
-        if self.wake_due.is_some_and(|due| due <= Instant::now()) {
-            self.wake_due = None;
-        }
         if !self.held.is_empty() {
-            let _still_member = self.feed();
+            let now = (self.clock)();
+            self.feed(now);
+            self.settle(now, ctx);
         }
         self.pump(ctx);
     }

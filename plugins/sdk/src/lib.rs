@@ -95,4 +95,4 @@ pub use handler::{
 #[cfg(feature = "serde")]
 pub use plugin::from_json;
 pub use plugin::PluginHandler;
-pub use session::{OutputBuffer, Session, SessionContext, SessionInfo, SessionWaker};
+pub use session::{OutputBuffer, Reading, Session, SessionContext, SessionInfo, SessionWaker};

@@ -9,8 +9,21 @@
 //! A handler supports the reactor by returning a session from
 //! [`HandlerFactory::new_session`](crate::HandlerFactory::new_session); one whose factory returns
 //! `None` is refused under the reactor when the config is checked.
+//!
+//! **Flow control and time.** A session that cannot take more input yet (a chat member over its
+//! rate) calls [`SessionContext::pause_reading`]: the reactor stops reading the connection, its
+//! bytes stay in the socket, and TCP slows the peer down — the backpressure a blocking handler gets
+//! by not calling `read`. [`SessionContext::wake_after`] (or [`wake_at`](SessionContext::wake_at))
+//! asks for [`Session::on_wake`] at a time, on the session's own loop and without a thread; there,
+//! or in any other callback, [`SessionContext::resume_reading`] lets the input flow again.
+//!
+//! **Across the plugin ABI** (1.1) the context's requests other than writing and closing are not
+//! carried yet: a plugin's session that calls `wake_when_written`, `pause_reading`,
+//! `resume_reading`, `wake_after` or `wake_at` is not paused and not woken by them (a later minor
+//! version, 1.2, may carry them). Built-in sessions get all of them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::{Address, ServerContext};
 
@@ -28,8 +41,10 @@ pub trait Session: Send {
         ctx.close();
     }
 
-    /// Someone called this session's [`SessionWaker`] (another connection has something for it).
-    /// Default: nothing.
+    /// Someone called this session's [`SessionWaker`] (another connection has something for it),
+    /// the time asked for with [`SessionContext::wake_after`] has come, or the output is out after
+    /// [`SessionContext::wake_when_written`]. Wakes coalesce and do not say which it was: a session
+    /// looks at its own state. Default: nothing.
     fn on_wake(&mut self, _ctx: &mut SessionContext<'_>) {}
 
     /// The connection is gone (closed by either side, or the server is stopping). Default: nothing.
@@ -92,6 +107,15 @@ impl OutputBuffer {
     }
 }
 
+/// What a session asked of its connection's reading during one event (the last call wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// [`SessionContext::pause_reading`]: read nothing more until resumed.
+    Paused,
+    /// [`SessionContext::resume_reading`]: read again, and at once.
+    Resumed,
+}
+
 /// A session's view of its connection during one event.
 pub struct SessionContext<'a> {
     output: &'a mut Vec<u8>,
@@ -104,6 +128,10 @@ pub struct SessionContext<'a> {
     pending_elsewhere: usize,
     /// The session asked for `on_wake` once its output is written.
     wake_when_written: bool,
+    /// The session paused or resumed reading during this event (the last call wins).
+    reading: Option<Reading>,
+    /// The session asked for `on_wake` at this time (the last call wins).
+    wake_at: Option<Instant>,
     pub peer: &'a Address,
     pub local: &'a Address,
     pub server: &'a dyn ServerContext,
@@ -125,6 +153,8 @@ impl<'a> SessionContext<'a> {
             len_before,
             pending_elsewhere: 0,
             wake_when_written: false,
+            reading: None,
+            wake_at: None,
             peer,
             local,
             server,
@@ -174,9 +204,53 @@ impl<'a> SessionContext<'a> {
         self.wake_when_written = true;
     }
 
+    /// Stop reading this connection until [`resume_reading`](Self::resume_reading): no more
+    /// `on_data` (nor `on_eof`) comes, the unread bytes stay in the socket, and once its buffers are
+    /// full the peer's writes stall — backpressure on the sender. Output is still written, wakes
+    /// still come, and a reset or a failed socket still closes the connection (`on_close`); a peer
+    /// that closed its side meanwhile is seen as `on_eof` after its last bytes, once resumed.
+    /// Bytes already handed to this session are its own to keep. Pausing a paused connection does
+    /// nothing.
+    pub fn pause_reading(&mut self) {
+        self.reading = Some(Reading::Paused);
+    }
+
+    /// Read this connection again after [`pause_reading`](Self::pause_reading). Callable from any
+    /// callback, typically `on_wake`. The reactor reads at once, before this event's entry point
+    /// returns: bytes that arrived while paused raise no new readiness event (its readiness is
+    /// edge-triggered), so they are delivered now, through `on_data` (and `on_eof`). Resuming a
+    /// connection that is not paused does nothing.
+    pub fn resume_reading(&mut self) {
+        self.reading = Some(Reading::Resumed);
+    }
+
+    /// Call this session's `on_wake` once `delay` has passed (measured on the monotonic clock from
+    /// now; never earlier, and soon after on a loop that is not overloaded). Each connection has
+    /// one such timer: a later call, in this event or another, replaces the time asked for before.
+    /// The timer fires once, and is forgotten when the connection closes.
+    pub fn wake_after(&mut self, delay: Duration) {
+        self.wake_at(Instant::now() + delay);
+    }
+
+    /// [`wake_after`](Self::wake_after) at an instant rather than after a delay (a time in the past
+    /// wakes on the loop's next turn): for a session that computed the time from its own `now`.
+    pub fn wake_at(&mut self, at: Instant) {
+        self.wake_at = Some(at);
+    }
+
     /// Whether `wake_when_written` was called during this event.
     pub fn wants_wake_when_written(&self) -> bool {
         self.wake_when_written
+    }
+
+    /// For strategies: whether this event paused or resumed reading (the last call wins).
+    pub fn wants_reading(&self) -> Option<Reading> {
+        self.reading
+    }
+
+    /// For strategies: when this event asked for `on_wake`, if it did (the last call wins).
+    pub fn wants_wake_at(&self) -> Option<Instant> {
+        self.wake_at
     }
 
     /// Whether `close` was called during this event.
@@ -239,5 +313,25 @@ mod tests {
         output.consume(usize::MAX);
         assert_eq!(output.unwritten_len(), 0);
         assert_eq!(write(&mut output, b"x"), 1);
+    }
+
+    #[test]
+    fn reading_and_the_timer_keep_the_last_request_of_an_event() {
+        let peer = Address::Inet(([127, 0, 0, 1], 1).into());
+        let mut output = Vec::new();
+        let mut ctx = SessionContext::new(&mut output, &peer, &peer, &Server);
+        assert_eq!((ctx.wants_reading(), ctx.wants_wake_at()), (None, None));
+        ctx.pause_reading();
+        ctx.resume_reading();
+        assert_eq!(ctx.wants_reading(), Some(Reading::Resumed));
+        ctx.pause_reading();
+        assert_eq!(ctx.wants_reading(), Some(Reading::Paused));
+        let before = Instant::now();
+        ctx.wake_after(Duration::from_secs(60));
+        let asked = ctx.wants_wake_at().unwrap();
+        assert!(asked >= before + Duration::from_secs(60));
+        assert!(asked <= Instant::now() + Duration::from_secs(60));
+        ctx.wake_at(before);
+        assert_eq!(ctx.wants_wake_at(), Some(before));
     }
 }

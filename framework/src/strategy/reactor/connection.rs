@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use socket2::Socket;
-use sockserv_plugin::{Address, OutputBuffer, Session, SessionContext};
+use sockserv_plugin::{Address, OutputBuffer, Reading, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
 use crate::deadline::{Deadlines, Expiry, Progress};
@@ -18,7 +18,9 @@ use crate::RequestFailure;
 /// What the loop should do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Next {
-    /// Keep it, reading if `read` and watching for writability if `write`.
+    /// Keep it, watching for readability if `read` and for writability if `write`. A connection
+    /// whose session paused reading is still watched for readability (so that a reset or a failed
+    /// socket is seen), but not read.
     Watch { read: bool, write: bool },
     /// Its output is out and its sending side shut: read and drop what the peer still sends until
     /// it closes (or [`LINGER_LIMIT`] bytes, or the loop's linger time), then close. Closing with
@@ -30,6 +32,18 @@ pub(super) enum Next {
 
 /// The most a lingering connection reads and drops before closing anyway.
 pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
+
+/// What a session asked of the context during one event, besides output.
+struct Asked {
+    /// Close once the output is out.
+    closing: bool,
+    /// Call `on_wake` once the output is out.
+    wake_when_written: bool,
+    /// Pause or resume reading (`None`: as it was).
+    reading: Option<Reading>,
+    /// Call `on_wake` at this time, replacing any time asked for before.
+    wake_at: Option<Instant>,
+}
 
 /// A connection as its loop drives it, sans-IO in spirit: the loop reports readiness, the connection
 /// does the reads and writes, calls its session, and says what to watch next.
@@ -43,7 +57,9 @@ pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 ///    - [`on_writable`](Self::on_writable) when the socket reported writable (before `on_readable`
 ///      when one event reports both),
 ///    - [`on_readable`](Self::on_readable) when it reported readable, closed or failed,
-///    - [`on_wake`](Self::on_wake) when the session's waker was called.
+///    - [`on_wake`](Self::on_wake) when the session's waker was called,
+///    - [`on_timer`](Self::on_timer) when [`next_time`](Self::next_time) has come (a time limit
+///      is checked with [`expired`](Self::expired) first; see the loop's `run_timers`).
 ///
 ///    Each returns the [`Next`] step: the readiness to watch for, [`Next::Linger`], or
 ///    [`Next::Close`], after which the loop calls nothing but `close`.
@@ -56,9 +72,16 @@ pub(super) const LINGER_LIMIT: usize = 4 * 1024 * 1024;
 ///   panic is reported through the server's `handle_error` with the peer, and the connection is
 ///   done: its output is dropped, the entry point returns [`Next::Close`], and the session is never
 ///   called again (not even `on_close`; `close` only drops it, that too guarded).
-/// - `after_event`: `flush` the output; once it is all out, if the session asked to hear of that
+///   What the session asked of the context besides output is taken here too: closing,
+///   `wake_when_written`, pausing or resuming reading, and the time of its next wake.
+/// - `after_event`: `flush` the output; if the session resumed reading, `read_input` at once (the
+///   socket is edge-triggered: bytes that came while paused raise no new event) and flush what
+///   that made; once the output is all out, if the session asked to hear of that
 ///   (`wake_when_written`), call its `on_wake` and flush again, for as long as it keeps asking;
 ///   then `next` decides the step to return.
+/// - `read_input` reads until the socket would block, handing each chunk to the session
+///   (`on_data`, `on_eof`) as an `event` of its own; it stops early once the session pauses or
+///   closes, or its output backs up.
 /// - `flush` only writes: until the output is out or the socket would block. It never calls the
 ///   session.
 pub(super) struct Connection {
@@ -74,6 +97,14 @@ pub(super) struct Connection {
     eof: bool,
     /// The session wants `on_wake` once its output is written.
     wake_when_written: bool,
+    /// The session paused reading: the socket is watched but not read.
+    paused: bool,
+    /// The session resumed reading: read before the entry point returns (no new edge will come).
+    read_owed: bool,
+    /// The peer's end of stream was announced (a short read no longer means the socket is drained).
+    peer_closed: bool,
+    /// When the session asked for its next `on_wake`.
+    wake_at: Option<Instant>,
     /// Closing, waiting for the peer's end of stream (see [`Next::Linger`]); bytes dropped so far.
     lingering: Option<usize>,
     /// The session panicked: it is not called again.
@@ -103,6 +134,10 @@ impl Connection {
             lingering: None,
             panicked: false,
             wake_when_written: false,
+            paused: false,
+            read_owed: false,
+            peer_closed: false,
+            wake_at: None,
             started: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -116,9 +151,15 @@ impl Connection {
     }
 
     /// When this connection's next time limit falls, if it has any.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         let (deadlines, progress) = self.deadlines.as_ref()?;
         deadlines.next(progress)
+    }
+
+    /// When the loop should next look at this connection: its next time limit or its session's
+    /// wake, whichever comes first (`None`: neither).
+    pub fn next_time(&self) -> Option<Instant> {
+        self.next_deadline().into_iter().chain(self.wake_at).min()
     }
 
     /// The limit passed by `now`, if any.
@@ -165,13 +206,32 @@ impl Connection {
             call(&mut **session, &mut ctx);
             Ok(())
         });
-        let (closing, wake) = (ctx.closing(), ctx.wants_wake_when_written());
+        let asked = Asked {
+            closing: ctx.closing(),
+            wake_when_written: ctx.wants_wake_when_written(),
+            reading: ctx.wants_reading(),
+            wake_at: ctx.wants_wake_at(),
+        };
         match ran {
-            Ok(()) => {
-                self.closing |= closing;
-                self.wake_when_written |= wake;
-            }
+            Ok(()) => self.take(asked),
             Err(failure) => self.panicked(&failure),
+        }
+    }
+
+    /// Note what the session asked during an event.
+    fn take(&mut self, asked: Asked) {
+        self.closing |= asked.closing;
+        self.wake_when_written |= asked.wake_when_written;
+        match asked.reading {
+            Some(Reading::Paused) => self.paused = true,
+            Some(Reading::Resumed) if self.paused => {
+                self.paused = false;
+                self.read_owed = true;
+            }
+            Some(Reading::Resumed) | None => {}
+        }
+        if asked.wake_at.is_some() {
+            self.wake_at = asked.wake_at;
         }
     }
 
@@ -182,30 +242,76 @@ impl Connection {
         self.output.discard();
     }
 
-    /// The connection was adopted: the session may greet.
-    pub fn on_open(&mut self) -> Next {
+    /// The connection was adopted: the session may greet. (`buffer`, here and below: the loop's
+    /// read buffer, for the reads a session's `resume_reading` makes at once.)
+    pub fn on_open(&mut self, buffer: &mut [u8]) -> Next {
         self.event("on_open", |session, ctx| session.on_open(ctx));
-        self.after_event()
+        self.after_event(buffer)
     }
 
     /// The session's waker was called (ignored while lingering: the session is done).
-    pub fn on_wake(&mut self) -> Next {
+    pub fn on_wake(&mut self, buffer: &mut [u8]) -> Next {
         if self.lingering.is_some() {
             return Next::Linger;
         }
         self.event("on_wake", |session, ctx| session.on_wake(ctx));
-        self.after_event()
+        self.after_event(buffer)
     }
 
-    /// Read until the socket would block (or output backs up), handing each chunk to the session
-    /// (`on_data`, and `on_eof` at the end of stream); while lingering, read and drop instead.
-    /// `peer_closed`: the event said the peer closed its side, so a short read has not drained the
-    /// socket — the end of stream is still to be read, and no new edge will announce it.
+    /// The loop's timer for this connection came due at `now`: if the session's wake time has come,
+    /// it is forgotten (a timer fires once) and the session woken. `None` when it has not (the
+    /// entry was for a time limit, or the session moved its wake later): nothing was done.
+    pub fn on_timer(&mut self, now: Instant, buffer: &mut [u8]) -> Option<Next> {
+        if self.wake_at.is_none_or(|at| at > now) {
+            return None;
+        }
+        self.wake_at = None;
+        Some(self.on_wake(buffer))
+    }
+
+    /// Read (unless the session paused reading) and hand the input to the session, then write what
+    /// it queued; while lingering, read and drop instead. `peer_closed`: the event said the peer
+    /// closed its side (or the socket failed), so a short read has not drained the socket — the end
+    /// of stream is still to be read, and no new edge will announce it. A paused connection is not
+    /// read, but a failed socket (a reset) still ends it.
     pub fn on_readable(&mut self, buffer: &mut [u8], peer_closed: bool) -> Next {
         if let Some(dropped) = self.lingering {
             return self.drop_input(buffer, dropped);
         }
-        while !self.eof && !self.closing && !self.panicked && self.pending() < MAX_PENDING_OUTPUT {
+        self.peer_closed |= peer_closed;
+        if self.paused && peer_closed {
+            if let Ok(Some(err)) = self.socket.take_error() {
+                return self.failed(err);
+            }
+        }
+        if let Err(err) = self.read_input(buffer) {
+            return self.failed(err);
+        }
+        self.after_event(buffer)
+    }
+
+    /// The socket can take more output.
+    pub fn on_writable(&mut self, buffer: &mut [u8]) -> Next {
+        self.after_event(buffer)
+    }
+
+    /// Whether the connection is to be read now: the session takes input (not paused, closing or
+    /// gone), the peer has not ended it, and the output has not backed up.
+    fn reads(&self) -> bool {
+        !self.eof
+            && !self.closing
+            && !self.panicked
+            && !self.paused
+            && self.pending() < MAX_PENDING_OUTPUT
+    }
+
+    /// Read until the socket would block or the connection is not to be read any more (see
+    /// `reads`), handing each chunk to the session (`on_data`, and `on_eof` at the end of stream).
+    ///
+    /// # Errors
+    /// The read failed (a reset, say): the connection is done.
+    fn read_input(&mut self, buffer: &mut [u8]) -> io::Result<()> {
+        while self.reads() {
             match (&self.socket).read(buffer) {
                 Ok(0) => {
                     self.eof = true;
@@ -216,7 +322,7 @@ impl Connection {
                     self.touch(true);
                     let data = &buffer[..n];
                     self.event("on_data", |session, ctx| session.on_data(data, ctx));
-                    if n < buffer.len() && !peer_closed {
+                    if n < buffer.len() && !self.peer_closed {
                         // A short read drained the socket: data arriving later raises a new edge,
                         // so the read that would only say "would block" can be skipped.
                         break;
@@ -224,15 +330,10 @@ impl Connection {
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return self.failed(err),
+                Err(err) => return Err(err),
             }
         }
-        self.after_event()
-    }
-
-    /// The socket can take more output.
-    pub fn on_writable(&mut self) -> Next {
-        self.after_event()
+        Ok(())
     }
 
     /// Lingering: read and drop until end of stream, an error, or the limit.
@@ -255,15 +356,22 @@ impl Connection {
         self.output.unwritten_len()
     }
 
-    /// What follows every event: write the output, wake a session that asked to hear when its
-    /// output is out (and write what that wake queued), then say what to watch next.
-    fn after_event(&mut self) -> Next {
+    /// What follows every event: write the output, read at once if the session resumed reading
+    /// (and write what that made), wake a session that asked to hear when its output is out (and
+    /// write what that wake queued), then say what to watch next.
+    fn after_event(&mut self, buffer: &mut [u8]) -> Next {
         loop {
             if self.panicked {
                 return Next::Close;
             }
             if let Err(err) = self.flush() {
                 return self.failed(err);
+            }
+            if std::mem::take(&mut self.read_owed) {
+                if let Err(err) = self.read_input(buffer) {
+                    return self.failed(err);
+                }
+                continue;
             }
             if self.pending() > 0 || !self.wake_when_written || self.closing {
                 return self.next();

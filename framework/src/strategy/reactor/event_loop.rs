@@ -1,8 +1,8 @@
 //! One event loop thread: a mio `Poll` over its connections, an inbox for new connections, and a
-//! queue of sessions to wake, both signalled through the loop's mio `Waker`.
+//! queue of sessions to wake, both signalled through the loop's mio `Waker`; and its [`Timers`]
+//! (each connection's next time limit or session wake), which set how long `poll` may sleep.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -17,6 +17,7 @@ use socket2::Socket;
 use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
+use super::timers::Timers;
 use crate::deadline::Deadlines;
 use crate::limits::Ticket;
 use crate::request::{guarded, panic_message, Shared};
@@ -191,7 +192,8 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         slots: Vec::new(),
         free: Vec::new(),
         lingering: VecDeque::new(),
-        deadlines: BinaryHeap::new(),
+        timers: Timers::default(),
+        buffer: vec![0; READ_BUFFER],
     };
     let running = Running {
         mailbox: Arc::clone(&mailbox),
@@ -228,9 +230,10 @@ struct EventLoop {
     /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
     /// queue stays in deadline order): (deadline, slot, generation).
     lingering: VecDeque<(Instant, usize, u64)>,
-    /// The connections' next time limits, earliest first: (deadline, slot, generation). One entry
-    /// per connection with limits (see `end_expired`), so it holds at most as many as the slots.
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// The connections' next times: a time limit, or a wake their session asked for.
+    timers: Timers,
+    /// The read buffer the loop's connections share.
+    buffer: Vec<u8>,
 }
 
 /// Wakes one session: queue its slot and wake its loop, unless a wake is already queued.
@@ -264,7 +267,6 @@ impl EventLoop {
 
     fn serve(&mut self) {
         let mut events = Events::with_capacity(EVENTS);
-        let mut buffer = vec![0u8; READ_BUFFER];
         loop {
             let timeout = self.poll_timeout();
             if let Err(err) = self.poll.poll(&mut events, timeout) {
@@ -280,7 +282,7 @@ impl EventLoop {
                     Token(token) => {
                         let closed = event.is_read_closed() || event.is_error();
                         let (read, write) = (event.is_readable() || closed, event.is_writable());
-                        self.on_ready(token - 1, (read, closed), write, &mut buffer);
+                        self.on_ready(token - 1, (read, closed), write);
                     }
                 }
             }
@@ -294,41 +296,33 @@ impl EventLoop {
             self.adopt_new();
             self.run_wakes();
             self.end_lingers();
-            self.end_expired();
+            self.run_timers();
         }
     }
 
-    /// How long poll may sleep: until the oldest linger's deadline or the next time limit, or for
-    /// ever.
+    /// How long poll may sleep: until the oldest linger's deadline or the next timer, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         let linger = self.lingering.front().map(|(at, ..)| *at);
-        let limit = self.deadlines.peek().map(|Reverse((at, ..))| *at);
-        let next = linger.into_iter().chain(limit).min()?;
+        let next = linger.into_iter().chain(self.timers.next()).min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
-    /// Queue `slot`'s next time limit, if it has one.
-    fn queue_deadline(&mut self, slot: usize) {
+    /// Queue `slot`'s next time, if it has one (see [`Timers::queue`]).
+    fn queue_timer(&mut self, slot: usize) {
         let entry = &self.slots[slot];
-        if let Some(at) = entry
-            .connection
-            .as_ref()
-            .and_then(Connection::next_deadline)
-        {
-            self.deadlines.push(Reverse((at, slot, entry.generation)));
+        if let Some(at) = entry.connection.as_ref().and_then(Connection::next_time) {
+            self.timers.queue((slot, entry.generation), at);
         }
     }
 
-    /// Close the connections whose time limit has passed. Each connection has one entry in the
-    /// heap; an entry that comes due for a connection that has moved on (its idle clock restarted)
-    /// is queued again at the connection's real next deadline, so activity costs nothing here.
-    fn end_expired(&mut self) {
+    /// Run the timers that have come due: close the connections past a time limit, wake the
+    /// sessions whose time has come, and queue again the entries of connections whose time has
+    /// moved on. The due entries are taken before any is run, so a session that asks to be woken
+    /// again at once is woken on the next turn, after `poll` (it cannot starve the other
+    /// connections).
+    fn run_timers(&mut self) {
         let now = Instant::now();
-        while let Some(&Reverse((at, slot, generation))) = self.deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
+        for (slot, generation) in self.timers.take_due(now) {
             let entry = &mut self.slots[slot];
             if entry.generation != generation {
                 continue;
@@ -336,12 +330,14 @@ impl EventLoop {
             let Some(connection) = entry.connection.as_mut() else {
                 continue;
             };
-            match connection.expired(now) {
-                Some(expiry) => {
-                    connection.expire(expiry);
-                    self.remove(slot);
-                }
-                None => self.queue_deadline(slot),
+            if let Some(expiry) = connection.expired(now) {
+                connection.expire(expiry);
+                self.remove(slot);
+                continue;
+            }
+            match connection.on_timer(now, &mut self.buffer) {
+                Some(next) => self.apply(slot, next),
+                None => self.queue_timer(slot),
             }
         }
     }
@@ -361,13 +357,14 @@ impl EventLoop {
     }
 
     /// `read`: (readable, the peer closed its side).
-    fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool, buffer: &mut [u8]) {
+    fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool) {
         let (read, peer_closed) = read;
         let Some(connection) = self.slots.get_mut(slot).and_then(|s| s.connection.as_mut()) else {
             return;
         };
+        let buffer = &mut self.buffer;
         let mut next = if write {
-            connection.on_writable()
+            connection.on_writable(buffer)
         } else {
             Next::Watch {
                 read: true,
@@ -445,11 +442,10 @@ impl EventLoop {
             self.free.push(slot);
             return;
         }
-        let next = connection.on_open();
+        let next = connection.on_open(&mut self.buffer);
         self.slots[slot].connection = Some(connection);
         self.slots[slot].interest = Some(Interest::READABLE);
         self.slots[slot].ticket = Some(ticket);
-        self.queue_deadline(slot);
         self.apply(slot, next);
     }
 
@@ -467,13 +463,16 @@ impl EventLoop {
             let Some(connection) = entry.connection.as_mut() else {
                 continue;
             };
-            let next = connection.on_wake();
+            let next = connection.on_wake(&mut self.buffer);
             self.apply(slot, next);
         }
     }
 
-    /// Re-register the connection's interest when it changed, or close it.
+    /// Re-register the connection's interest when it changed, or close it; queue its next time.
     fn apply(&mut self, slot: usize, next: Next) {
+        if next != Next::Close {
+            self.queue_timer(slot);
+        }
         let entry = &mut self.slots[slot];
         let Some(connection) = entry.connection.as_mut() else {
             return;
@@ -519,6 +518,7 @@ impl EventLoop {
         self.slots[slot].interest = None;
         self.slots[slot].lingers = false;
         self.slots[slot].ticket = None;
+        self.timers.cancel(slot);
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));

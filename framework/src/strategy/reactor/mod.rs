@@ -10,6 +10,12 @@
 //! and loops (a chat room fanning out) through [`SessionWaker`](sockserv_plugin::SessionWaker)s that
 //! queue the session's token and wake its loop.
 //!
+//! A session may also pause reading its own connection (backpressure on a sender it cannot keep up
+//! with) and ask for a wake at a time; both live in the connection's loop: a paused connection stays
+//! registered (a reset still ends it) and is read again, at once, when the session resumes, and each
+//! loop keeps its connections' wake times with their time limits in one heap that bounds how long
+//! `poll` sleeps — no thread per timer.
+//!
 //! **Handler code is isolated** (DESIGN.md, decision 8). Every call into a session — and the
 //! factory's `new_session` — has its panic caught where it is made: the panic is reported through
 //! `handle_error` with the server and the peer, that connection alone closes, and the loop goes on
@@ -22,6 +28,7 @@
 
 mod connection;
 mod event_loop;
+mod timers;
 
 use std::io;
 use std::sync::Arc;

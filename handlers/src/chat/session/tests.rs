@@ -1,8 +1,11 @@
 //! Chat sessions driven the way the reactor drives them, without sockets: each member's output is
-//! the reactor's own output buffer, of which the test lets "the socket" take what it likes, and wakes
-//! are counted and run by hand.
+//! the reactor's own output buffer, of which the test lets "the socket" take what it likes, wakes
+//! are counted and run by hand, and each member's clock moves only when the test moves it (to the
+//! time of the wake its session asked for, as the reactor's timer would).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use sockserv_plugin::{Address, SessionWaker};
 
@@ -19,11 +22,12 @@ impl SessionWaker for Wakes {
     }
 }
 
-/// A member: its session, its connection's output, and how often it was woken.
+/// A member: its session, its connection's output, how often it was woken, and its clock.
 struct Member {
     session: ChatSession,
     output: SessionOutput,
     wakes: Arc<Wakes>,
+    now: Arc<Mutex<Instant>>,
 }
 
 impl Member {
@@ -36,17 +40,52 @@ impl Member {
             server: &TEST_CONTEXT,
             waker: Arc::clone(&wakes) as Arc<dyn SessionWaker>,
         };
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let clock = Arc::clone(&now);
+        let clock: Clock = Arc::new(move || *clock.lock().unwrap());
         let mut member = Member {
-            session: ChatSession::new(Arc::clone(hub), &info),
+            session: ChatSession::with_clock(Arc::clone(hub), &info, clock),
             output: SessionOutput::default(),
             wakes,
+            now,
         };
         member.output.event(|ctx| member.session.on_open(ctx));
         member
     }
 
+    /// The reactor reads `bytes` from the member's socket (never while its reading is paused).
     fn send(&mut self, bytes: &[u8]) {
+        assert!(
+            !self.output.paused,
+            "the reactor reads nothing of a paused member"
+        );
         self.output.event(|ctx| self.session.on_data(bytes, ctx));
+    }
+
+    /// The member's peer ends its input, and the reactor reads that.
+    fn end_input(&mut self) {
+        assert!(
+            !self.output.paused,
+            "the reactor reads nothing of a paused member"
+        );
+        self.output.event(|ctx| self.session.on_eof(ctx));
+    }
+
+    fn now(&self) -> Instant {
+        *self.now.lock().unwrap()
+    }
+
+    /// The clock moves to `at` and the session is woken (by mail, say), whatever it asked.
+    fn wake_at(&mut self, at: Instant) {
+        *self.now.lock().unwrap() = at;
+        self.output.event(|ctx| self.session.on_wake(ctx));
+    }
+
+    /// The reactor's timer: the clock moves to the time the session asked for, which it forgets,
+    /// and the session is woken.
+    fn timer(&mut self) {
+        let at = self.output.wake_at.take().expect("no wake was asked for");
+        self.wake_at(at);
     }
 
     /// Runs the wake the mailbox asked for, if it asked.
@@ -225,70 +264,90 @@ fn a_full_chat_refuses_the_session_and_closes() {
     assert!(b.read_all().starts_with("*** error: the chat is full"));
 }
 
-/// Runs `member`'s wakes until `done` holds; the pacer's thread wakes it in real time (bounded).
-fn wake_until(member: &mut Member, mut done: impl FnMut(&mut Member) -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !done(member) {
-        assert!(std::time::Instant::now() < deadline, "never woken");
-        std::thread::yield_now();
-        member.wake();
-    }
-}
-
 #[test]
-fn input_over_the_rate_is_held_and_handed_over_as_tokens_come_back() {
-    let hub = hub("rate = 200\nburst = 2\nprefix = ''");
+fn over_its_rate_a_member_is_paused_until_its_next_token_then_read_again() {
+    let hub = hub("rate = 10\nburst = 2\nprefix = ''");
     let mut b = Member::join(&hub, 2);
     let mut a = Member::join(&hub, 1);
     b.wake();
     b.read_all();
+    let start = a.now();
+    let token = Duration::from_millis(100);
     a.send(b"1\n2\n3\n4\n");
     b.wake();
     assert_eq!(b.read_all(), "1\n2\n", "the burst goes at once");
-    let mut got = String::new();
-    wake_until(&mut a, |a| {
-        b.wake();
-        got.push_str(&b.read_all());
-        let _ = a;
-        got == "3\n4\n"
-    });
+    // The rest of the read is held, reading paused, and a wake asked for when a token is due.
+    assert_eq!(a.session.held, b"3\n4\n");
+    assert!(a.output.paused);
+    assert_eq!(a.output.wake_at, Some(start + token));
+    // Woken early (mail, say): no token yet, nothing goes, and it stays paused.
+    a.wake_at(start + token / 2);
+    assert!(a.output.paused);
+    assert!(a.output.wake_at >= Some(start + token));
+    b.wake();
+    assert_eq!(b.read_all(), "");
+    // Each token lets one message through; the last one resumes reading.
+    a.timer();
+    b.wake();
+    assert_eq!(b.read_all(), "3\n");
+    assert!(a.output.paused);
+    a.timer();
+    b.wake();
+    assert_eq!(b.read_all(), "4\n");
+    assert!(!a.output.paused, "nothing held: read on");
+    assert!(a.session.held.is_empty());
+    // The bucket is empty again: the next read is held whole.
+    a.send(b"5\n");
+    assert!(a.output.paused);
+    a.timer();
+    b.wake();
+    assert_eq!(b.read_all(), "5\n");
+    assert!(a.now() >= start + 3 * token, "three tokens after the burst");
 }
 
 #[test]
-fn end_of_input_waits_for_the_held_input_then_leaves() {
+fn end_of_input_read_after_the_pause_makes_the_partial_line_the_last_message() {
     let hub = hub("rate = 200\nburst = 1\nprefix = ''");
     let mut b = Member::join(&hub, 2);
     let mut a = Member::join(&hub, 1);
     b.wake();
     b.read_all();
     a.send(b"x\ny");
-    a.output.event(|ctx| a.session.on_eof(ctx));
-    assert_eq!(hub.members(), 2, "y is still held");
-    wake_until(&mut a, |_| hub.members() == 1);
+    assert!(a.output.paused, "y waits for a token");
+    a.timer();
+    assert!(
+        !a.output.paused,
+        "y is handed over (a partial line) and reading resumes"
+    );
+    a.end_input();
+    assert!(a.output.closing);
+    assert_eq!(hub.members(), 1);
     b.wake();
     assert_eq!(b.read_all(), "x\ny\n*** 127.0.0.1:1 left lobby\n");
 }
 
 #[test]
-fn a_member_that_outruns_what_can_be_held_is_disconnected_as_flooding() {
-    let hub = hub("rate = 0.01\nburst = 1\nprefix = ''");
+fn a_driver_that_reads_on_while_paused_gets_order_and_the_rate_then_a_close_past_max_held() {
+    let hub = hub("rate = 10\nburst = 1\nprefix = ''");
     let mut b = Member::join(&hub, 2);
     let mut a = Member::join(&hub, 1);
+    let mut c = Member::join(&hub, 3);
     b.wake();
     b.read_all();
-    a.read_all();
-    let page = b"line\n".repeat(MAX_HELD / 5 + 2); // one line goes, the rest is over MAX_HELD
-    a.send(&page);
-    assert!(!a.output.closing);
-    a.send(b"more\n");
+    a.send(b"1\n2\n");
+    // Not the reactor: this driver reads on although `a` paused, up to its end of stream.
+    a.output.event(|ctx| a.session.on_data(b"3\n", ctx));
+    a.output.event(|ctx| a.session.on_eof(ctx));
+    assert_eq!(hub.members(), 3, "its input is still held");
+    a.timer();
+    a.timer();
     assert!(a.output.closing);
-    assert_eq!(
-        a.read_all(),
-        "*** error: you kept sending faster than 0.01 messages a second; disconnected\n"
-    );
     b.wake();
-    assert_eq!(
-        b.read_all(),
-        "line\n*** 127.0.0.1:1 was disconnected: sending faster than the chat allows\n"
-    );
+    assert_eq!(b.read_all(), "1\n2\n3\n*** 127.0.0.1:1 left lobby\n");
+    // Past MAX_HELD, such a driver gets the member closed rather than held without bound.
+    c.send(b"1\n2\n");
+    let page = vec![b'x'; MAX_HELD];
+    c.output.event(|ctx| c.session.on_data(&page, ctx));
+    assert!(c.output.closing);
+    assert!(c.session.held.is_empty());
 }

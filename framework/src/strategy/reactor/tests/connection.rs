@@ -55,7 +55,7 @@ fn pending_counts_only_what_the_socket_has_not_taken() {
         pending_at_wake: Arc::clone(&pending_at_wake),
     };
     let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
-    let mut next = connection.on_open();
+    let mut next = connection.on_open(&mut [0; 64]);
     let mut read = 0;
     let mut rounds = 0;
     while next
@@ -69,10 +69,10 @@ fn pending_counts_only_what_the_socket_has_not_taken() {
         // pending is exactly what the client has still to get.
         read += read_available(&mut client);
         assert!(read < SIZE, "the socket cannot hold 4 MiB");
-        connection.on_wake();
+        connection.on_wake(&mut [0; 64]);
         let reported = *pending_at_wake.lock().unwrap().last().unwrap();
         assert_eq!(reported, SIZE - read, "after the client read {read} bytes");
-        next = connection.on_writable();
+        next = connection.on_writable(&mut [0; 64]);
         rounds += 1;
     }
     read += read_available(&mut client);
@@ -81,7 +81,7 @@ fn pending_counts_only_what_the_socket_has_not_taken() {
         rounds > 2,
         "the output went out in {rounds} writes: no partial write was seen"
     );
-    connection.on_wake();
+    connection.on_wake(&mut [0; 64]);
     assert_eq!(pending_at_wake.lock().unwrap().last(), Some(&0));
 }
 
@@ -134,14 +134,14 @@ const HOOKS: [&str; 5] = ["on_open", "on_data", "on_wake", "on_eof", "on_close"]
 /// `Next::Close` first ends the drive, and its hook is returned.
 fn drive(connection: &mut Connection, client: &mut UnixStream) -> &'static str {
     let mut buffer = vec![0; 1024];
-    if connection.on_open() == Next::Close {
+    if connection.on_open(&mut buffer) == Next::Close {
         return "on_open";
     }
     client.write_all(b"x").unwrap();
     if connection.on_readable(&mut buffer, false) == Next::Close {
         return "on_data";
     }
-    if connection.on_wake() == Next::Close {
+    if connection.on_wake(&mut buffer) == Next::Close {
         return "on_wake";
     }
     client.shutdown(Shutdown::Write).unwrap();
@@ -208,7 +208,7 @@ fn a_panic_in_the_wake_after_the_output_is_out_closes_the_connection_too() {
     let (server, mut client) = socket_pair();
     let mut connection = Connection::new(server, Box::new(WakeAfterWrite), shared, peer(2));
     assert_eq!(
-        connection.on_open(),
+        connection.on_open(&mut [0; 64]),
         Next::Watch {
             read: true,
             write: false

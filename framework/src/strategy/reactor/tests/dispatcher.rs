@@ -12,14 +12,9 @@ use sockserv_plugin::{Session, SessionContext, SessionInfo, SessionWaker};
 
 use super::super::event_loop::spawn_loop;
 use super::super::{start_loops, ReactorDispatcher};
-use super::{peer, shared, socket_pair, Recorded};
-use crate::limits::Peer;
-use crate::request::Shared;
-use crate::strategy::{Accepted, Dispatcher};
+use super::{connect, echo, eventually, shared, Recorded, WAIT};
+use crate::strategy::Dispatcher;
 use crate::Shutdown;
-
-/// How long a reply may take: a failure bound, never waited out by a passing test.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The peer port whose factory call panics.
 const PANICS_IN_NEW_SESSION: u16 = 1;
@@ -94,31 +89,6 @@ impl Session for OpenFails {
     fn on_data(&mut self, _data: &[u8], _ctx: &mut SessionContext<'_>) {}
 }
 
-/// Hand the dispatcher a new connection from peer `port`; returns the client's end.
-fn connect(dispatcher: &mut ReactorDispatcher, shared: &Arc<Shared>, port: u16) -> UnixStream {
-    let (server, client) = socket_pair();
-    client.set_read_timeout(Some(WAIT)).unwrap();
-    client.set_write_timeout(Some(WAIT)).unwrap();
-    let ticket = shared
-        .gate
-        .admit(Peer::Unknown, Instant::now())
-        .expect("no limits in these tests");
-    let accepted = Accepted {
-        socket: server,
-        peer: peer(port),
-        ticket,
-    };
-    dispatcher.stream(shared, accepted);
-    client
-}
-
-fn echo(client: &mut UnixStream, message: &[u8]) -> Vec<u8> {
-    client.write_all(message).unwrap();
-    let mut reply = vec![0; message.len()];
-    client.read_exact(&mut reply).unwrap();
-    reply
-}
-
 /// The client sees its connection end (end of stream, or a reset), not a hang.
 fn assert_closed(client: &mut UnixStream, what: &str) {
     let mut rest = Vec::new();
@@ -184,18 +154,6 @@ fn panics_in_every_callback_close_one_connection_each_and_both_loops_serve_on() 
     }
     assert_eq!(hooks.lines().len(), 10, "{:#?}", hooks.lines());
     dispatcher.close(Duration::ZERO);
-}
-
-/// Waits (bounded) until `check` holds; returns whether it did.
-fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 #[test]

@@ -1,20 +1,29 @@
-//! The reactor's own tests: connections driven by hand over socket pairs (`connection`), and whole
-//! loops fed through the dispatcher (`dispatcher`). What they share: a server's `Shared` with hooks
-//! that record every failure, and a factory that makes a chosen session per connection.
+//! The reactor's own tests: connections driven by hand over socket pairs (`connection`), whole
+//! loops fed through the dispatcher (`dispatcher`), and sessions that pause their reading and set
+//! timers (`pause`, both ways). What they share: a server's `Shared` with hooks that record every
+//! failure, a factory that makes a chosen session per connection, and clients of a dispatcher.
 
 mod connection;
 mod dispatcher;
+mod pause;
 
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory, RequestHandler, Session, SessionInfo};
 
-use crate::limits::{Gate, Limits};
+use super::ReactorDispatcher;
+use crate::limits::{Gate, Limits, Peer};
 use crate::request::Shared;
+use crate::strategy::{Accepted, Dispatcher};
 use crate::{Hooks, RequestFailure, Shutdown};
+
+/// How long a reply may take: a failure bound, never waited out by a passing test.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// The server name the tests' connections report under.
 const SERVER: &str = "reactor-test";
@@ -81,4 +90,43 @@ fn socket_pair() -> (Socket, UnixStream) {
     let (server, client) = UnixStream::pair().unwrap();
     server.set_nonblocking(true).unwrap();
     (Socket::from(OwnedFd::from(server)), client)
+}
+
+/// Hand the dispatcher a new connection from peer `port`; returns the client's end, whose reads
+/// and writes give up after [`WAIT`].
+fn connect(dispatcher: &mut ReactorDispatcher, shared: &Arc<Shared>, port: u16) -> UnixStream {
+    let (server, client) = socket_pair();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.set_write_timeout(Some(WAIT)).unwrap();
+    let ticket = shared
+        .gate
+        .admit(Peer::Unknown, Instant::now())
+        .expect("no limits in these tests");
+    let accepted = Accepted {
+        socket: server,
+        peer: peer(port),
+        ticket,
+    };
+    dispatcher.stream(shared, accepted);
+    client
+}
+
+/// Sends `message` and reads as many bytes back.
+fn echo(client: &mut UnixStream, message: &[u8]) -> Vec<u8> {
+    client.write_all(message).unwrap();
+    let mut reply = vec![0; message.len()];
+    client.read_exact(&mut reply).unwrap();
+    reply
+}
+
+/// Waits (bounded by [`WAIT`]) until `check` holds; returns whether it did.
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
