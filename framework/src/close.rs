@@ -105,6 +105,7 @@ mod tests {
         let started = Instant::now();
         close_gracefully(&ours, false);
         let took = started.elapsed();
-        assert!(took >= LINGER_TIME && took < LINGER_TIME * 2, "{took:?}");
+        // Bounded: it gives up (generously bounded above: a loaded machine is slow).
+        assert!(took >= LINGER_TIME && took < LINGER_TIME * 10, "{took:?}");
     }
 }

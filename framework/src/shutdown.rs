@@ -296,7 +296,10 @@ mod tests {
         let err = writer.join().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
         let took = started.elapsed();
-        assert!(took >= drain && took < drain * 5, "{took:?}");
+        assert!(
+            took >= drain && took < drain + Duration::from_secs(10),
+            "{took:?}"
+        );
         handle.set_in_loop(None);
     }
 }

@@ -159,6 +159,9 @@ mod tests {
         assert_eq!(reader.join().unwrap(), 0, "the reader saw end of stream");
         let took = started.elapsed();
         assert!(took >= drain + FORCED_CLOSE_WAIT, "{took:?}");
-        assert!(took < drain + FORCED_CLOSE_WAIT * 3, "{took:?}");
+        assert!(
+            took < drain + FORCED_CLOSE_WAIT + Duration::from_secs(10),
+            "{took:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,11 @@ struct Mailbox {
     inbox: Mutex<Vec<NewConnection>>,
     /// Sessions to wake: (slot, generation).
     wakes: Mutex<Vec<(usize, u64)>>,
+    /// A drain asked for: end each connection's input and let its output go out until this
+    /// deadline, then close what is left and end (see `EventLoop::begin_drain`).
+    drain: Mutex<Option<Instant>>,
+    /// Signalled (with `inbox` locked) when `alive` turns false, for a bounded wait on the end.
+    ended: Condvar,
     /// Tests make the loop panic with it, as a bug in the loop's own code would.
     #[cfg(test)]
     crash: AtomicBool,
@@ -78,6 +83,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         let mut inbox = Mailbox::lock(&self.mailbox.inbox);
         self.mailbox.alive.store(false, Ordering::SeqCst);
+        self.mailbox.ended.notify_all();
         for orphan in inbox.drain(..) {
             log::warn!(
                 "{}: {}: closed unserved, its event loop has ended",
@@ -119,6 +125,30 @@ impl LoopHandle {
     pub fn stop(&self) {
         self.mailbox.stop.store(true, Ordering::SeqCst);
         let _ = self.mailbox.waker.wake();
+    }
+
+    /// Ask the loop to drain: every connection's input ends at once (its session sees end of
+    /// stream) and its output goes out until `deadline`; then the loop closes what is left and
+    /// ends.
+    pub fn drain(&self, deadline: Instant) {
+        *Mailbox::lock(&self.mailbox.drain) = Some(deadline);
+        let _ = self.mailbox.waker.wake();
+    }
+
+    /// Wait until the loop's thread has ended or `deadline` has passed; whether it ended.
+    pub fn wait_ended(&self, deadline: Instant) -> bool {
+        let mut inbox = Mailbox::lock(&self.mailbox.inbox);
+        while self.mailbox.alive.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            inbox = match self.mailbox.ended.wait_timeout(inbox, left) {
+                Ok((inbox, _)) => inbox,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
     }
 
     /// Wait for the loop's thread to end.
@@ -181,6 +211,8 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         alive: AtomicBool::new(true),
         inbox: Mutex::default(),
         wakes: Mutex::default(),
+        drain: Mutex::default(),
+        ended: Condvar::new(),
         #[cfg(test)]
         crash: AtomicBool::new(false),
     });
@@ -193,6 +225,7 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         free: Vec::new(),
         lingering: VecDeque::new(),
         timers: Timers::default(),
+        draining: None,
         buffer: vec![0; READ_BUFFER],
     };
     let running = Running {
@@ -232,6 +265,8 @@ struct EventLoop {
     lingering: VecDeque<(Instant, usize, u64)>,
     /// The connections' next times: a time limit, or a wake their session asked for.
     timers: Timers,
+    /// Draining until this deadline (see [`EventLoop::begin_drain`]).
+    draining: Option<Instant>,
     /// The read buffer the loop's connections share.
     buffer: Vec<u8>,
 }
@@ -286,7 +321,7 @@ impl EventLoop {
                     }
                 }
             }
-            if self.mailbox.stop.load(Ordering::SeqCst) {
+            if self.mailbox.stop.load(Ordering::SeqCst) || self.drained() {
                 return;
             }
             #[cfg(test)]
@@ -303,8 +338,45 @@ impl EventLoop {
     /// How long poll may sleep: until the oldest linger's deadline or the next timer, or for ever.
     fn poll_timeout(&self) -> Option<Duration> {
         let linger = self.lingering.front().map(|(at, ..)| *at);
-        let next = linger.into_iter().chain(self.timers.next()).min()?;
+        let next = (linger.into_iter())
+            .chain(self.timers.next())
+            .chain(self.draining)
+            .min()?;
         Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether a drain is over: begun now if newly asked for; over once no connection is left or
+    /// its deadline has passed (what is left is then closed by `close_all`, and logged).
+    fn drained(&mut self) -> bool {
+        let asked = *Mailbox::lock(&self.mailbox.drain);
+        if let (Some(deadline), None) = (asked, self.draining) {
+            self.begin_drain(deadline);
+        }
+        let Some(deadline) = self.draining else {
+            return false;
+        };
+        let open = self.slots.iter().filter(|s| s.connection.is_some()).count();
+        if open > 0 && Instant::now() >= deadline {
+            log::warn!(
+                "{}: {open} connection(s) still open at the end of the drain: closing them",
+                self.name
+            );
+        }
+        open == 0 || Instant::now() >= deadline
+    }
+
+    /// The drain begins: every connection's input ends now (shut down for reading, and its session
+    /// told at once: an edge-triggered poll would not say so), as the blocking strategies' do, and
+    /// its output keeps going out until the deadline, so a reply in flight is finished.
+    fn begin_drain(&mut self, deadline: Instant) {
+        self.draining = Some(deadline);
+        for slot in 0..self.slots.len() {
+            let Some(connection) = self.slots[slot].connection.as_ref() else {
+                continue;
+            };
+            let _ = connection.socket.shutdown(std::net::Shutdown::Read);
+            self.on_ready(slot, (true, true), false);
+        }
     }
 
     /// Queue `slot`'s next time, if it has one (see [`Timers::queue`]).

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Accepted, Dispatcher, Inline};
+use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError};
@@ -160,9 +161,26 @@ impl Dispatcher for ReactorDispatcher {
         self.inline.serve(shared, socket, packet, &from);
     }
 
-    /// The loops close their connections at once: a session never blocks, so nothing waits.
-    fn close(&mut self, _drain_timeout: Duration) {
-        stop_all(std::mem::take(&mut self.loops));
+    /// The drain, as under the blocking strategies: each loop ends every connection's input at
+    /// once and lets its output go out for `drain_timeout`, then closes what is left. A loop that
+    /// has not ended [`FORCED_CLOSE_WAIT`] later (a session stuck in a callback) is left behind,
+    /// logged, rather than waited for without end.
+    fn close(&mut self, drain_timeout: Duration) {
+        let loops = std::mem::take(&mut self.loops);
+        let deadline = deadline_after(drain_timeout);
+        for event_loop in &loops {
+            event_loop.drain(deadline);
+        }
+        let bound = deadline_after(drain_timeout.saturating_add(FORCED_CLOSE_WAIT));
+        for event_loop in loops {
+            if !event_loop.wait_ended(bound) {
+                log::error!("an event loop did not end after its drain: left behind");
+                continue;
+            }
+            if let Err(line) = event_loop.join() {
+                log::error!("{line}");
+            }
+        }
     }
 }
 
