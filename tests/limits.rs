@@ -343,7 +343,7 @@ fn max_buffered_input_closes_the_biggest_holder() {
     use std::io::{Read, Write};
     // Two hold 300 000 bytes each; the third passes the budget while it holds more than either.
     const HELD: [usize; 3] = [300_000, 300_000, 500_000];
-    for strategy in ["threading", "pool"] {
+    for strategy in ["threading", "pool", "reactor"] {
         let extra = "[server.limits]\nmax_buffered_input = 1000000";
         let serve = ServeProcess::start(&config(&[(
             "s",

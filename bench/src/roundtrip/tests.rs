@@ -245,5 +245,10 @@ fn nobody_listening_fails_fast() {
     let started = Instant::now();
     let err = crate::run(&plan).unwrap_err().to_string();
     assert!(err.contains("cannot connect"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Well before the 5 s the run was given (generous: a loaded machine is slow).
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -58,10 +58,13 @@ impl Session for SearchSession {
             warn(server, ctx.peer, &err, outcome);
             self.done = true;
             self.pending = Vec::new();
+            ctx.hold_input(0);
             ctx.close();
             return;
         }
         self.pending.drain(..answered.consumed);
+        // A frame not yet whole: the server's max_buffered_input counts it.
+        ctx.hold_input(self.pending.len());
     }
 
     /// The peer closed its side: fine between frames; in the middle of one, say so. Then close.

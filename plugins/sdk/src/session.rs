@@ -132,6 +132,8 @@ pub struct SessionContext<'a> {
     reading: Option<Reading>,
     /// The session asked for `on_wake` at this time (the last call wins).
     wake_at: Option<Instant>,
+    /// The input the session said it holds in an incomplete frame or line (the last call wins).
+    held_input: Option<usize>,
     pub peer: &'a Address,
     pub local: &'a Address,
     pub server: &'a dyn ServerContext,
@@ -155,6 +157,7 @@ impl<'a> SessionContext<'a> {
             wake_when_written: false,
             reading: None,
             wake_at: None,
+            held_input: None,
             peer,
             local,
             server,
@@ -251,6 +254,20 @@ impl<'a> SessionContext<'a> {
     /// For strategies: when this event asked for `on_wake`, if it did (the last call wins).
     pub fn wants_wake_at(&self) -> Option<Instant> {
         self.wake_at
+    }
+
+    /// Say how many bytes of input the session holds now in a frame or line not yet whole (call
+    /// it whenever the figure changes; 0 when nothing is held). The server's
+    /// `max_buffered_input` budget is the sum over all its connections: past it, the connection
+    /// holding the most is closed. As `RequestControl::hold_input` for blocking handlers; not
+    /// carried across the plugin ABI yet.
+    pub fn hold_input(&mut self, bytes: usize) {
+        self.held_input = Some(bytes);
+    }
+
+    /// What `hold_input` said during this event, if it was called.
+    pub fn held_input(&self) -> Option<usize> {
+        self.held_input
     }
 
     /// Whether `close` was called during this event.

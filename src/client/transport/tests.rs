@@ -166,14 +166,17 @@ fn no_reply_within_the_timeout_is_a_clear_error() {
 fn a_stream_reply_that_stops_short_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = Endpoint::Tcp(listener.local_addr().unwrap());
+    let (done, client_done) = std::sync::mpsc::channel::<()>();
     let server = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         stream.write_all(b"hel").unwrap();
-        thread::sleep(Duration::from_millis(500)); // keep the connection open past the timeout
+        // Keep the connection open until the client has timed out (bounded, should it not).
+        let _ = client_done.recv_timeout(Duration::from_secs(10));
     });
     let mut connection = Connection::open(&endpoint, Duration::from_millis(100)).unwrap();
     connection.send(b"hello\n").unwrap();
     let err = connection.receive(&|got| got.len() >= 6).unwrap_err();
+    let _ = done.send(());
     assert!(err.downcast_ref::<NoReply>().is_some(), "{err:#}");
     server.join().unwrap();
 }

@@ -11,6 +11,7 @@ use socket2::Socket;
 use sockserv_plugin::{Address, OutputBuffer, Reading, Session, SessionContext};
 
 use super::MAX_PENDING_OUTPUT;
+use crate::budget::HolderId;
 use crate::deadline::{Deadlines, Expiry, Progress};
 use crate::request::{guarded, Shared};
 use crate::RequestFailure;
@@ -43,6 +44,8 @@ struct Asked {
     reading: Option<Reading>,
     /// Call `on_wake` at this time, replacing any time asked for before.
     wake_at: Option<Instant>,
+    /// The input the session holds now (`max_buffered_input`).
+    held_input: Option<usize>,
 }
 
 /// A connection as its loop drives it, sans-IO in spirit: the loop reports readiness, the connection
@@ -114,6 +117,8 @@ pub(super) struct Connection {
     bytes_out: u64,
     /// The server's time limits, and where this connection stands against them (`None`: none).
     deadlines: Option<(Deadlines, Progress)>,
+    /// Its entry in the server's `max_buffered_input` budget, if there is a budget.
+    holder: Option<HolderId>,
 }
 
 impl Connection {
@@ -123,7 +128,9 @@ impl Connection {
         shared: Arc<Shared>,
         peer: Address,
     ) -> Self {
+        let holder = shared.gate.budget.enter(&peer);
         Connection {
+            holder,
             socket,
             session,
             shared,
@@ -211,6 +218,7 @@ impl Connection {
             wake_when_written: ctx.wants_wake_when_written(),
             reading: ctx.wants_reading(),
             wake_at: ctx.wants_wake_at(),
+            held_input: ctx.held_input(),
         };
         match ran {
             Ok(()) => self.take(asked),
@@ -220,6 +228,10 @@ impl Connection {
 
     /// Note what the session asked during an event.
     fn take(&mut self, asked: Asked) {
+        if let (Some(bytes), Some(id)) = (asked.held_input, self.holder) {
+            let budget = &self.shared.gate.budget;
+            budget.hold(&self.shared.name, id, &self.socket, bytes);
+        }
         self.closing |= asked.closing;
         self.wake_when_written |= asked.wake_when_written;
         match asked.reading {
@@ -444,8 +456,12 @@ impl Connection {
             started,
             bytes_in,
             bytes_out,
+            holder,
             ..
         } = self;
+        if let Some(id) = holder {
+            shared.gate.budget.leave(id);
+        }
         let hook = if panicked { "drop" } else { "on_close" };
         let ended = guarded(hook, move || {
             let mut session = session;
