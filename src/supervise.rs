@@ -5,7 +5,8 @@
 //! ended) and a server thread ending — on one channel, and acts on it:
 //!
 //! - SIGINT or SIGTERM: drain. Every server stops accepting and gives its requests their
-//!   `drain_timeout`, then closes them; the process exits 0 once all are done. A second SIGINT or
+//!   `drain_timeout`, then closes them; the process exits 0 once all are done — 1 when the drain
+//!   was not clean (requests were still running at its end and were closed). A second SIGINT or
 //!   SIGTERM stops at once (server processes are killed) and exits 1, as with nginx's and systemd's
 //!   "stop, then stop now".
 //! - A server dies (its process exits or is killed, its thread returns or panics, an event loop of
@@ -28,6 +29,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use sockserv_framework::{
     termination_signals, ProcessExit, Server, ServerProcess, Shutdown, UnixFile, FORCED_CLOSE_WAIT,
+    UNCLEAN_DRAIN_STATUS,
 };
 
 /// What a drain may take beyond the servers' own bound before it is cut short: time for the server
@@ -41,6 +43,8 @@ enum Event {
     Ended {
         name: String,
         outcome: Result<(), String>,
+        /// Requests still running at the end of the drain, closed under their handlers.
+        forced: usize,
     },
 }
 
@@ -88,6 +92,8 @@ pub struct Supervisor {
     failed: bool,
     /// The servers were asked to stop: a server process's clean exit is expected now.
     draining: bool,
+    /// The drain had to close requests under their handlers: the exit status says so.
+    unclean: bool,
     /// sd_notify: READY, STOPPING and STATUS for the service manager.
     notifier: Notifier,
 }
@@ -137,6 +143,7 @@ impl Supervisor {
             drain,
             failed: false,
             draining: false,
+            unclean: false,
             notifier,
         })
     }
@@ -177,7 +184,7 @@ impl Supervisor {
                     log::info!("received signal {signal}: draining every server");
                     return;
                 }
-                Event::Ended { name, outcome } => {
+                Event::Ended { name, outcome, .. } => {
                     self.ended(&name, outcome);
                     return;
                 }
@@ -203,8 +210,16 @@ impl Supervisor {
                 file.remove();
             }
             // While serving, any end is a failure: nobody asked it to stop, and its endpoint is
-            // gone. While draining, only an unclean one is.
-            if !exit.is_clean() || !self.draining {
+            // gone. While draining, only an unclean one is; a drain that had to close requests
+            // makes the exit status say so without being a server's failure.
+            if self.draining && exit == ProcessExit::Exited(UNCLEAN_DRAIN_STATUS) {
+                self.unclean = true;
+                log::warn!(
+                    "server {} (process {}) {exit}",
+                    child.process.name(),
+                    child.process.pid()
+                );
+            } else if !exit.is_clean() || !self.draining {
                 self.failed = true;
                 log::error!(
                     "server {} (process {}) {exit}{}: stopping every server, exit status 1",
@@ -269,10 +284,21 @@ impl Supervisor {
                     self.stop_now();
                     bail!("received signal {signal} while draining: stopped at once");
                 }
-                Ok(Event::Ended { name, outcome }) => {
+                Ok(Event::Ended {
+                    name,
+                    outcome,
+                    forced,
+                }) => {
                     if let Err(why) = outcome {
                         log::error!("server {name}: {why}");
                         self.failed = true;
+                    }
+                    if forced > 0 {
+                        self.unclean = true;
+                        log::warn!(
+                            "server {name}: {forced} request(s) were still running at the end of \
+                             the drain and were closed"
+                        );
                     }
                     self.mark_ended(&name);
                 }
@@ -284,6 +310,9 @@ impl Supervisor {
         }
         if self.failed {
             bail!("a server failed (see the log above)");
+        }
+        if self.unclean {
+            bail!("the drain was not clean: requests were closed at drain_timeout (exit status 1)");
         }
         log::info!("every server stopped cleanly");
         Ok(())
@@ -355,13 +384,14 @@ fn run_on_thread(mut server: Server, events: Sender<Event>) -> anyhow::Result<Ru
         .spawn(move || {
             let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let served = server.serve_forever().map_err(|err| err.to_string());
-                server.server_close();
-                served
+                (served, server.server_close())
             }));
-            let outcome = served.unwrap_or_else(|_| Err("its serving thread panicked".into()));
+            let (outcome, forced) =
+                served.unwrap_or_else(|_| (Err("its serving thread panicked".into()), 0));
             let _ = events.send(Event::Ended {
                 name: thread_name,
                 outcome,
+                forced,
             });
         })
         .context("cannot start a server thread")?;

@@ -59,7 +59,7 @@ pub use hooks::{DefaultHooks, Hooks, RequestFailure};
 pub use peer_log::{
     log_peer_event, LINES_PER_WINDOW, PEER_FAULT_STATUS, WINDOW as PEER_LOG_WINDOW,
 };
-pub use process::{termination_signals, ProcessExit, ServerProcess};
+pub use process::{termination_signals, ProcessExit, ServerProcess, UNCLEAN_DRAIN_STATUS};
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
 pub use server::Server;
 pub use settings::{

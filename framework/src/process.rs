@@ -16,6 +16,10 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::strategy::require_single_thread;
 use crate::{Server, ServerError, UnixFile};
 
+/// The exit status of a server process that stopped when asked but had to close requests under
+/// their handlers at the end of its drain: not a failure of the server, not a clean drain either.
+pub const UNCLEAN_DRAIN_STATUS: i32 = 3;
+
 /// SIGINT and SIGTERM: the signals that stop a server process.
 pub fn termination_signals() -> SigSet {
     let mut set = SigSet::empty();
@@ -141,6 +145,11 @@ impl ProcessExit {
 impl std::fmt::Display for ProcessExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ProcessExit::Exited(UNCLEAN_DRAIN_STATUS) => write!(
+                f,
+                "exited with status {UNCLEAN_DRAIN_STATUS}: requests were still running at the \
+                 end of its drain and were closed"
+            ),
             ProcessExit::Exited(code) => write!(f, "exited with status {code}"),
             ProcessExit::Killed(signal) => write!(f, "killed by {signal}"),
             ProcessExit::Lost(errno) => write!(f, "cannot be waited for: {errno}"),
@@ -196,7 +205,12 @@ fn serve_in_child(mut server: Server) -> ! {
             }
         },
     };
-    server.server_close();
+    let forced = server.server_close();
+    let code = if code == 0 && forced > 0 {
+        UNCLEAN_DRAIN_STATUS
+    } else {
+        code
+    };
     // SAFETY: `_exit` ends the child without unwinding into the parent's code or running its atexit
     // handlers; everything of the child's was closed above.
     unsafe { libc::_exit(code) }

@@ -431,9 +431,10 @@ impl Server {
 
     /// socketserver's `server_close`: close the listener, drain the requests in flight within the
     /// settings' `drain_timeout` (then close them), and remove the Unix socket file. Dropping the
-    /// server does the same.
-    pub fn server_close(mut self) {
-        self.close();
+    /// server does the same. Returns how many requests were still running at the end of the
+    /// drain and were closed under their handlers: 0 for a clean drain.
+    pub fn server_close(mut self) -> usize {
+        self.close()
     }
 
     /// Give up this process's copy of the server without draining or removing the Unix socket file:
@@ -442,9 +443,9 @@ impl Server {
         self.closed = true;
     }
 
-    fn close(&mut self) {
+    fn close(&mut self) -> usize {
         if std::mem::replace(&mut self.closed, true) {
-            return;
+            return 0;
         }
         if self.datagram.is_none() {
             // New clients are refused from now on, not left waiting in the backlog, nor for
@@ -455,12 +456,14 @@ impl Server {
         if let Some(awaiting) = self.awaiting.as_mut() {
             awaiting.clear();
         }
+        let mut forced = usize::from(self.shared.shutdown.forced());
         if let Some(dispatcher) = self.dispatcher.as_mut() {
-            dispatcher.close(self.settings.drain_timeout);
+            forced += dispatcher.close(self.settings.drain_timeout);
         }
         if let Some(file) = &self.unix_file {
             file.remove();
         }
+        forced
     }
 }
 

@@ -47,6 +47,8 @@ struct Inner {
     requested: Arc<AtomicBool>,
     /// The server is closing: failures from now on come from its drain closing connections.
     closing: AtomicBool,
+    /// The drain timer closed a sync server's in-loop request under it.
+    forced: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     in_loop: InLoop,
@@ -94,6 +96,7 @@ impl Shutdown {
             inner: Arc::new(Inner {
                 requested,
                 closing: AtomicBool::new(false),
+                forced: AtomicBool::new(false),
                 wake_tx,
                 wake_rx,
                 in_loop,
@@ -158,6 +161,7 @@ impl Shutdown {
                 if let Some(conn) = &state.conn {
                     log::warn!("request still running after drain_timeout ({limit:?}): closing it");
                     let _ = conn.shutdown(Direction::Both);
+                    self.inner.forced.store(true, Ordering::SeqCst);
                 }
                 return;
             }
@@ -180,6 +184,11 @@ impl Shutdown {
     /// handlers, and their failures say so.
     pub(crate) fn set_closing(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the drain timer had to close a sync request under its handler.
+    pub(crate) fn forced(&self) -> bool {
+        self.inner.forced.load(Ordering::SeqCst)
     }
 
     /// Whether the server is closing (see [`Shutdown::set_closing`]).

@@ -297,13 +297,15 @@ impl Dispatcher for ForkingDispatcher {
         });
     }
 
-    /// Children's connections are shut for reading; after `drain_timeout` they are shut both ways,
+    /// Children's connections are shut for reading; after `drain_timeout` they are shut both ways
+    /// (and counted, for the return value),
     /// and a child still running [`FORCED_CLOSE_WAIT`] later is killed (SIGKILL) and reaped.
-    fn close(&mut self, drain_timeout: Duration) {
+    fn close(&mut self, drain_timeout: Duration) -> usize {
         self.closing = true;
         self.shut_connections(Direction::Read);
         self.wait_children(drain_timeout);
-        if !self.children.is_empty() {
+        let forced = self.children.len();
+        if forced > 0 {
             log::warn!(
                 "{}: {} request(s) still running after drain_timeout ({drain_timeout:?}): \
                  closing their connections",
@@ -325,5 +327,6 @@ impl Dispatcher for ForkingDispatcher {
             let _ = waitpid(pid, None);
         }
         let _ = self.old_mask.thread_set_mask();
+        forced
     }
 }

@@ -73,7 +73,8 @@ pub(crate) trait Dispatcher: Send {
     /// handlers see end-of-file and finish; after `drain_timeout` the connections still open are
     /// shut down both ways (a blocked write fails), and after a last short wait the strategy gives
     /// up on what still runs. Never waits longer than `drain_timeout` + `FORCED_CLOSE_WAIT`.
-    fn close(&mut self, drain_timeout: Duration);
+    /// Returns how many requests were still running at the end of the drain (0: a clean drain).
+    fn close(&mut self, drain_timeout: Duration) -> usize;
 }
 
 /// Datagrams answered in the serving thread, one reply buffer reused from one to the next.

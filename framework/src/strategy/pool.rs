@@ -164,10 +164,10 @@ impl Dispatcher for PoolDispatcher {
         self.submit(shared, &peer, job);
     }
 
-    fn close(&mut self, drain_timeout: Duration) {
+    fn close(&mut self, drain_timeout: Duration) -> usize {
         // Closing the queue ends each worker once it is idle.
         self.queue = None;
-        self.state.live.close(&self.server, drain_timeout);
+        let forced = self.state.live.close(&self.server, drain_timeout);
         // The workers that ended are joined; one still stuck in its handler is left behind (it was
         // logged), so close never waits for it.
         for worker in self.workers.drain(..) {
@@ -175,5 +175,6 @@ impl Dispatcher for PoolDispatcher {
                 let _ = worker.join();
             }
         }
+        forced
     }
 }

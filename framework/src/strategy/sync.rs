@@ -41,5 +41,7 @@ impl Dispatcher for SyncDispatcher {
     }
 
     /// Nothing is in flight by the time the loop can close: requests run in the loop's own thread.
-    fn close(&mut self, _drain_timeout: Duration) {}
+    fn close(&mut self, _drain_timeout: Duration) -> usize {
+        0
+    }
 }

@@ -117,7 +117,7 @@ impl Dispatcher for ThreadingDispatcher {
         });
     }
 
-    fn close(&mut self, drain_timeout: Duration) {
-        self.live.close(&self.server, drain_timeout);
+    fn close(&mut self, drain_timeout: Duration) -> usize {
+        self.live.close(&self.server, drain_timeout)
     }
 }

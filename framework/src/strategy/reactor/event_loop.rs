@@ -57,6 +57,8 @@ struct Mailbox {
     drain: Mutex<Option<Instant>>,
     /// Signalled (with `inbox` locked) when `alive` turns false, for a bounded wait on the end.
     ended: Condvar,
+    /// Connections still open at the end of a drain, closed under their sessions.
+    forced: std::sync::atomic::AtomicUsize,
     /// Tests make the loop panic with it, as a bug in the loop's own code would.
     #[cfg(test)]
     crash: AtomicBool,
@@ -133,6 +135,11 @@ impl LoopHandle {
     pub fn drain(&self, deadline: Instant) {
         *Mailbox::lock(&self.mailbox.drain) = Some(deadline);
         let _ = self.mailbox.waker.wake();
+    }
+
+    /// Connections that were still open at the end of the loop's drain.
+    pub fn forced(&self) -> usize {
+        self.mailbox.forced.load(Ordering::SeqCst)
     }
 
     /// Wait until the loop's thread has ended or `deadline` has passed; whether it ended.
@@ -213,6 +220,7 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         wakes: Mutex::default(),
         drain: Mutex::default(),
         ended: Condvar::new(),
+        forced: std::sync::atomic::AtomicUsize::new(0),
         #[cfg(test)]
         crash: AtomicBool::new(false),
     });
@@ -357,6 +365,7 @@ impl EventLoop {
         };
         let open = self.slots.iter().filter(|s| s.connection.is_some()).count();
         if open > 0 && Instant::now() >= deadline {
+            self.mailbox.forced.store(open, Ordering::SeqCst);
             log::warn!(
                 "{}: {open} connection(s) still open at the end of the drain: closing them",
                 self.name

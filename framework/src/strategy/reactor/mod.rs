@@ -165,8 +165,9 @@ impl Dispatcher for ReactorDispatcher {
     /// once and lets its output go out for `drain_timeout`, then closes what is left. A loop that
     /// has not ended [`FORCED_CLOSE_WAIT`] later (a session stuck in a callback) is left behind,
     /// logged, rather than waited for without end.
-    fn close(&mut self, drain_timeout: Duration) {
+    fn close(&mut self, drain_timeout: Duration) -> usize {
         let loops = std::mem::take(&mut self.loops);
+        let mut forced = 0;
         let deadline = deadline_after(drain_timeout);
         for event_loop in &loops {
             event_loop.drain(deadline);
@@ -175,12 +176,15 @@ impl Dispatcher for ReactorDispatcher {
         for event_loop in loops {
             if !event_loop.wait_ended(bound) {
                 log::error!("an event loop did not end after its drain: left behind");
+                forced += 1;
                 continue;
             }
+            forced += event_loop.forced();
             if let Err(line) = event_loop.join() {
                 log::error!("{line}");
             }
         }
+        forced
     }
 }
 
