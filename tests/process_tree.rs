@@ -123,8 +123,10 @@ fn a_forking_server_dies_with_the_main_process() {
     TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
 }
 
-#[test]
-fn the_main_process_exits_non_zero_when_a_server_process_dies() {
+/// A forking server's own process that ends while serving — killed, or ended cleanly by an
+/// operator's `kill -TERM` of that pid — is a dead endpoint: the main process names it and exits
+/// 1 (with 0, a supervisor's `Restart=on-failure` would leave the service down).
+fn a_server_process_that_ends_is_never_silent(signal: &str, said: &str) {
     let rows = [
         ("f", "tcp://127.0.0.1:0", "echo", "forking", ""),
         ("t", "tcp://127.0.0.1:0", "echo", "threading", ""),
@@ -139,16 +141,26 @@ fn the_main_process_exits_non_zero_when_a_server_process_dies() {
     let [server] = servers[..] else {
         panic!("one server process expected, found {servers:?}")
     };
-    common::signal(server, "KILL");
+    common::signal(server, signal);
     let status = serve.wait_exit(NOTICE);
     let stderr = serve.stderr();
     let status = status.unwrap_or_else(|| panic!("still running with a dead server:\n{stderr}"));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("server f (process {server}) killed by SIGKILL")),
+        stderr.contains(&format!("server f (process {server}) {said}")),
         "{stderr}"
     );
     assert!(descendants_stat(main).is_empty(), "zombie or orphan left");
+}
+
+#[test]
+fn the_main_process_exits_non_zero_when_a_server_process_is_killed() {
+    a_server_process_that_ends_is_never_silent("KILL", "killed by SIGKILL");
+}
+
+#[test]
+fn a_server_process_that_ends_cleanly_unasked_is_not_silent() {
+    a_server_process_that_ends_is_never_silent("TERM", "exited with status 0 without being asked");
 }
 
 /// A reactor that cannot start its loops (descriptor limit) ends the process with a non-zero

@@ -113,13 +113,11 @@ impl ServeProcess {
     /// Write `config` into a new temporary folder, serve it, and wait (bounded) until every
     /// `[[server]]` in it has printed its `listening:` line.
     pub fn start(config: &str) -> ServeProcess {
-        let dir = temp_dir();
-        let path = write_config(dir.path(), "sockserv.toml", config);
-        let expected = config
-            .lines()
-            .filter(|line| line.trim() == "[[server]]")
-            .count();
-        ServeProcess::spawn(dir, &[path.as_os_str()], expected)
+        ServeProcess::start_wrapped(config, |path| {
+            let mut command = Command::new(SOCKSERV);
+            command.arg("serve").arg(path);
+            command
+        })
     }
 
     /// `sockserv serve ARGS` run in `dir` (which the process keeps), once `expected` servers listen.
@@ -142,25 +140,21 @@ impl ServeProcess {
     /// Write `config` into a new temporary folder and serve it with at most `nofile` descriptors
     /// (`ulimit -n`, through the shell, since the tests have no libc) and `env` added.
     pub fn start_limited(config: &str, nofile: u32, env: &[(&str, &str)]) -> ServeProcess {
-        let dir = temp_dir();
-        let path = write_config(dir.path(), "sockserv.toml", config);
-        let expected = config
-            .lines()
-            .filter(|line| line.trim() == "[[server]]")
-            .count();
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" serve \"$1\""))
-            .arg(SOCKSERV)
-            .arg(&path)
-            .envs(env.iter().copied());
-        ServeProcess::try_spawn_command(dir, command, expected)
-            .unwrap_or_else(|why| panic!("{why}"))
+        ServeProcess::start_wrapped(config, |path| {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("ulimit -n {nofile} && exec \"$0\" serve \"$1\""))
+                .arg(SOCKSERV)
+                .arg(path)
+                .envs(env.iter().copied());
+            command
+        })
     }
 
     /// Write `config` into a new temporary folder and serve it through the command `wrap` makes
-    /// from the config's path (a launcher that execs `sockserv serve PATH`).
+    /// from the config's path (a launcher that execs `sockserv serve PATH`), once every
+    /// `[[server]]` in it listens.
     pub fn start_wrapped(config: &str, wrap: impl FnOnce(&Path) -> Command) -> ServeProcess {
         let dir = temp_dir();
         let path = write_config(dir.path(), "sockserv.toml", config);
