@@ -9,7 +9,7 @@
 //! - a notice: `*** alice joined lobby`; an error: `*** error: nick "bob" is taken`.
 //!
 //! Every line is built by [`line`], which passes its text through
-//! [`text::neutralise`](super::text::neutralise): whatever a member typed, the only control
+//! [`super::text::neutralise`]: whatever a member typed, the only control
 //! character a line ever carries is its final `\n`, so no member can end a line early, return to its
 //! start, or reach the reader's terminal with an escape sequence.
 
