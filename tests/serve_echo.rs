@@ -362,3 +362,44 @@ fn host_names_work_in_the_config_and_the_client() {
         "{stderr}"
     );
 }
+
+/// Linux abstract Unix sockets (`unix://@name`, Python's `"\0name"`): served and reached by name,
+/// no file anywhere; `unix_mode` means nothing for them and is refused.
+#[test]
+fn abstract_unix_sockets_are_served_by_name() {
+    let stream = format!("unix://@sockserv-test-{}-stream", std::process::id());
+    let datagram = format!("unix-dgram://@sockserv-test-{}-dgram", std::process::id());
+    let rows = [
+        ("s", stream.as_str(), "echo", "threading", ""),
+        ("d", datagram.as_str(), "echo", "threading", ""),
+    ];
+    let mut serve = ServeProcess::start(&config(&rows));
+    assert_eq!(serve.endpoint("s").to_string(), stream);
+    for endpoint in [&stream, &datagram] {
+        let output = common::run(&["client", "echo", endpoint, "hello"], b"", common::WAIT);
+        assert!(output.status.success(), "{endpoint}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "hello\n",
+            "{endpoint}"
+        );
+    }
+    // Nothing was made on disk, relative to the config or anywhere else it could land.
+    assert!(std::fs::read_dir(serve.dir())
+        .unwrap()
+        .flatten()
+        .all(|entry| !entry.file_name().to_string_lossy().starts_with('@')));
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+    let dir = common::temp_dir();
+    let moded = config(&[(
+        "s",
+        stream.as_str(),
+        "echo",
+        "threading",
+        "[server.socket]\nunix_mode = \"0600\"",
+    )]);
+    let path = common::write_config(dir.path(), "m.toml", &moded);
+    let output = common::run(&["check", path.to_str().unwrap()], b"", common::WAIT);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("socket.unix_mode"));
+}

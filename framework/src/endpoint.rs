@@ -74,10 +74,26 @@ impl Endpoint {
         }
     }
 
-    /// The socket file of a Unix endpoint.
+    /// The socket file of a Unix endpoint (none for an abstract one).
     pub fn path(&self) -> Option<&std::path::Path> {
         match self {
-            Endpoint::Unix(path) | Endpoint::UnixDatagram(path) => Some(path),
+            Endpoint::Unix(path) | Endpoint::UnixDatagram(path)
+                if self.abstract_name().is_none() =>
+            {
+                Some(path)
+            }
+            _ => None,
+        }
+    }
+
+    /// The name of a Linux abstract Unix socket (`unix://@name`: no file, gone with its last
+    /// descriptor; Python's socketserver writes it `"\0name"`), without the `@`.
+    pub fn abstract_name(&self) -> Option<&[u8]> {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            Endpoint::Unix(path) | Endpoint::UnixDatagram(path) => {
+                path.as_os_str().as_bytes().strip_prefix(b"@")
+            }
             _ => None,
         }
     }

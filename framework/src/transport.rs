@@ -67,6 +67,10 @@ pub(crate) fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Bound
     let kind = endpoint.kind();
     let (domain, addr) = match endpoint {
         Endpoint::Tcp(ip) | Endpoint::Udp(ip) => (Domain::for_address(*ip), SockAddr::from(*ip)),
+        Endpoint::Unix(_) | Endpoint::UnixDatagram(_) if endpoint.abstract_name().is_some() => {
+            let name = endpoint.abstract_name().unwrap_or_default();
+            (Domain::UNIX, abstract_address(name).map_err(fail("name"))?)
+        }
         Endpoint::Unix(path) | Endpoint::UnixDatagram(path) => {
             clear_stale_socket(path, kind)?;
             (Domain::UNIX, SockAddr::unix(path).map_err(fail("name"))?)
@@ -237,6 +241,13 @@ fn own_socket_file(path: &Path, mode: Option<u32>) -> io::Result<UnixFile> {
     })
 }
 
+/// The address of a Linux abstract socket: a leading NUL, then the name (no file, no terminator).
+pub(crate) fn abstract_address(name: &[u8]) -> io::Result<SockAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = [&[0u8][..], name].concat();
+    SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
+}
+
 /// The endpoint as bound: port 0 replaced by the port the system chose.
 fn with_real_port(endpoint: &Endpoint, local: &Address) -> Endpoint {
     match (endpoint, local.inet()) {
@@ -248,10 +259,14 @@ fn with_real_port(endpoint: &Endpoint, local: &Address) -> Endpoint {
 
 /// A socket2 address as the handler API prints it.
 pub(crate) fn to_address(addr: &SockAddr) -> Address {
+    use std::os::unix::ffi::OsStrExt;
     if let Some(inet) = addr.as_socket() {
         Address::Inet(inet)
     } else if let Some(path) = addr.as_pathname() {
         Address::Unix(path.into())
+    } else if let Some(name) = addr.as_abstract_namespace() {
+        let written = [&b"@"[..], name].concat();
+        Address::Unix(std::ffi::OsStr::from_bytes(&written).into())
     } else {
         Address::UnixUnnamed
     }

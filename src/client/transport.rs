@@ -157,10 +157,14 @@ impl Socket {
     fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Socket> {
         Ok(match endpoint {
             Endpoint::Tcp(addr) => Socket::Tcp(TcpStream::connect_timeout(addr, timeout)?),
+            Endpoint::Unix(_) if endpoint.abstract_name().is_some() => {
+                let name = endpoint.abstract_name().unwrap_or_default();
+                Socket::Unix(UnixStream::connect_addr(&abstract_address(name)?)?)
+            }
             Endpoint::Unix(path) => Socket::Unix(UnixStream::connect(path)?),
             Endpoint::Udp(addr) => Socket::Udp(connect_udp(*addr)?),
             Endpoint::UnixDatagram(path) => {
-                let (socket, _file) = connect_unix_datagram(path)?;
+                let (socket, _file) = connect_unix_datagram(path, endpoint.abstract_name())?;
                 Socket::UnixDatagram { socket, _file }
             }
         })
@@ -224,11 +228,25 @@ fn connect_udp(server: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// A Unix datagram socket bound to a fresh file of its own, connected to the server at `server`.
-fn connect_unix_datagram(server: &Path) -> io::Result<(UnixDatagram, TempSocketFile)> {
+/// A datagram socket of our own (replies need an address to come back to), connected to the
+/// server at `server`, or at the abstract name `abstract_name`.
+fn connect_unix_datagram(
+    server: &Path,
+    abstract_name: Option<&[u8]>,
+) -> io::Result<(UnixDatagram, TempSocketFile)> {
     let file = TempSocketFile::new();
     let socket = UnixDatagram::bind(file.path()).map_err(|err| with_path(err, file.path()))?;
-    socket.connect(server)?;
+    match abstract_name {
+        Some(name) => socket.connect_addr(&abstract_address(name)?)?,
+        None => socket.connect(server)?,
+    }
     Ok((socket, file))
+}
+
+/// A Linux abstract socket's address (`unix://@name`).
+fn abstract_address(name: &[u8]) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
 }
 
 fn with_path(err: io::Error, path: &Path) -> io::Error {

@@ -138,7 +138,7 @@ impl ServerCheck<'_, '_> {
             self.report(written.span(), ConfigErrorKind::BadValue { key, message });
             return None;
         }
-        let unix = self.endpoint.as_ref().map(|e| e.path().is_some());
+        let unix = (self.endpoint.as_ref()).map(|e| e.kind() == crate::SocketKind::UnixStream);
         let mut rules = Some(Vec::new());
         for entry in written.get_ref() {
             let text = entry.get_ref();

@@ -116,6 +116,9 @@ impl<'a> Checker<'a> {
 
 /// Resolves a relative Unix socket path against `base_dir`.
 fn resolve(endpoint: Endpoint, base_dir: &Path) -> Endpoint {
+    if endpoint.abstract_name().is_some() {
+        return endpoint;
+    }
     match endpoint {
         Endpoint::Unix(path) if path.is_relative() => Endpoint::Unix(base_dir.join(path)),
         Endpoint::UnixDatagram(path) if path.is_relative() => {
