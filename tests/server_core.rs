@@ -569,3 +569,30 @@ fn a_udp_port_in_use_cannot_be_bound_again() {
     shared.endpoint = one.local_endpoint().clone();
     Server::bind(shared, echo_factory()).expect("both opted in to SO_REUSEADDR");
 }
+
+/// A Unix socket file gets the owner and group the settings name (systemd's `SocketUser=` and
+/// `SocketGroup=`). Changing a file's owner needs root: elsewhere the test says so and stops.
+#[test]
+fn unix_socket_owner_and_group_are_applied() {
+    use std::os::unix::fs::MetadataExt;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("not root: cannot give a file another owner here; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owned.sock");
+    let mut settings = unix_settings(&path, false);
+    settings.socket.unix_owner = Some(65534);
+    settings.socket.unix_group = Some(65534);
+    settings.socket.unix_mode = Some(0o660);
+    let server = Server::bind(settings, echo_factory()).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    drop(server);
+    assert!(!path.exists());
+}

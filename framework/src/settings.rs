@@ -45,6 +45,12 @@ pub struct SocketOptions {
     pub v6only: Option<bool>,
     /// Permission bits of a Unix socket file (e.g. `0o660`); `None` leaves the umask's choice.
     pub unix_mode: Option<u32>,
+    /// The owner (uid) given to a Unix socket file, as systemd's `SocketUser=`; `None` keeps
+    /// the server's own.
+    pub unix_owner: Option<u32>,
+    /// The group (gid) given to a Unix socket file, as systemd's `SocketGroup=`; `None` keeps the
+    /// server's own.
+    pub unix_group: Option<u32>,
 }
 
 impl SocketOptions {
@@ -71,6 +77,8 @@ impl Default for SocketOptions {
             request_queue_size: DEFAULT_REQUEST_QUEUE_SIZE,
             v6only: None,
             unix_mode: None,
+            unix_owner: None,
+            unix_group: None,
         }
     }
 }

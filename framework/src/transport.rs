@@ -85,7 +85,7 @@ pub(crate) fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Bound
     apply_options(&socket, endpoint, options).map_err(fail("set socket options on"))?;
     socket.bind(&addr).map_err(fail("bind"))?;
     let unix_file = match endpoint.path() {
-        Some(path) => Some(own_socket_file(path, options.unix_mode).map_err(fail("set up"))?),
+        Some(path) => Some(own_socket_file(path, options).map_err(fail("set up"))?),
         None => None,
     };
     if kind.is_stream() {
@@ -229,8 +229,13 @@ fn unix_error(path: &Path, step: &'static str, source: io::Error) -> ServerError
     }
 }
 
-fn own_socket_file(path: &Path, mode: Option<u32>) -> io::Result<UnixFile> {
-    if let Some(mode) = mode {
+/// Give the new socket file its owner, group and mode (the options', where they say), and
+/// remember which file it is.
+fn own_socket_file(path: &Path, options: &SocketOptions) -> io::Result<UnixFile> {
+    if options.unix_owner.is_some() || options.unix_group.is_some() {
+        std::os::unix::fs::lchown(path, options.unix_owner, options.unix_group)?;
+    }
+    if let Some(mode) = options.unix_mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
     let meta = fs::symlink_metadata(path)?;

@@ -92,6 +92,8 @@ pub(super) struct RawSocket {
     pub request_queue_size: Option<Spanned<i64>>,
     pub v6only: Option<Spanned<bool>>,
     pub unix_mode: Option<Spanned<OctalMode>>,
+    pub owner: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// A duration in seconds, written as an integer (`2`) or a float (`2.5`); checked in phase 2.

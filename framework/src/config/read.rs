@@ -46,6 +46,8 @@ const SOCKET_KEYS: &[&str] = &[
     "request_queue_size",
     "v6only",
     "unix_mode",
+    "owner",
+    "group",
 ];
 
 const PLUGIN_KEYS: &[&str] = &["path", "disable_after_panics"];
@@ -259,6 +261,8 @@ fn read_socket(server: &mut TableReader<'_>) -> RawSocket {
         request_queue_size: reader.count("request_queue_size"),
         v6only: reader.boolean("v6only"),
         unix_mode: reader.mode("unix_mode"),
+        owner: reader.string("owner"),
+        group: reader.string("group"),
     };
     let outer = Outer {
         keys: SERVER_KEYS,

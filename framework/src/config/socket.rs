@@ -38,6 +38,18 @@ const UNIX_MODE: Rule = Rule {
     test: |endpoint| endpoint.path().is_some(),
 };
 
+const OWNER: Rule = Rule {
+    key: "socket.owner",
+    applies_to: "unix and unix-dgram endpoints with a socket file",
+    test: |endpoint| endpoint.path().is_some(),
+};
+
+const GROUP: Rule = Rule {
+    key: "socket.group",
+    applies_to: "unix and unix-dgram endpoints with a socket file",
+    test: |endpoint| endpoint.path().is_some(),
+};
+
 /// The listen backlog exists only on stream sockets.
 const STREAM_ONLY: Rule = Rule {
     key: "socket.request_queue_size",
@@ -78,6 +90,8 @@ impl ServerCheck<'_, '_> {
             request_queue_size: queue.map_or(defaults.request_queue_size, |queue| queue as i32),
             v6only: v6only.map(Spanned::into_inner),
             unix_mode: self.unix_mode(),
+            unix_owner: self.unix_id(true),
+            unix_group: self.unix_id(false),
         }
     }
 
@@ -100,6 +114,38 @@ impl ServerCheck<'_, '_> {
             return None;
         }
         Some(value.clone())
+    }
+
+    /// `owner` (or `group`): a user (group) name or a numeric id, for a Unix socket file; the name
+    /// is looked up now, so `check` says when it does not exist here.
+    fn unix_id(&mut self, owner: bool) -> Option<u32> {
+        let (value, rule) = if owner {
+            (self.raw.socket.owner.as_ref(), &OWNER)
+        } else {
+            (self.raw.socket.group.as_ref(), &GROUP)
+        };
+        let value = self.applicable(value, rule)?;
+        let text = value.get_ref();
+        if let Ok(id) = text.parse::<u32>() {
+            return Some(id);
+        }
+        let found = if owner {
+            nix::unistd::User::from_name(text).map(|u| u.map(|u| u.uid.as_raw()))
+        } else {
+            nix::unistd::Group::from_name(text).map(|g| g.map(|g| g.gid.as_raw()))
+        };
+        let what = if owner { "user" } else { "group" };
+        let message = match found {
+            Ok(Some(id)) => return Some(id),
+            Ok(None) => format!("no {what} named {text:?} on this machine"),
+            Err(err) => format!("cannot look up {what} {text:?}: {err}"),
+        };
+        let kind = ConfigErrorKind::BadValue {
+            key: rule.key,
+            message,
+        };
+        self.report(value.span(), kind);
+        None
     }
 
     /// `unix_mode`: an octal string (`"0660"`, `"660"` or `"0o660"`) of permission bits only,

@@ -114,3 +114,31 @@ fn connection_limits_are_refused_on_a_datagram_endpoint_and_unknown_keys_suggest
         messages[1].contains("limits.idle_timout") && messages[1].contains("limits.idle_timeout")
     );
 }
+
+#[test]
+fn socket_owner_and_group_are_names_or_ids_looked_up_at_check() {
+    let text = server(
+        "unix:///tmp/x.sock",
+        "echo",
+        "[server.socket]\nowner = \"root\"\ngroup = \"0\"\n",
+    );
+    let config = load(&text).unwrap();
+    let socket = &config.servers[0].settings.socket;
+    assert_eq!((socket.unix_owner, socket.unix_group), (Some(0), Some(0)));
+    let bad = server(
+        "unix:///tmp/x.sock",
+        "echo",
+        "[server.socket]\nowner = \"no-such-user-here\"\n",
+    );
+    let message = one_error(&bad).to_string();
+    assert!(
+        message.contains("socket.owner: no user named \"no-such-user-here\""),
+        "{message}"
+    );
+    let tcp = server(
+        "tcp://127.0.0.1:0",
+        "echo",
+        "[server.socket]\ngroup = \"root\"\n",
+    );
+    assert!(one_error(&tcp).to_string().contains("socket.group"));
+}

@@ -179,6 +179,8 @@ v6only = true
             request_queue_size: 64,
             v6only: Some(true),
             unix_mode: None,
+            unix_owner: None,
+            unix_group: None,
         },
         max_packet_size: crate::DEFAULT_MAX_PACKET_SIZE,
         timeout: Some(Duration::from_millis(2500)),

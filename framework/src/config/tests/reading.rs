@@ -80,7 +80,7 @@ fn unknown_keys_are_refused_where_they_are_naming_the_server_and_the_closest_key
     assert!(
         error.to_string().ends_with(
             "unknown key `socket.colour`: expected reuse_address, reuse_port, nodelay, \
-             recv_buffer_size, send_buffer_size, request_queue_size, v6only or unix_mode"
+             recv_buffer_size, send_buffer_size, request_queue_size, v6only, unix_mode, owner or group"
         ),
         "{error}"
     );
