@@ -2,6 +2,7 @@
 //! [`Args::plan`] checks them together and settles every bound, so the rest of the program works from
 //! a [`Plan`] in which the run's length and size are always finite.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -82,6 +83,10 @@ pub struct Args {
     /// Seconds one connect, read or write may take before it counts as an error
     #[arg(long, default_value_t = 2.0)]
     pub timeout: f64,
+
+    /// Connect from this local IP (TCP only), e.g. 127.0.0.2: a source of its own to the server
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +123,15 @@ pub struct Plan {
     pub json: bool,
     pub senders: usize,
     pub timeout: Duration,
+    /// The local address TCP connections are made from; `None`: the system's choice.
+    pub bind: Option<IpAddr>,
+}
+
+impl Plan {
+    /// A stream connection to the target, from `--bind` if given, within `--timeout`.
+    pub fn connect(&self) -> std::io::Result<crate::target::Conn> {
+        self.target.connect_from(self.bind, self.timeout)
+    }
 }
 
 impl Args {
@@ -159,6 +173,7 @@ impl Args {
             json: self.json,
             senders: self.senders,
             timeout: Duration::from_secs_f64(timeout),
+            bind: self.bind,
         })
     }
 
@@ -187,6 +202,15 @@ impl Args {
         }
         if self.reconnect && matches!(target, Target::Udp(_)) {
             return Err("--reconnect needs a stream (tcp:// or unix://)".into());
+        }
+        if let Some(ip) = self.bind {
+            match target {
+                Target::Tcp(addr) if addr.is_ipv4() == ip.is_ipv4() => {}
+                Target::Tcp(_) => {
+                    return Err(format!("--bind {ip}: not the target's address family"))
+                }
+                _ => return Err("--bind applies to tcp:// targets only".into()),
+            }
         }
         Ok(())
     }
@@ -260,6 +284,8 @@ mod tests {
             &["echo", "tcp://127.0.0.1:1", "--reconnect", "--depth", "2"],
             &["search", "udp://127.0.0.1:1"],
             &["chat", "tcp://127.0.0.1:1", "--reconnect"],
+            &["echo", "unix:///tmp/x.sock", "--bind", "127.0.0.2"],
+            &["echo", "tcp://127.0.0.1:1", "--bind", "::1"],
         ] {
             assert!(plan(args).is_err(), "{args:?}");
         }

@@ -105,8 +105,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     if plan.target.is_stream() {
         // Fail fast, with the reason, when nobody listens: not 5 s of identical errors.
         drop(
-            plan.target
-                .connect(plan.timeout)
+            plan.connect()
                 .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", plan.target))?,
         );
     }
@@ -152,7 +151,7 @@ fn worker(ctx: &Ctx<'_>, id: usize) -> Tally {
 /// Persistent connections: reconnects only after an error.
 fn connected(ctx: &Ctx<'_>, seq: &mut u64, tally: &mut Tally) {
     while ctx.clock.running() {
-        let result = match ctx.plan.target.connect(ctx.plan.timeout) {
+        let result = match ctx.plan.connect() {
             Err(e) => Err(context("connect", e)),
             Ok(conn) if ctx.plan.depth == 1 => serial(ctx, conn, seq, tally),
             Ok(conn) => pipelined(ctx, conn, seq, tally),
@@ -302,11 +301,7 @@ fn reconnecting(ctx: &Ctx<'_>, seq: &mut u64, tally: &mut Tally) {
 }
 
 fn one_shot(ctx: &Ctx<'_>, out: &[u8], seq: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut conn = ctx
-        .plan
-        .target
-        .connect(ctx.plan.timeout)
-        .map_err(|e| context("connect", e))?;
+    let mut conn = ctx.plan.connect().map_err(|e| context("connect", e))?;
     conn.write_all(out).map_err(|e| context("write", e))?;
     ctx.proto
         .read_reply(seq, &mut conn, buf)
