@@ -11,7 +11,8 @@
 #   timeout     idle_timeout = IDLE_TIMEOUT (5 s): the attacker's IDLE connections, each after one
 #               echo, must all be closed by the server within 6 s of going idle, and the server's
 #               resident memory must come back within 10 % of its baseline (taken after a warm-up
-#               echo run, once the warm-up's connections are gone). ROUNDS rounds.
+#               echo run, once the warm-up's connections are gone). ROUNDS rounds, a fresh server
+#               each (as for held).
 #   per_source  max_connections_per_source = 2: an attacker from 127.0.0.2 opens 10 connections one
 #               after another; the third and later must be refused (closed before any byte: counted
 #               by the attacker, and cross-checked with the server's `refused ...: limit:
@@ -226,8 +227,9 @@ echo_run() {
     fi
     break
   done
-  printf '{"result": %s, "machine": %s, "tries": %d, "discarded": [%s]}' "${json:-null}" "$foreign" \
-    "$tries" "$discarded"
+  # The kept run last, so that field() (which takes a key's last occurrence) reads its figures.
+  printf '{"discarded": [%s], "tries": %d, "machine": %s, "result": %s}' "$discarded" "$tries" \
+    "$foreign" "${json:-null}"
 }
 
 # Starts the attacker: loadgen hold TARGET ARGS... in the background, its JSON report to hold.json;
@@ -263,13 +265,14 @@ warm_up() {
   state
 }
 
-# held: IDLE idle connections against the well-behaved client's p99. NAME is the row's label.
+# held: IDLE idle connections against the well-behaved client's p99. NAME is the row's label. Each
+# round has a fresh server, so that no round starts with memory an earlier one left behind.
 section_held() {
   local strategy=$1 n=$2 name=$3 runs=$4 base before quiet loaded held hold after
   write_config "$strategy" held
-  start_server "$name" held
-  quiet=$(warm_up)
   for round in $(seq "$runs"); do
+    start_server "$name" held
+    quiet=$(warm_up)
     echo "  held $name round $round: echo without the attacker" >&2
     base=$(echo_run -c "$clients")
     before=$(state --pss)
@@ -284,17 +287,17 @@ section_held() {
     printf '{"strategy": "%s", "name": "%s", "idle": %d, "round": %d, "base": %s, "loaded": %s, "before": %s, "held": %s, "hold": %s, "after": %s}\n' \
       "$strategy" "$name" "$n" "$round" "$base" "$loaded" "$before" "$held" "$hold" "$after" >>"$tmp/held.jsonl"
     echo "    p99 $(field latency_p99_us "$base") -> $(field latency_p99_us "$loaded") µs, errors $(field errors "$loaded"), held $(field open_at_end "$hold") of $n" >&2
+    stop_server
   done
-  stop_server
 }
 
-# timeout: idle_timeout closes every idle connection; memory comes back.
+# timeout: idle_timeout closes every idle connection; memory comes back. A fresh server per round.
 section_timeout() {
   local strategy=$1 n=$2 quiet hold gone after
   write_config "$strategy" timeout
-  start_server "$strategy" timeout
-  quiet=$(warm_up)
   for round in $(seq "$rounds"); do
+    start_server "$strategy" timeout
+    quiet=$(warm_up)
     echo "  timeout $strategy round $round: $n connections, then idle" >&2
     start_hold -c "$n" --depth "$hold_depth" --duration 120
     # From the moment the last connection went idle: when does the server hold nothing more?
@@ -309,8 +312,8 @@ section_timeout() {
     printf '{"strategy": "%s", "idle": %d, "round": %d, "idle_timeout": %s, "quiet": %s, "hold": %s, "gone": %s, "after": %s}\n' \
       "$strategy" "$n" "$round" "$idle_timeout" "$quiet" "$hold" "$gone" "$after" >>"$tmp/timeout.jsonl"
     echo "    closed $(field closed "$hold") of $(field opened "$hold"), longest idle $(field closed_idle_max_s "$hold") s, server released in $(field seconds "$gone") s, RSS $(field rss_kib "$quiet") -> $(field rss_kib "$after") KiB" >&2
+    stop_server
   done
-  stop_server
 }
 
 # per_source: the third connection from one source is refused; the others are served.

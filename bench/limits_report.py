@@ -161,7 +161,7 @@ def memory_table(rows):
 
 def timeout_table(rows):
     out = [
-        "| strategy | round | idle connections | closed by the server | idle before its close: min / p50 / max | server let go of all, after the last went idle | RSS baseline | RSS after | after / baseline | gone within 6 s | memory within 10 % |",
+        "| strategy | round | idle connections | closed by the server | idle before its close: min / p50 / max | server let go of all, after the last went idle | RSS baseline | RSS after | after / baseline (growth) | gone within 6 s | memory within 10 % |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
@@ -185,7 +185,8 @@ def timeout_table(rows):
         out.append(
             f"| {r['strategy']} | {r['round']} | {r['idle']} | {hold.get('closed')} | {idle_s} s | "
             f"{num(gone.get('seconds'), '{:.2f} s')}{'' if gone.get('reached') else ' (not reached)'} | "
-            f"{mib(base)} | {mib(after)} | {num(ratio, '{:.2f}×')} | {verdict(in_time)} | "
+            f"{mib(base)} | {mib(after)} | {num(ratio, '{:.2f}×')} "
+            f"(+{mib(None if ratio is None else after - base)}) | {verdict(in_time)} | "
             f"{verdict(ratio is not None and ratio <= RSS_SLACK)} |"
         )
     return out
