@@ -9,7 +9,9 @@
 #               server's process tree, before and while held). Config: max_connections = "none" (the
 #               default 1024 would refuse the attacker), idle_timeout left at its default (300 s).
 #   timeout     idle_timeout = IDLE_TIMEOUT (5 s): the attacker's IDLE connections, each after one
-#               echo, must all be closed by the server within 6 s of going idle, and the server's
+#               echo, must all be closed by the server within 6 s of going idle (the attacker times
+#               each close; the table also says when the server's threads, processes and
+#               descriptors were back to their baseline), and the server's
 #               resident memory must come back within 10 % of its baseline (taken after a warm-up
 #               echo run, once the warm-up's connections are gone). ROUNDS rounds, a fresh server
 #               each (as for held).
