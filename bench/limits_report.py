@@ -80,6 +80,12 @@ def errors(run):
     return sum((r or {}).get("errors") or 0 for r in runs)
 
 
+def p99(run):
+    """The kept run's p99 in µs; None when no request completed (a histogram of nothing)."""
+    result = run.get("result") or {}
+    return result.get("latency_p99_us") if result.get("requests") else None
+
+
 def disturbed(runs):
     """Echo runs kept although other processes used FOREIGN_LIMIT cores or more meanwhile."""
     return [r for r in runs if (get(r, "machine", "foreign_cores") or 0) >= FOREIGN_LIMIT]
@@ -92,8 +98,8 @@ def held_table(rows):
     ]
     notes = []
     for name, group in by_name(rows):
-        base = [get(r, "base", "result", "latency_p99_us") for r in group]
-        loaded = [get(r, "loaded", "result", "latency_p99_us") for r in group]
+        base = [p99(r["base"]) for r in group]
+        loaded = [p99(r["loaded"]) for r in group]
         loaded_errors = sum(errors(r["loaded"]) for r in group)
         base_errors = sum(errors(r["base"]) for r in group)
         failed = sum(get(r, "loaded", "result") is None for r in group)
@@ -111,8 +117,8 @@ def held_table(rows):
         )
         out.append(
             f"| {label(name)} | {idle} | {num(opened_in, '{:.1f} s')} | "
-            f"{', '.join(num(h) for h in held)} | {num(b)} µs ({', '.join(num(v) for v in base)}) | "
-            f"{num(l)} µs ({', '.join(num(v) for v in loaded)}) | {num(ratio, '{:.2f}×')} | "
+            f"{', '.join(num(h) for h in held)} | {num(b, '{:.0f} µs')} ({', '.join(num(v) for v in base)}) | "
+            f"{num(l, '{:.0f} µs')} ({', '.join(num(v) for v in loaded)}) | {num(ratio, '{:.2f}×')} | "
             f"{loaded_errors} ({base_errors}) | {verdict(ok)} |"
         )
         for r in group:
