@@ -8,8 +8,11 @@ told apart and repeated.
     foreign_cpu.py since before.json ROOT_PID SECONDS     # {"foreign_cores": 0.03, "top": "rustc"}
 
 A process's CPU is utime + stime + cutime + cstime from /proc/P/stat (children it reaped included);
-a process that started during the run counts whole. Kernel threads (children of kthreadd, pid 2) are
-left out: on loopback they mostly do the benchmark's own network work (softirqs).
+a process that started during the run counts whole. A process that ended during the run adds its
+whole life's CPU to its parent's cutime/cstime when it is reaped; what it had used before the run
+(known from the snapshot) is taken back off the parent's figure, else a long build finishing during
+a 2 s run would read as dozens of cores. Kernel threads (children of kthreadd, pid 2) are left out:
+on loopback they mostly do the benchmark's own network work (softirqs).
 """
 
 import json
@@ -36,7 +39,7 @@ def processes():
 
 
 def others(root):
-    """{pid: (ticks, name)} of the processes outside root's tree and not kernel threads."""
+    """{pid: (ticks, name, ppid)} of the processes outside root's tree and not kernel threads."""
     procs = processes()
     children = {}
     for pid, (ppid, _, _) in procs.items():
@@ -46,20 +49,28 @@ def others(root):
         pid = todo.pop()
         skip.add(pid)
         todo.extend(children.get(pid, []))
-    return {pid: (ticks, name) for pid, (_, ticks, name) in procs.items() if pid not in skip}
+    return {
+        pid: (ticks, name, ppid) for pid, (ppid, ticks, name) in procs.items() if pid not in skip
+    }
 
 
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "snapshot":
-        json.dump({str(pid): t for pid, (t, _) in others(int(sys.argv[2])).items()}, sys.stdout)
+        snapshot = {str(pid): [t, ppid] for pid, (t, _, ppid) in others(int(sys.argv[2])).items()}
+        json.dump(snapshot, sys.stdout)
     elif len(sys.argv) == 5 and sys.argv[1] == "since":
         with open(sys.argv[2]) as f:
-            before = {int(pid): t for pid, t in json.load(f).items()}
+            before = {int(pid): (t, ppid) for pid, (t, ppid) in json.load(f).items()}
         now = others(int(sys.argv[3]))
         seconds = max(float(sys.argv[4]), 1e-3)
+        delta = {pid: ticks - before.get(pid, (0, 0))[0] for pid, (ticks, _, _) in now.items()}
+        for pid, (ticks, ppid) in before.items():
+            if pid not in now and ppid in delta:
+                # Reaped during the run: its parent's c*time gained its whole life.
+                delta[ppid] = max(delta[ppid] - ticks, 0)
         used = {}
-        for pid, (ticks, name) in now.items():
-            used[name] = used.get(name, 0) + ticks - before.get(pid, 0)
+        for pid, (_, name, _) in now.items():
+            used[name] = used.get(name, 0) + delta[pid]
         hz = os.sysconf("SC_CLK_TCK")
         total = sum(max(t, 0) for t in used.values()) / hz / seconds
         top = max(used, key=used.get) if used else ""

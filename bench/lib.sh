@@ -8,7 +8,8 @@
 bench_setup() {
   cargo build --release -p sockserv -p sockserv-bench >&2
   tmp=$(mktemp -d "/tmp/sockserv-$1.XXXXXX")
-  cp target/release/sockserv target/release/loadgen "$tmp"/
+  local release=${CARGO_TARGET_DIR:-target}/release
+  cp "$release/sockserv" "$release/loadgen" "$tmp"/
   sockserv=$tmp/sockserv
   loadgen=$tmp/loadgen
   server_pid=

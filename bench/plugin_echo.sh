@@ -26,9 +26,10 @@ extra=()
 [ "${RECONNECT:-0}" = 1 ] && extra+=(--reconnect)
 
 cargo build --release -p sockserv -p sockserv-example-shout -p sockserv-bench >&2
-sockserv=$root/target/release/sockserv
-loadgen=$root/target/release/loadgen
-plugin=$root/target/release/libsockserv_example_shout.so
+release=${CARGO_TARGET_DIR:-$root/target}/release
+sockserv=$release/sockserv
+loadgen=$release/loadgen
+plugin=$release/libsockserv_example_shout.so
 
 tmp=$(mktemp -d)
 server_pid=

@@ -75,7 +75,9 @@ export MAX_CHILDREN=$max_children # read by bench/anchors/socketserver_echo.py
 tmp=$(mktemp -d /tmp/sockserv-side-by-side.XXXXXX)
 # Copies, so that a rebuild in the shared tree during the run cannot change what is measured.
 mkdir "$tmp/bin"
-cp target/release/sockserv target/release/loadgen bench/anchors/rust/target/release/{tokio,blocking,udp}-echo \
+release=${CARGO_TARGET_DIR:-target}/release
+anchors_release=${CARGO_TARGET_DIR:-bench/anchors/rust/target}/release
+cp "$release/sockserv" "$release/loadgen" "$anchors_release"/{tokio,blocking,udp}-echo \
   "$tmp/bin"/
 sockserv=$tmp/bin/sockserv
 loadgen=$tmp/bin/loadgen

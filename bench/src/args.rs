@@ -2,6 +2,7 @@
 //! [`Args::plan`] checks them together and settles every bound, so the rest of the program works from
 //! a [`Plan`] in which the run's length and size are always finite.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -12,6 +13,13 @@ use crate::target::Target;
 const DEFAULT_DURATION: f64 = 5.0;
 /// The longest run, warm-up included, whatever the flags say: this is a benchmark, not a soak test.
 pub const MAX_RUN: f64 = 60.0;
+/// The longest hold (`hold --duration`): long enough for other runs to measure while it lasts.
+pub const MAX_HOLD: f64 = 600.0;
+/// Connections one hold may open: about what one local address can open to one server port
+/// (Linux's default ephemeral range, 32768–60999, is 28 232 ports); more sources need more holds.
+const MAX_HELD: usize = 28_232;
+/// The largest hold ping: it must fit a fresh socket's send buffer in one non-blocking write.
+const MAX_PING: usize = 4096;
 /// More connections than this is a different tool's job (and a thread each here).
 const MAX_CONNECTIONS: usize = 4096;
 /// Outstanding requests per connection; deeper pipelines measure the socket buffers, not the server.
@@ -23,23 +31,24 @@ const MAX_UDP_SIZE: usize = 65_507;
 /// Chat senders; each is a connection plus a thread draining it.
 const MAX_SENDERS: usize = 256;
 
-/// sockserv's load generator: round trips against an echo, search or chat server on loopback.
+/// sockserv's load generator: round trips against an echo, search or chat server on loopback, or
+/// connections held open and idle (`hold`).
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
     version,
-    about = "sockserv's load generator: bounded echo, search or chat load on a loopback server",
+    about = "sockserv's load generator: bounded echo, search or chat load on a loopback server, or idle connections held (hold)",
     long_about = None
 )]
 pub struct Args {
-    /// What to send: echo payloads, search requests, or chat fan-out
+    /// What to send: echo payloads, search requests, chat fan-out, or nothing (hold connections)
     #[arg(value_enum)]
     pub mode: Mode,
 
     /// The server: tcp://IP:PORT, unix:///PATH or udp://IP:PORT (echo only)
     pub target: String,
 
-    /// Concurrent connections, each a thread (chat: listeners)
+    /// Concurrent connections, each a thread (chat: listeners; hold: connections held, one thread)
     #[arg(short = 'c', long, default_value_t = 1)]
     pub connections: usize,
 
@@ -47,7 +56,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
 
-    /// Requests in flight per connection (chat: messages per sender not yet delivered to all)
+    /// Requests in flight per connection (chat: messages per sender not yet delivered to all; hold:
+    /// connections being opened at once)
     #[arg(long, default_value_t = 1)]
     pub depth: usize,
 
@@ -55,7 +65,8 @@ pub struct Args {
     #[arg(long)]
     pub reconnect: bool,
 
-    /// Seconds to measure [default: 5, or until --requests; at most 60 with the warm-up]
+    /// Seconds to measure [default: 5, or until --requests; at most 60 with the warm-up] (hold:
+    /// seconds to hold once opened, at most 600)
     #[arg(long)]
     pub duration: Option<f64>,
 
@@ -82,6 +93,15 @@ pub struct Args {
     /// Seconds one connect, read or write may take before it counts as an error
     #[arg(long, default_value_t = 2.0)]
     pub timeout: f64,
+
+    /// Connect from this local IP (TCP only), e.g. 127.0.0.2: a source of its own to the server
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+
+    /// Hold: send one --size-byte echo request on each connection and wait for its reply before
+    /// going quiet (the server has then accepted and served it)
+    #[arg(long)]
+    pub ping: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +109,7 @@ pub enum Mode {
     Echo,
     Search,
     Chat,
+    Hold,
 }
 
 impl Mode {
@@ -97,6 +118,7 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Search => "search",
             Mode::Chat => "chat",
+            Mode::Hold => "hold",
         }
     }
 }
@@ -118,6 +140,17 @@ pub struct Plan {
     pub json: bool,
     pub senders: usize,
     pub timeout: Duration,
+    /// The local address TCP connections are made from; `None`: the system's choice.
+    pub bind: Option<IpAddr>,
+    /// Hold: one echo round trip on each connection before it goes quiet.
+    pub ping: bool,
+}
+
+impl Plan {
+    /// A stream connection to the target, from `--bind` if given, within `--timeout`.
+    pub fn connect(&self) -> std::io::Result<crate::target::Conn> {
+        self.target.connect_from(self.bind, self.timeout)
+    }
 }
 
 impl Args {
@@ -125,19 +158,22 @@ impl Args {
     pub fn plan(&self) -> Result<Plan, String> {
         let target: Target = self.target.parse()?;
         let warmup = seconds("--warmup", self.warmup, false)?;
+        let hold = self.mode == Mode::Hold;
         let duration = match (self.duration, self.requests) {
+            (Some(d), _) if hold => seconds_up_to("--duration", d, true, MAX_HOLD)?,
             (Some(d), _) => seconds("--duration", d, true)?,
             (None, Some(_)) => MAX_RUN - self.warmup,
             (None, None) => DEFAULT_DURATION,
         };
-        if self.warmup + duration > MAX_RUN {
+        if !hold && self.warmup + duration > MAX_RUN {
             return Err(format!(
                 "--warmup + --duration is {}s: a run is at most {MAX_RUN}s",
                 self.warmup + duration
             ));
         }
         let timeout = seconds("--timeout", self.timeout, true)?;
-        within("-c/--connections", self.connections, 1, MAX_CONNECTIONS)?;
+        let max_connections = if hold { MAX_HELD } else { MAX_CONNECTIONS };
+        within("-c/--connections", self.connections, 1, max_connections)?;
         within("--depth", self.depth, 1, MAX_DEPTH)?;
         within("--size", self.size, 1, MAX_SIZE)?;
         within("--senders", self.senders, 1, MAX_SENDERS)?;
@@ -159,6 +195,8 @@ impl Args {
             json: self.json,
             senders: self.senders,
             timeout: Duration::from_secs_f64(timeout),
+            bind: self.bind,
+            ping: self.ping,
         })
     }
 
@@ -180,7 +218,11 @@ impl Args {
             (Mode::Chat, _) if self.reconnect => {
                 return Err("--reconnect does not apply to chat".into())
             }
+            (Mode::Hold, _) => self.check_hold(target)?,
             _ => {}
+        }
+        if self.ping && self.mode != Mode::Hold {
+            return Err("--ping applies to hold only".into());
         }
         if self.reconnect && self.depth > 1 {
             return Err("--reconnect sends one request per connection: use --depth 1".into());
@@ -188,19 +230,56 @@ impl Args {
         if self.reconnect && matches!(target, Target::Udp(_)) {
             return Err("--reconnect needs a stream (tcp:// or unix://)".into());
         }
+        if let Some(ip) = self.bind {
+            match target {
+                Target::Tcp(addr) if addr.is_ipv4() == ip.is_ipv4() => {}
+                Target::Tcp(_) => {
+                    return Err(format!("--bind {ip}: not the target's address family"))
+                }
+                _ => return Err("--bind applies to tcp:// targets only".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args {
+    /// The flags a hold takes: it sends nothing after its ping, so the load's flags do not apply.
+    fn check_hold(&self, target: &Target) -> Result<(), String> {
+        if !target.is_stream() {
+            return Err("hold runs over streams (tcp:// or unix://)".into());
+        }
+        let unused = [
+            ("--reconnect", self.reconnect),
+            ("--requests", self.requests.is_some()),
+            ("--warmup", self.warmup > 0.0),
+            ("--server-pid", self.server_pid.is_some()),
+            ("--senders", self.senders != 1),
+        ];
+        if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
+            return Err(format!("{flag} does not apply to hold"));
+        }
+        if self.ping && self.size > MAX_PING {
+            return Err(format!("hold --ping --size is at most {MAX_PING} bytes"));
+        }
         Ok(())
     }
 }
 
 /// A finite number of seconds up to [`MAX_RUN`]; more than zero if `positive`.
 fn seconds(flag: &str, value: f64, positive: bool) -> Result<f64, String> {
+    seconds_up_to(flag, value, positive, MAX_RUN)
+}
+
+/// A finite number of seconds up to `max`; more than zero if `positive`.
+fn seconds_up_to(flag: &str, value: f64, positive: bool, max: f64) -> Result<f64, String> {
     let low_ok = if positive { value > 0.0 } else { value >= 0.0 };
-    if value.is_finite() && low_ok && value <= MAX_RUN {
+    if value.is_finite() && low_ok && value <= max {
         Ok(value)
     } else {
         let low = if positive { "above 0" } else { "from 0" };
         Err(format!(
-            "{flag} {value}: expected seconds {low} up to {MAX_RUN}"
+            "{flag} {value}: expected seconds {low} up to {max}"
         ))
     }
 }
@@ -260,8 +339,38 @@ mod tests {
             &["echo", "tcp://127.0.0.1:1", "--reconnect", "--depth", "2"],
             &["search", "udp://127.0.0.1:1"],
             &["chat", "tcp://127.0.0.1:1", "--reconnect"],
+            &["echo", "unix:///tmp/x.sock", "--bind", "127.0.0.2"],
+            &["echo", "tcp://127.0.0.1:1", "--bind", "::1"],
+            &["echo", "tcp://127.0.0.1:1", "--ping"],
+            &["hold", "udp://127.0.0.1:1"],
+            &["hold", "tcp://127.0.0.1:1", "--duration", "601"],
+            &["hold", "tcp://127.0.0.1:1", "-c", "30000"],
+            &["hold", "tcp://127.0.0.1:1", "--requests", "5"],
+            &["hold", "tcp://127.0.0.1:1", "--ping", "--size", "5000"],
         ] {
             assert!(plan(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn a_hold_may_be_long_and_wide() {
+        let p = plan(&[
+            "hold",
+            "tcp://127.0.0.1:1",
+            "-c",
+            "10000",
+            "--duration",
+            "300",
+            "--bind",
+            "127.0.0.2",
+            "--ping",
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.connections, p.duration),
+            (10_000, Duration::from_secs(300))
+        );
+        assert_eq!(p.bind, Some("127.0.0.2".parse().unwrap()));
+        assert!(p.ping);
     }
 }

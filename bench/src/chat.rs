@@ -101,8 +101,7 @@ impl Room<'_> {
 /// Runs a chat fan-out load as the plan says.
 pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     let connect = |role: &str, i: usize| {
-        plan.target
-            .connect(plan.timeout)
+        plan.connect()
             .map_err(|e| anyhow::anyhow!("cannot connect {role} {i} to {}: {e}", plan.target))
     };
     let listeners: Vec<Conn> = (0..plan.connections)

@@ -4,7 +4,8 @@
 //! errors, and the server's CPU time per request when given its pid.
 //!
 //! The modes live in [`roundtrip`] (echo, search) and [`chat`]; both hand back an [`Outcome`] that
-//! [`report`] prints as text or JSON. Exit codes follow sockserv's: 0 ok, 1 the run failed (nobody
+//! [`report`] prints as text or JSON. [`hold`] is the odd one out: it sends no load but holds
+//! connections open and idle (the attacker of the limits benchmark), with a report of its own. Exit codes follow sockserv's: 0 ok, 1 the run failed (nobody
 //! listening, or no request completed), 2 bad usage.
 
 #![forbid(unsafe_code)]
@@ -13,12 +14,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod args;
 mod chat;
 mod cpu;
 mod echo;
 mod histogram;
+mod hold;
 mod json;
 mod report;
 mod roundtrip;
@@ -70,11 +73,45 @@ impl Outcome {
     }
 }
 
-/// Runs the plan's mode.
+/// Runs the plan's load mode (hold has its own outcome: see [`hold::run`]).
 pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     match plan.mode {
         Mode::Chat => chat::run(plan),
         Mode::Echo | Mode::Search => roundtrip::run(plan),
+        Mode::Hold => anyhow::bail!("hold is not a load: hold::run runs it"),
+    }
+}
+
+/// Runs a hold and prints its report: exit 1 if no connection could be opened. SIGTERM and SIGINT
+/// end the hold early, with the report.
+fn hold_main(plan: &Plan) -> ExitCode {
+    for signal in [SIGTERM, SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, &hold::STOP) {
+            eprintln!("loadgen: cannot handle signal {signal}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    match hold::run(plan) {
+        Ok(outcome) => {
+            let report = hold::HoldReport::new(plan, &outcome);
+            println!(
+                "{}",
+                if plan.json {
+                    report.json()
+                } else {
+                    report.text()
+                }
+            );
+            if outcome.opened == 0 {
+                eprintln!("loadgen: no connection could be opened");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -87,6 +124,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if plan.mode == Mode::Hold {
+        return hold_main(&plan);
+    }
     let started = Instant::now();
     match run(&plan) {
         Ok(outcome) => {

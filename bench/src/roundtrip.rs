@@ -17,7 +17,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,9 @@ struct Ctx<'a> {
     proto: Proto,
     clock: Clock,
     budget: Budget,
+    /// The connection that showed the server listens, for the first persistent worker to take: a
+    /// server with a per-source limit must never see more connections at once than `-c`.
+    first: Mutex<Option<Conn>>,
 }
 
 impl Ctx<'_> {
@@ -102,19 +105,21 @@ impl Ctx<'_> {
 
 /// Runs an echo or search load as the plan says and returns what it measured.
 pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
+    let mut first = None;
     if plan.target.is_stream() {
         // Fail fast, with the reason, when nobody listens: not 5 s of identical errors.
-        drop(
-            plan.target
-                .connect(plan.timeout)
-                .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", plan.target))?,
-        );
+        let conn = plan
+            .connect()
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", plan.target))?;
+        // With --reconnect every request opens its own connection: this one just closes.
+        first = (!plan.reconnect).then_some(conn);
     }
     let ctx = Ctx {
         plan,
         proto: Proto::new(plan),
         clock: Clock::new(plan.warmup, plan.duration),
         budget: Budget::new(plan.requests),
+        first: Mutex::new(first),
     };
     let (tally, cpu) = thread::scope(|s| {
         let workers: Vec<_> = (0..plan.connections)
@@ -152,7 +157,12 @@ fn worker(ctx: &Ctx<'_>, id: usize) -> Tally {
 /// Persistent connections: reconnects only after an error.
 fn connected(ctx: &Ctx<'_>, seq: &mut u64, tally: &mut Tally) {
     while ctx.clock.running() {
-        let result = match ctx.plan.target.connect(ctx.plan.timeout) {
+        let first = ctx
+            .first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let result = match first.map_or_else(|| ctx.plan.connect(), Ok) {
             Err(e) => Err(context("connect", e)),
             Ok(conn) if ctx.plan.depth == 1 => serial(ctx, conn, seq, tally),
             Ok(conn) => pipelined(ctx, conn, seq, tally),
@@ -302,11 +312,7 @@ fn reconnecting(ctx: &Ctx<'_>, seq: &mut u64, tally: &mut Tally) {
 }
 
 fn one_shot(ctx: &Ctx<'_>, out: &[u8], seq: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut conn = ctx
-        .plan
-        .target
-        .connect(ctx.plan.timeout)
-        .map_err(|e| context("connect", e))?;
+    let mut conn = ctx.plan.connect().map_err(|e| context("connect", e))?;
     conn.write_all(out).map_err(|e| context("write", e))?;
     ctx.proto
         .read_reply(seq, &mut conn, buf)

@@ -7,11 +7,13 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// A server to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +65,22 @@ impl Target {
     /// outlive the run by more than that). TCP connections get `TCP_NODELAY`: every request is one
     /// small write that must leave at once.
     pub fn connect(&self, timeout: Duration) -> io::Result<Conn> {
+        self.connect_from(None, timeout)
+    }
+
+    /// [`Target::connect`] from a chosen local address (`--bind`, TCP only): on loopback every
+    /// 127.0.0.0/8 address is this host, and a server counts each as a source of its own.
+    pub fn connect_from(&self, bind: Option<IpAddr>, timeout: Duration) -> io::Result<Conn> {
         let conn = match self {
             Target::Tcp(addr) => {
-                let stream = TcpStream::connect_timeout(addr, timeout)?;
+                let stream = match bind {
+                    None => TcpStream::connect_timeout(addr, timeout)?,
+                    Some(ip) => {
+                        let socket = bound_socket(*addr, ip)?;
+                        socket.connect_timeout(&(*addr).into(), timeout)?;
+                        socket.into()
+                    }
+                };
                 stream.set_nodelay(true)?;
                 Conn::Tcp(stream)
             }
@@ -80,6 +95,17 @@ impl Target {
         conn.set_timeouts(Some(timeout))?;
         Ok(conn)
     }
+}
+
+/// A TCP socket for `server`, bound to `ip` on a port the system picks.
+pub fn bound_socket(server: SocketAddr, ip: IpAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    Ok(socket)
 }
 
 /// A TCP or Unix stream connection.

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -251,4 +251,19 @@ fn nobody_listening_fails_fast() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A server with a per-source limit of `-c` must never see one connection more: the probe that
+/// checks somebody listens is the first worker's connection, not an extra one.
+#[test]
+fn persistent_workers_open_exactly_c_connections() {
+    static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+    fn counted_echo(conn: TcpStream) -> io::Result<()> {
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        echo(conn)
+    }
+    let server = tcp_server(counted_echo);
+    let target = format!("tcp://{}", server.addr);
+    assert_clean(&run(&["echo", &target, "-c", "3", "--duration", "0.2"]));
+    assert_eq!(ACCEPTED.load(Ordering::Relaxed), 3);
 }
