@@ -10,7 +10,7 @@
 //! listener: no zombie waits for the next connection to be reaped, and no timer polls.
 //!
 //! A child is a request's process, not a server: it resets the server's signal handlers and mask
-//! (as execve(2) would), closes the listener and the other requests' connections, dies with the
+//! (as execve(2) would), closes the listener, dies with the
 //! server process (`PR_SET_PDEATHSIG`), and exits 1 when its handler failed or panicked, 2 when the
 //! peer ended the request (a reset; logged here, at a bounded rate, not by the child), 0 otherwise
 //! (socketserver's child exits 1 on an exception).
@@ -210,16 +210,19 @@ impl ForkingDispatcher {
         }
     }
 
-    /// In a new child: give up the server's descriptors the request does not need — the listener
-    /// (so the port is free once the server process is gone) and the other requests' connections.
-    fn leave_server(&mut self) {
+    /// In a new child: give up the listener, so the port is free once the server process is gone.
+    ///
+    /// The other requests' connections (the parent's copies) are left alone: closing them made
+    /// the n-th child pay for n closes and copy the whole children table (0.15 s to open 500
+    /// connections, 4 s for 4 000, 720 KiB private per child at 4 000; see bench/RESULTS.md's
+    /// limits section), while holding them costs nothing — a request ends its own connection with
+    /// an explicit shutdown, whoever else holds a descriptor to it, and every child dies with the
+    /// server process.
+    fn leave_server(&self) {
         if let Some(listener) = self.listener {
             // SAFETY: the listener's descriptor is the server's, open for the server's whole life; the
             // child never uses it, and exits with `_exit` without dropping the parent's `Socket`.
             unsafe { libc::close(listener) };
-        }
-        for child in self.children.values_mut() {
-            child.conn = None;
         }
     }
 
