@@ -155,7 +155,10 @@ impl<'r> InetBind<'r> {
             raw,
             kind: endpoint.kind(),
             addr,
-            reuse_address: socket.reuse_address.unwrap_or(true),
+            // The defaults of `SocketOptions::for_kind`: SO_REUSEADDR is opt-in for UDP.
+            reuse_address: socket
+                .reuse_address
+                .unwrap_or(endpoint.kind() != SocketKind::Udp),
             reuse_port: socket.reuse_port.unwrap_or(false),
             v6only: socket.v6only.as_ref().is_some_and(|only| *only.get_ref()),
         })
@@ -178,19 +181,25 @@ fn clash<'a, 'r>(
     later: &InetBind<'_>,
 ) -> Option<(&'a InetBind<'r>, String)> {
     let same_port = earlier.kind == later.kind && earlier.addr.port() == later.addr.port();
-    if !same_port || earlier.addr.ip() == later.addr.ip() {
+    if !same_port {
         return None;
     }
-    let wildcard = match (earlier.covers(later), later.covers(earlier)) {
-        (true, _) => earlier,
-        (_, true) => later,
+    // One address written two ways (`127.0.0.1` and `[::ffff:127.0.0.1]`) is the same bind; the
+    // same text twice is the duplicate endpoint reported elsewhere.
+    let same_address = earlier.addr.ip() == later.addr.ip();
+    if same_address && earlier.raw.listen.get_ref() == later.raw.listen.get_ref() {
+        return None;
+    }
+    let wildcard = match (earlier.covers(later), later.covers(earlier), same_address) {
+        (true, ..) | (.., true) => earlier,
+        (_, true, _) => later,
         _ => return None,
     };
     let both = |option: fn(&InetBind<'_>) -> bool| option(earlier) && option(later);
     let (shareable, share) = match earlier.kind {
         SocketKind::Udp => (
             both(|b| b.reuse_address) || both(|b| b.reuse_port),
-            "keep socket.reuse_address = true (the default) on both",
+            "set socket.reuse_address = true on both",
         ),
         _ => (
             both(|b| b.reuse_port),

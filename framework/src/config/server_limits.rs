@@ -391,11 +391,24 @@ pub(super) fn parse_rule(text: &str) -> Option<SourceRule> {
     if let Some(uid) = text.strip_prefix("uid:") {
         return uid.parse().ok().map(SourceRule::Uid);
     }
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Some(SourceRule::Net(net.trunc()));
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => IpNet::from(text.parse::<std::net::IpAddr>().ok()?),
+    };
+    Some(SourceRule::Net(canonical(net)))
+}
+
+/// An IPv4-mapped block (`::ffff:127.0.0.1`, as the log prints a dual-stack server's IPv4 peers)
+/// as the IPv4 block it means: peers are matched in their IPv4 form, so the rule must be too.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        other => other,
     }
-    let ip: std::net::IpAddr = text.parse().ok()?;
-    Some(SourceRule::Net(IpNet::from(ip)))
 }
 
 #[cfg(test)]
@@ -410,6 +423,9 @@ mod tests {
         assert_eq!(parse_rule("::1"), Some(net("::1/128")));
         assert_eq!(parse_rule("192.0.2.1"), Some(net("192.0.2.1/32")));
         assert_eq!(parse_rule("uid:1000"), Some(SourceRule::Uid(1000)));
+        // IPv4-mapped, as a dual-stack server's log prints its IPv4 peers: the IPv4 block.
+        assert_eq!(parse_rule("::ffff:127.0.0.1"), Some(net("127.0.0.1/32")));
+        assert_eq!(parse_rule("::ffff:10.0.0.0/104"), Some(net("10.0.0.0/8")));
         for bad in ["uid:x", "10.0.0.0/33", "localhost", ""] {
             assert_eq!(parse_rule(bad), None, "{bad}");
         }

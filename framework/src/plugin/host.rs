@@ -142,9 +142,15 @@ impl RequestHandler for PluginRequest {
         if let Some(message) = instance.disabled() {
             return Err(HandlerError::Protocol(message));
         }
-        let (status, failure) = call(&instance.entries, instance.pointer, req);
+        let (status, failure, io_error) = call(&instance.entries, instance.pointer, req);
         match status {
             STATUS_OK => Ok(()),
+            // A plugin that failed after its read or write did fails with that I/O error, as a
+            // built-in would: a reset or a time limit (idle_timeout, ...) is then reported as the
+            // peer's doing, with its reason, not as an error of the plugin's.
+            _ if status != STATUS_PANIC && io_error.is_some() => {
+                Err(HandlerError::Io(io_error.expect("checked")))
+            }
             STATUS_PANIC => {
                 instance.panicked();
                 resume_unwind(Box::new(
@@ -167,8 +173,20 @@ struct Context<'a> {
     failure: Mutex<Option<String>>,
 }
 
-/// Lend the request to the plugin for one call; returns its status and failure message.
-fn call(entries: &Entries, instance: *mut c_void, req: &mut Request<'_>) -> (i32, Option<String>) {
+/// One side of the connection lent to the plugin: a pointer to the request's reader (or writer),
+/// and the last I/O error the plugin's calls met there.
+struct Side {
+    inner: *mut (),
+    error: Option<io::Error>,
+}
+
+/// Lend the request to the plugin for one call; returns its status, its failure message and the
+/// last I/O error its reads or writes met.
+fn call(
+    entries: &Entries,
+    instance: *mut c_void,
+    req: &mut Request<'_>,
+) -> (i32, Option<String>, Option<io::Error>) {
     let peer = req.peer.to_string();
     let local = req.local.to_string();
     let context = Context {
@@ -178,15 +196,23 @@ fn call(entries: &Entries, instance: *mut c_void, req: &mut Request<'_>) -> (i32
     };
     let mut reader: &mut (dyn BufRead + Send) = &mut *req.rfile;
     let mut writer: &mut (dyn Write + Send) = &mut *req.wfile;
+    let mut read_side = Side {
+        inner: (&mut reader as *mut &mut (dyn BufRead + Send)).cast::<()>(),
+        error: None,
+    };
+    let mut write_side = Side {
+        inner: (&mut writer as *mut &mut (dyn Write + Send)).cast::<()>(),
+        error: None,
+    };
     let io = HostIo {
         size: std::mem::size_of::<HostIo>(),
         kind: u32::from(req.kind == RequestKind::Datagram),
         peer: Bytes::of(peer.as_bytes()),
         local: Bytes::of(local.as_bytes()),
         server_name: Bytes::of(req.server.server_name().as_bytes()),
-        reader: (&mut reader as *mut &mut (dyn BufRead + Send)).cast(),
+        reader: (&mut read_side as *mut Side).cast(),
         read: host_read,
-        writer: (&mut writer as *mut &mut (dyn Write + Send)).cast(),
+        writer: (&mut write_side as *mut Side).cast(),
         write: host_write,
         ctx: (&context as *const Context<'_>).cast(),
         log: host_log,
@@ -202,11 +228,20 @@ fn call(entries: &Entries, instance: *mut c_void, req: &mut Request<'_>) -> (i32
     // the call returns, and the callbacks below honour HostIo's threading contract.
     let status = unsafe { handle(instance, &io) };
     let failure = context.failure.lock().map(|mut f| f.take()).unwrap_or(None);
-    (status, failure)
+    let io_error = read_side.error.or(write_side.error);
+    (status, failure, io_error)
 }
 
+/// The negative errno a callback returns for `err`; an error the system did not make (a time
+/// limit's) by its kind.
 fn errno(err: &io::Error) -> isize {
-    -(err.raw_os_error().unwrap_or(libc::EIO) as isize)
+    let code = err.raw_os_error().unwrap_or(match err.kind() {
+        io::ErrorKind::TimedOut => libc::ETIMEDOUT,
+        io::ErrorKind::BrokenPipe => libc::EPIPE,
+        io::ErrorKind::ConnectionReset => libc::ECONNRESET,
+        _ => libc::EIO,
+    });
+    -(code as isize)
 }
 
 /// What the read and write callbacks return for a buffer that cannot be one: null with a length,
@@ -226,19 +261,26 @@ unsafe extern "C" fn host_read(reader: *mut c_void, buf: *mut u8, len: usize) ->
     if buf.is_null() || len > isize::MAX as usize {
         return BAD_BUFFER;
     }
-    // SAFETY: `reader` is `call`'s reader, used by one plugin thread at a time; `buf` is the plugin's
-    // writable buffer of `len` bytes, checked non-null and short enough for a slice.
-    let (reader, buf) = unsafe {
+    // SAFETY: `reader` is `call`'s read side (whose `inner` is its reader), used by one plugin
+    // thread at a time; `buf` is the plugin's writable buffer of `len` bytes, checked non-null and
+    // short enough for a slice.
+    let (side, buf) = unsafe {
         (
-            &mut *reader.cast::<&mut (dyn BufRead + Send)>(),
+            &mut *reader.cast::<Side>(),
             std::slice::from_raw_parts_mut(buf, len),
         )
     };
+    // SAFETY: as above: `inner` points at `call`'s `&mut dyn BufRead`, alive during the call.
+    let reader = unsafe { &mut *side.inner.cast::<&mut (dyn BufRead + Send)>() };
     loop {
         match reader.read(buf) {
             Ok(n) => return n as isize,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return errno(&err),
+            Err(err) => {
+                let code = errno(&err);
+                side.error = Some(err);
+                return code;
+            }
         }
     }
 }
@@ -255,19 +297,25 @@ unsafe extern "C" fn host_write(writer: *mut c_void, buf: *const u8, len: usize)
     if buf.is_null() || len > isize::MAX as usize {
         return BAD_BUFFER;
     }
-    // SAFETY: `writer` is `call`'s writer, used by one plugin thread at a time; `buf` holds `len`
-    // bytes, checked non-null and short enough for a slice.
-    let (writer, buf) = unsafe {
+    // SAFETY: `writer` is `call`'s write side (whose `inner` is its writer), used by one plugin
+    // thread at a time; `buf` holds `len` bytes, checked non-null and short enough for a slice.
+    let (side, buf) = unsafe {
         (
-            &mut *writer.cast::<&mut (dyn Write + Send)>(),
+            &mut *writer.cast::<Side>(),
             std::slice::from_raw_parts(buf, len),
         )
     };
+    // SAFETY: as above: `inner` points at `call`'s `&mut dyn Write`, alive during the call.
+    let writer = unsafe { &mut *side.inner.cast::<&mut (dyn Write + Send)>() };
     loop {
         match writer.write(buf) {
             Ok(n) => return n as isize,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return errno(&err),
+            Err(err) => {
+                let code = errno(&err);
+                side.error = Some(err);
+                return code;
+            }
         }
     }
 }
@@ -337,10 +385,18 @@ mod tests {
     fn read_and_write_take_null_with_length_0_and_refuse_it_with_a_length() {
         let mut input: &[u8] = b"abc";
         let mut reader: &mut (dyn BufRead + Send) = &mut input;
-        let reader: *mut c_void = (&mut reader as *mut &mut (dyn BufRead + Send)).cast();
+        let mut read_side = Side {
+            inner: (&mut reader as *mut &mut (dyn BufRead + Send)).cast(),
+            error: None,
+        };
+        let reader: *mut c_void = (&mut read_side as *mut Side).cast();
         let mut output = Vec::new();
         let mut writer: &mut (dyn Write + Send) = &mut output;
-        let writer: *mut c_void = (&mut writer as *mut &mut (dyn Write + Send)).cast();
+        let mut write_side = Side {
+            inner: (&mut writer as *mut &mut (dyn Write + Send)).cast(),
+            error: None,
+        };
+        let writer: *mut c_void = (&mut write_side as *mut Side).cast();
         let mut buf = [0u8; 8];
         // SAFETY: the reader and writer are the shape `call` lends; buffers are null or ours.
         unsafe {
@@ -352,6 +408,7 @@ mod tests {
             assert_eq!(host_read(reader, buf.as_mut_ptr(), buf.len()), 3);
             assert_eq!(host_write(writer, buf.as_ptr(), 3), 3);
         }
+        assert!(read_side.error.is_none() && write_side.error.is_none());
         assert_eq!(output, b"abc");
     }
 }
