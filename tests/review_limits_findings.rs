@@ -1,6 +1,6 @@
 //! Failing inputs a hostile review of the hostile-input and limits work found, each a regression
 //! test now: rules written in IPv4-mapped form, a UDP wildcard beside a specific address, a budget
-//! refusal logged once, and a plugin's time limit reported with its reason. (Whether a drain was
+//! refusal logged once, a plugin's time limit reported with its reason, and invisible nicks. (Whether a drain was
 //! clean: `shutdown.rs`.)
 
 #[allow(dead_code)]
@@ -12,6 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
+use chat::Member;
 use common::{config, run, temp_dir, write_config, Endpoint, ServeProcess};
 
 fn tcp_addr(endpoint: &Endpoint) -> std::net::SocketAddr {
@@ -175,4 +176,21 @@ fn a_plugin_timeout_is_logged_with_its_reason_threading() {
 #[test]
 fn a_plugin_timeout_is_logged_with_its_reason_forking() {
     a_plugin_timeout_is_logged_with_its_reason("forking");
+}
+
+/// Nicks may not be invisible: a Hangul filler (U+3164, a letter to `char::is_alphanumeric`, a
+/// default-ignorable to UTS #39) makes a member show as `From ㅤ. msg=...` and `/who` list a blank.
+#[test]
+fn an_invisible_nick_is_refused() {
+    let rows = [("c", "tcp://127.0.0.1:0", "chat", "threading", "")];
+    let serve = ServeProcess::start(&config(&rows));
+    let mut member = Member::join(serve.endpoint("c"));
+    for invisible in ["\u{3164}", "\u{1160}", "\u{ffa0}", "\u{115f}"] {
+        member.send(format!("/nick {invisible}\n").as_bytes());
+        let reply = member.line();
+        assert!(
+            reply.starts_with("*** error"),
+            "nick {invisible:?} accepted: {reply:?}"
+        );
+    }
 }

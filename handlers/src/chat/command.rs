@@ -5,6 +5,8 @@
 //! tutorial client's bare `quit` leaves, like `/quit`. Command names ignore ASCII case.
 
 use super::text;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::GeneralSecurityProfile;
 
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,12 +93,14 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
              use 1 to {MAX_NAME} letters, digits, - or _"
         ));
     }
-    let fits = (1..=MAX_NAME).contains(&name.chars().count());
-    if fits
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-    {
+    // Judged in its compatibility form (fullwidth `ａ` is `a`, so it is then refused as taken, not
+    // as invalid). Letters and digits must be ones UTS #39 allows in identifiers: that leaves out
+    // the invisible ones (Hangul fillers, which count as letters) and technical look-alikes such
+    // as small capitals.
+    let composed: String = name.nfkc().collect();
+    let fits = (1..=MAX_NAME).contains(&composed.chars().count());
+    let allowed = |c: char| c == '-' || c == '_' || (c.is_alphanumeric() && c.identifier_allowed());
+    if fits && composed.chars().all(allowed) {
         return Ok(());
     }
     Err(format!(
@@ -153,6 +157,19 @@ mod tests {
         ] {
             assert!(check_name("nick", bad).is_err(), "{bad:?}");
         }
+        // Invisible letters, and technical look-alikes of ordinary ones.
+        for unseen in [
+            "\u{3164}",
+            "a\u{115f}",
+            "\u{1160}",
+            "\u{ffa0}b",
+            "ᴀɴɴ",
+            "ɑɴɴ",
+        ] {
+            assert!(check_name("nick", unseen).is_err(), "{unseen:?}");
+        }
+        // Compatibility forms are judged as what they stand for.
+        assert_eq!(check_name("nick", "ａnn"), Ok(()));
         for hostile in ["a\x1b[31m", "a\rb", "\u{202e}nna", "a\u{85}"] {
             let err = check_name("nick", hostile).unwrap_err();
             assert!(
