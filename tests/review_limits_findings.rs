@@ -1,6 +1,7 @@
 //! Failing inputs a hostile review of the hostile-input and limits work found, each a regression
 //! test now: rules written in IPv4-mapped form, a UDP wildcard beside a specific address, a budget
-//! refusal logged once, a plugin's time limit reported with its reason, and invisible nicks. (Whether a drain was
+//! refusal logged once, a plugin's time limit reported with its reason, invisible nicks, and a chat
+//! member paced by its rate that must not hold the drain. (Whether a drain was
 //! clean: `shutdown.rs`.)
 
 #[allow(dead_code)]
@@ -10,7 +11,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat::Member;
 use common::{config, run, temp_dir, write_config, Endpoint, ServeProcess};
@@ -193,4 +194,46 @@ fn an_invisible_nick_is_refused() {
             "nick {invisible:?} accepted: {reply:?}"
         );
     }
+}
+
+/// A chat member over its rate, with a backlog of lines, must not hold a SIGTERM drain for the
+/// whole `drain_timeout` (the other members get end of stream at once), nor leave a thread
+/// running that the drain then "gives up on" while the log says "stopped cleanly".
+fn a_flooding_member_does_not_hold_the_drain(strategy: &str) {
+    let extra = "drain_timeout = 10\n[server.options]\nrate = 5\nburst = 2";
+    let rows = [("c", "tcp://127.0.0.1:0", "chat", strategy, extra)];
+    let mut serve = ServeProcess::start(&config(&rows));
+    let endpoint = serve.endpoint("c").clone();
+    let mut flooder = TcpStream::connect(tcp_addr(&endpoint)).unwrap();
+    let mut reader = Member::join(&endpoint);
+    // 20 000 short lines: at 5 a second, an hour of backlog, in the socket or a buffer.
+    flooder.set_nonblocking(true).unwrap();
+    let _ = flooder.write(&b"flood line\n".repeat(20_000));
+    // The flood is being paced out: the other member has its first lines.
+    while !reader.line().contains("flood line") {}
+    let start = Instant::now();
+    serve.signal("TERM");
+    let status = serve.wait_exit(Duration::from_secs(15));
+    let took = start.elapsed();
+    let stderr = serve.stderr();
+    assert!(status.is_some(), "{strategy}: still running:\n{stderr}");
+    assert!(
+        took < Duration::from_secs(4),
+        "{strategy}: the drain took {took:?} (drain_timeout = 10): a member paused for its rate \
+         held it:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("giving up on"),
+        "{strategy}: a request thread was abandoned:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_flooding_member_does_not_hold_the_drain_threading() {
+    a_flooding_member_does_not_hold_the_drain("threading");
+}
+
+#[test]
+fn a_flooding_member_does_not_hold_the_drain_reactor() {
+    a_flooding_member_does_not_hold_the_drain("reactor");
 }

@@ -51,6 +51,10 @@ impl ServerContext for Shared {
         self.shutdown.shutdown();
     }
 
+    fn is_stopping(&self) -> bool {
+        self.shutdown.is_closing()
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         let level = match level {
             LogLevel::Error => log::Level::Error,

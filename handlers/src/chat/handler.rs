@@ -61,18 +61,19 @@ impl RequestHandler for ChatHandler {
         let hub = &*self.hub;
         let (id, mailbox) = hub.join(req.peer);
         let _leave = Leave { hub, id };
-        let control = req.control;
+        let (control, server) = (req.control, req.server);
         let (rfile, wfile) = (&mut *req.rfile, &mut *req.wfile);
         thread::scope(|scope| {
             let spawn = |name: &str| thread::Builder::new().name(format!("chat-{name}-{id}"));
             spawn("write").spawn_scoped(scope, || write_mail(&mailbox, wfile))?;
-            let reader = || read_input(hub, id, &mailbox, rfile);
+            let mailbox = &mailbox;
+            let reader = move || read_input(hub, id, mailbox, rfile, &|| server.is_stopping());
             if let Err(err) = spawn("read").spawn_scoped(scope, reader) {
                 hub.leave(id);
                 mailbox.close(Closing::Abort);
                 return Err(err.into());
             }
-            supervise(&mailbox, &|| control.shutdown(Shutdown::Both));
+            supervise(mailbox, &|| control.shutdown(Shutdown::Both));
             Ok(())
         })
     }
@@ -92,10 +93,20 @@ impl Drop for Leave<'_> {
 
 /// The reader: every read goes to the chat, at most as many messages at a time as the member's
 /// rate allows; the member leaves when input ends.
-fn read_input(hub: &Hub, id: MemberId, mailbox: &Mailbox, rfile: &mut (dyn BufRead + Send)) {
+fn read_input(
+    hub: &Hub,
+    id: MemberId,
+    mailbox: &Mailbox,
+    rfile: &mut (dyn BufRead + Send),
+    stopping: &(dyn Fn() -> bool + Sync),
+) {
     let _leave = Leave { hub, id };
     let mut bucket = hub.bucket(Instant::now());
     loop {
+        // Draining: what is still buffered would be paced out over the whole drain; leave now.
+        if stopping() {
+            return;
+        }
         let chunk = match input::fill_buf(rfile) {
             Ok(chunk) if !chunk.is_empty() => chunk,
             Ok(_) => return,

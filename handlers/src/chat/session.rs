@@ -190,6 +190,11 @@ impl Session for ChatSession {
 
     /// Mail arrived, or the next token is due: hand over what is held (if any), then the mail.
     fn on_wake(&mut self, ctx: &mut SessionContext<'_>) {
+        if ctx.server.is_stopping() && !self.held.is_empty() {
+            // Draining: held input would be paced out over the whole drain; drop it and leave.
+            self.held.clear();
+            ctx.resume_reading();
+        }
         if !self.held.is_empty() {
             let now = (self.clock)();
             self.feed(now);

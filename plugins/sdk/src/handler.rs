@@ -65,6 +65,13 @@ pub trait ServerContext: Send + Sync {
     fn log(&self, level: LogLevel, message: &str) {
         eprintln!("{level:?} {}: {message}", self.server_name());
     }
+
+    /// Whether the server is draining (shutting down): a handler that paces or holds input on
+    /// purpose (a rate limit) should stop doing so and end, rather than use up the drain.
+    /// Default: never (not carried across the plugin ABI).
+    fn is_stopping(&self) -> bool {
+        false
+    }
 }
 
 /// How important a log line is (the `log` crate's levels and numbers).

@@ -385,6 +385,12 @@ impl EventLoop {
             };
             let _ = connection.socket.shutdown(std::net::Shutdown::Read);
             self.on_ready(slot, (true, true), false);
+            // A session holding input back (paused by a rate) is woken too: it can see the server
+            // is stopping and let go rather than use up the drain.
+            if let Some(connection) = self.slots[slot].connection.as_mut() {
+                let next = connection.on_wake(&mut self.buffer);
+                self.apply(slot, next);
+            }
         }
     }
 
