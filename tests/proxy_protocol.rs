@@ -148,7 +148,8 @@ fn deny_refuses_the_carried_address() {
         let to = addr(&serve);
         let mut denied = connect_from(PROXY, to);
         denied.write_all(&v1("203.0.113.66:1000")).unwrap();
-        denied.write_all(b"ping").unwrap();
+        // Refused on the header alone, it may be closed before this (a broken pipe).
+        let _ = denied.write_all(b"ping");
         assert!(
             closed_without_a_byte(denied),
             "{strategy}: a denied client served"
@@ -255,7 +256,9 @@ fn a_header_from_an_untrusted_source_is_closed_and_its_plain_clients_served() {
         for header in [v1("203.0.113.7:1000"), v2("203.0.113.7:1000")] {
             let mut stream = connect_from(STRANGER, to);
             stream.write_all(&header).unwrap();
-            stream.write_all(b"ping").unwrap();
+            // The server may already have closed it on the header alone: a broken pipe here is
+            // that refusal, not a failure of the test.
+            let _ = stream.write_all(b"ping");
             assert!(closed_without_a_byte(stream), "{strategy}: served");
         }
         // (Each line is written just after its connection is shut down.)
