@@ -4,6 +4,9 @@
 #
 #   bench_setup NAME   sets $tmp, $sockserv, $loadgen and the EXIT/INT/TERM traps
 #   stop_server        SIGTERM (then SIGKILL after 5 s) the server whose pid is in $server_pid
+#   stop_process PID SECONDS [group]
+#                      SIGTERM PID (its whole process group with "group"), SIGKILL it if it has
+#                      not ended SECONDS later, and reap it
 
 bench_setup() {
   cargo build --release -p sockserv -p sockserv-bench >&2
@@ -17,15 +20,21 @@ bench_setup() {
   trap 'exit 130' INT TERM
 }
 
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$server_pid" 2>/dev/null || break
+stop_process() {
+  local pid=$1 seconds=$2 target=$1
+  [ "${3:-}" = group ] && target="-$1"
+  kill -TERM -- "$target" 2>/dev/null || true
+  for _ in $(seq $((seconds * 10))); do
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  kill -KILL -- "$target" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  stop_process "$server_pid" 5
   server_pid=
 }
 

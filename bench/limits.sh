@@ -126,27 +126,17 @@ server_pid=
 hold_pid=
 started=$(date +%s)
 
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 stop_hold() {
   [ -n "$hold_pid" ] || return 0
-  kill -TERM "$hold_pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$hold_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$hold_pid" 2>/dev/null || true
-  wait "$hold_pid" 2>/dev/null || true
+  stop_process "$hold_pid" 10
   hold_pid=
 }
 stop_server() {
   [ -n "$server_pid" ] || return 0
   # The server leads its own process group (setsid): this reaches forked children too.
-  kill -TERM -- "-$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_process "$server_pid" 10 group
   server_pid=
 }
 cleanup() {

@@ -83,16 +83,12 @@ sockserv=$tmp/bin/sockserv
 loadgen=$tmp/bin/loadgen
 anchors=$tmp/bin
 server_pid=
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 stop_server() {
   [ -n "$server_pid" ] || return 0
   # The server leads its own process group (setsid): this reaches forked children too.
-  kill -TERM -- "-$server_pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  stop_process "$server_pid" 5 group
   server_pid=
 }
 cleanup() {

@@ -124,21 +124,16 @@ impl InputBudget {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::os::unix::net::UnixStream;
 
     use super::*;
-
-    fn pair() -> (Socket, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        (Socket::from(std::os::fd::OwnedFd::from(ours)), theirs)
-    }
+    use crate::test_support::socket_pair;
 
     #[test]
     fn past_the_budget_the_biggest_holder_is_closed() {
         let budget = InputBudget::new(Some(100));
         let peer = Address::UnixUnnamed;
-        let (small, _small_peer) = pair();
-        let (big, mut big_peer) = pair();
+        let (small, _small_peer) = socket_pair();
+        let (big, mut big_peer) = socket_pair();
         let (a, b) = (budget.enter(&peer).unwrap(), budget.enter(&peer).unwrap());
         budget.hold("t", a, &small, 30);
         budget.hold("t", b, &big, 60);

@@ -67,18 +67,13 @@ fn drain_input(conn: &Socket) {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
 
     use super::*;
-
-    fn pair() -> (Socket, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        (Socket::from(std::os::fd::OwnedFd::from(ours)), theirs)
-    }
+    use crate::test_support::socket_pair;
 
     #[test]
     fn the_peer_sees_end_of_stream_and_its_late_input_is_dropped() {
-        let (ours, mut theirs) = pair();
+        let (ours, mut theirs) = socket_pair();
         theirs.write_all(b"unread request bytes").unwrap();
         let peer = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -101,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_silent_peer_is_given_up_on_after_the_linger_time() {
-        let (ours, _theirs) = pair();
+        let (ours, _theirs) = socket_pair();
         let started = Instant::now();
         close_gracefully(&ours, false);
         let took = started.elapsed();

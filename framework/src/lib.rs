@@ -50,6 +50,8 @@ mod server;
 mod settings;
 mod shutdown;
 mod strategy;
+#[cfg(test)]
+mod test_support;
 mod transport;
 
 pub use close::FORCED_CLOSE_WAIT;

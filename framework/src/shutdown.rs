@@ -289,8 +289,8 @@ mod tests {
         let handle = Shutdown::new().unwrap();
         let drain = Duration::from_millis(300);
         handle.set_drain_timeout(drain);
-        let (ours, _theirs) = UnixStream::pair().unwrap();
-        let conn = Arc::new(Socket::from(std::os::fd::OwnedFd::from(ours)));
+        let (ours, _theirs) = crate::test_support::socket_pair();
+        let conn = Arc::new(ours);
         handle.set_in_loop(Some(Arc::clone(&conn)));
         let writer = std::thread::spawn(move || {
             let chunk = [0u8; 64 * 1024];

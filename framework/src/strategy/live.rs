@@ -134,15 +134,14 @@ fn shut_all(state: &LiveState, how: Direction) {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::os::unix::net::UnixStream;
 
     use super::*;
 
     #[test]
     fn close_ends_a_reader_at_once_and_a_stuck_task_after_the_bounds() {
         let live = Arc::new(Live::default());
-        let (ours, _theirs) = UnixStream::pair().unwrap();
-        let conn = Arc::new(Socket::from(std::os::fd::OwnedFd::from(ours)));
+        let (ours, _theirs) = crate::test_support::socket_pair();
+        let conn = Arc::new(ours);
         let reader = {
             let (live, conn) = (Arc::clone(&live), Arc::clone(&conn));
             let id = live.add(Some(Arc::clone(&conn)));

@@ -8,7 +8,6 @@ mod dispatcher;
 mod pause;
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,9 +86,9 @@ where
 
 /// A connected pair: the server's end, non-blocking as a loop keeps it, and the client's.
 fn socket_pair() -> (Socket, UnixStream) {
-    let (server, client) = UnixStream::pair().unwrap();
+    let (server, client) = crate::test_support::socket_pair();
     server.set_nonblocking(true).unwrap();
-    (Socket::from(OwnedFd::from(server)), client)
+    (server, client)
 }
 
 /// Hand the dispatcher a new connection from peer `port`; returns the client's end, whose reads
