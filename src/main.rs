@@ -5,7 +5,10 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod fleet;
+mod loading;
 mod notify;
+mod reload;
 mod serve;
 mod supervise;
 
@@ -14,7 +17,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sockserv_framework::config::{self, Config, ConfigErrors};
-use sockserv_framework::Registry;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +49,17 @@ enum Command {
     DefaultConfig,
     /// Talk to a server: send messages and print the replies.
     Client(client::ClientArgs),
+    /// Internal: serve one forking server of the config on standard input, on the socket passed
+    /// as systemd passes one. `sockserv serve` starts it; not for people to run.
+    #[command(name = "serve-process", hide = true)]
+    ServeProcess {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        origin: String,
+        #[arg(long)]
+        base_dir: PathBuf,
+    },
 }
 
 /// How a command failed, which decides the exit code.
@@ -55,6 +68,8 @@ enum Failure {
     Config(ConfigErrors),
     /// Something failed while running: exit 1.
     Runtime(anyhow::Error),
+    /// A server process's own exit status (see `sockserv_framework::serve_process`).
+    Exit(u8),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -77,12 +92,26 @@ fn main() -> ExitCode {
             eprintln!("sockserv: {err:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => Ok(serve::serve(load(config.as_deref())?)?),
+        Command::Serve { config } => {
+            let text = loading::read(config.as_deref()).map_err(Failure::Config)?;
+            let loaded = loading::load(&text).map_err(Failure::Config)?;
+            let source = loading::Source::new(config.as_deref());
+            Ok(serve::serve(source, text, loaded)?)
+        }
+        Command::ServeProcess {
+            server,
+            origin,
+            base_dir,
+        } => match serve::run_server_process(&server, origin, base_dir)? {
+            0 => Ok(()),
+            code => Err(Failure::Exit(u8::try_from(code).unwrap_or(1))),
+        },
         Command::Check { config } => {
             let config = load(config.as_deref())?;
             serve::describe(&config);
@@ -101,21 +130,10 @@ fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-/// Every handler a config may name: the built-ins.
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    sockserv_handlers::register_builtins(&mut registry).expect("built-in handler names are unique");
-    registry
-}
-
-/// Load and validate `path`, or the embedded default config.
+/// Read and validate `path`, or the embedded default config: what `check` does, and a reload.
 fn load(path: Option<&Path>) -> Result<Config, Failure> {
-    let mut registry = registry();
-    let loaded = match path {
-        Some(path) => config::load_file(path, &mut registry),
-        None => config::load_default(&mut registry),
-    };
-    loaded.map_err(Failure::Config)
+    let text = loading::read(path).map_err(Failure::Config)?;
+    loading::load(&text).map_err(Failure::Config)
 }
 
 #[cfg(test)]

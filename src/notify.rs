@@ -1,6 +1,7 @@
 //! sd_notify(3): telling the service manager how the process is doing, when `NOTIFY_SOCKET` says
-//! where to (a unit with `Type=notify`). `READY=1` once every server listens, `STOPPING=1` when the
-//! drain begins, and a one-line `STATUS=` with each. Without `NOTIFY_SOCKET` nothing is sent.
+//! where to (a unit with `Type=notify` or `Type=notify-reload`). `READY=1` once every server
+//! listens, `RELOADING=1` (with `MONOTONIC_USEC`) then `READY=1` around a reload, `STOPPING=1` when
+//! the drain begins, and a one-line `STATUS=` with each. Without `NOTIFY_SOCKET` nothing is sent.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -32,6 +33,18 @@ impl Notifier {
         Ok(Notifier {
             target: Some((socket, addr)),
         })
+    }
+
+    /// `RELOADING=1` with `MONOTONIC_USEC` (what `Type=notify-reload` waits for after its
+    /// SIGHUP); `READY=1` follows once the reload is done, whatever its outcome.
+    pub fn reloading(&self) {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC);
+        let usec = now.map_or(0, |t| {
+            t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000
+        });
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the config"
+        ));
     }
 
     /// Send `state` (newline-separated `KEY=VALUE` lines). A failure is logged, never fatal: the

@@ -1,12 +1,16 @@
 //! `sockserv serve`: bind every server of a config, run each forking server in a process of its own
-//! (forked before this process starts any thread), each other server on a thread, and supervise
-//! them (see `supervise`) until SIGINT or SIGTERM, or until one of them dies.
+//! and each other server on a thread (see `fleet`), and supervise them (see `supervise`) until
+//! SIGINT or SIGTERM, or until one of them dies.
+
+use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use sockserv_framework::activation::ListenFds;
-use sockserv_framework::config::{Config, ServerConfig};
-use sockserv_framework::{Server, ServerProcess, StrategyKind};
+use sockserv_framework::config::{Config, ConfigText, ServerConfig};
+use sockserv_framework::{serve_process, Listener, Server};
 
+use crate::loading::{self, Source};
 use crate::notify::Notifier;
 use crate::supervise::{self, Supervisor};
 
@@ -51,36 +55,23 @@ pub fn list_plugins(config: &Config) {
     }
 }
 
-/// Serve `config` until SIGINT or SIGTERM (a clean drain exits 0), or until a server dies or a
-/// drain has to be cut short (an error: exit 1).
+/// Serve `config` (read from `text`, which came from `source`) until SIGINT or SIGTERM (a clean
+/// drain exits 0), or until a server dies or a drain has to be cut short (an error: exit 1).
 ///
 /// SIGINT and SIGTERM are blocked from the first bind until their handlers are installed (here and in
 /// each server process), so a signal that arrives during start-up is acted on, never fatal.
-pub fn serve(config: Config) -> anyhow::Result<()> {
+pub fn serve(source: Source, text: ConfigText, config: Config) -> anyhow::Result<()> {
     let blocked = supervise::block_signals()?;
-    let result = serve_blocked(&config);
+    let result = serve_blocked(source, text, config);
     drop(blocked);
     result
 }
 
-fn serve_blocked(config: &Config) -> anyhow::Result<()> {
+fn serve_blocked(source: Source, text: ConfigText, config: Config) -> anyhow::Result<()> {
     // Before any thread exists: these read and clear the environment.
     let mut passed = ListenFds::from_env()?.unwrap_or_default();
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
-    let (forking, in_process): (Vec<_>, Vec<_>) = config
-        .servers
-        .iter()
-        .partition(|server| server.settings.strategy.kind() == StrategyKind::Forking);
-    // Forking servers first, while this process has one thread; the others are bound only after, so
-    // the server processes do not inherit their sockets.
-    let processes = spawn_processes(bind_all(&forking, &mut passed)?)?;
-    let servers = match bind_all(&in_process, &mut passed) {
-        Ok(servers) => servers,
-        Err(err) => {
-            supervise::stop_processes(processes);
-            return Err(err);
-        }
-    };
+    let listeners = bind_all(&config.servers, &mut passed)?;
     if !passed.is_empty() {
         log::warn!(
             "socket activation: no [[server]] for {} passed socket(s), closed: {}",
@@ -89,61 +80,59 @@ fn serve_blocked(config: &Config) -> anyhow::Result<()> {
         );
         drop(passed);
     }
-    let drain = config
-        .servers
-        .iter()
-        .map(|server| server.settings.drain_timeout)
-        .max()
-        .unwrap_or_default();
-    Supervisor::start(servers, processes, drain, notifier)?.run()
+    let servers = config.servers.into_iter().zip(listeners).collect();
+    Supervisor::start(source, text, servers, notifier)?.run()
 }
 
-/// Bind each server — on the socket passed for it by socket activation, if there is one —
-/// reporting every failure before giving up.
-fn bind_all(servers: &[&ServerConfig], passed: &mut ListenFds) -> anyhow::Result<Vec<Server>> {
+/// Bind each server's socket — or take the one passed for it by socket activation — reporting
+/// every failure before giving up (the sockets bound are closed and their files removed then).
+fn bind_all(servers: &[ServerConfig], passed: &mut ListenFds) -> anyhow::Result<Vec<Listener>> {
     let mut bound = Vec::new();
     let mut failures = Vec::new();
     for server in servers {
-        let (settings, factory) = (server.settings.clone(), server.factory.clone());
+        let settings = &server.settings;
         let made = match passed.take(&settings.name, &settings.endpoint) {
-            Some(socket) => Server::from_socket(settings, factory, socket),
-            None => Server::bind(settings, factory),
+            Some(socket) => Listener::adopt(&settings.endpoint, socket, false),
+            None => Listener::bind(&settings.endpoint, &settings.socket),
         };
         match made {
-            Ok(ready) => {
-                announce(&ready, &server.handler);
-                bound.push(ready);
-            }
-            Err(err) => failures.push(format!("{}: {err}", server.settings.name)),
+            Ok(listener) => bound.push(listener),
+            Err(err) => failures.push(format!("{}: {err}", settings.name)),
         }
     }
     if !failures.is_empty() {
+        for listener in bound {
+            if let Some(file) = listener.unix_file() {
+                file.remove();
+            }
+        }
         bail!("{}", failures.join("\n"));
     }
     Ok(bound)
 }
 
-/// The line each server prints once it listens; tests read the real port from it.
-fn announce(server: &Server, handler: &str) {
-    println!(
-        "listening: {} {} handler={} strategy={}",
-        server.name(),
-        server.local_endpoint(),
-        handler,
-        server.settings().strategy.kind()
-    );
-}
-
-fn spawn_processes(servers: Vec<Server>) -> anyhow::Result<Vec<ServerProcess>> {
-    let mut processes = Vec::new();
-    for server in servers {
-        match ServerProcess::spawn(server) {
-            Ok(process) => processes.push(process),
-            Err(err) => {
-                supervise::stop_processes(processes);
-                return Err(err).context("cannot start a forking server's process");
-            }
-        }
-    }
-    Ok(processes)
+/// `sockserv serve-process`: serve the one server `name` of the config text on standard input,
+/// on the socket passed as socket activation passes one. The main process starts it for a
+/// forking server (see `fleet`); it is not for people to run.
+pub fn run_server_process(name: &str, origin: String, base_dir: PathBuf) -> anyhow::Result<i32> {
+    let mut passed = ListenFds::from_env()?.unwrap_or_default();
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the config from standard input")?;
+    let text = ConfigText {
+        text,
+        origin,
+        base_dir,
+    };
+    let config = loading::load(&text).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let Some(server) = config.servers.into_iter().find(|s| s.settings.name == name) else {
+        bail!("the config has no server {name:?}");
+    };
+    let settings = server.settings;
+    let Some(socket) = passed.take(name, &settings.endpoint) else {
+        bail!("no socket was passed for server {name:?}");
+    };
+    let server = Server::from_socket(settings, server.factory, socket)?;
+    Ok(serve_process(server))
 }

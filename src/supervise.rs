@@ -1,52 +1,42 @@
 //! The main process's supervision of its servers: what `sockserv serve` does once every server
 //! listens.
 //!
-//! One thread waits for every event that matters — SIGINT, SIGTERM, SIGCHLD (a server process
-//! ended) and a server thread ending — on one channel, and acts on it:
+//! One thread waits for every event that matters — a signal, a server thread ending, SIGCHLD (a
+//! server process ended) — on one channel, and acts on it:
 //!
+//! - SIGHUP: reload the config file (see `reload`); a file with errors changes nothing.
 //! - SIGINT or SIGTERM: drain. Every server stops accepting and gives its requests their
 //!   `drain_timeout`, then closes them; the process exits 0 once all are done — 1 when the drain
 //!   was not clean (requests were still running at its end and were closed). A second SIGINT or
 //!   SIGTERM stops at once (server processes are killed) and exits 1, as with nginx's and systemd's
 //!   "stop, then stop now".
-//! - A server dies (its process exits or is killed, its thread returns or panics, an event loop of
-//!   its dies, at start or later): it is logged with why, every other server is drained, and the
-//!   process exits 1. It does not restart the server itself: by then this process has threads, so it
-//!   cannot fork a new server process safely (fork needs a single-threaded process), and a restart
-//!   in place would hide a crash loop. A supervisor (systemd's `Restart=on-failure`, a container
-//!   runtime) restarts the whole tree from a clean state instead.
+//! - A serving server dies (its process exits or is killed, its thread returns or panics, an event
+//!   loop of its dies, at start or later): it is logged with why, every other server is drained, and
+//!   the process exits 1. It is not restarted here: a restart in place would hide a crash loop. A
+//!   supervisor (systemd's `Restart=on-failure`, a container runtime) restarts the whole tree from
+//!   a clean state instead.
+//! - A server retiring after a reload (removed, or replaced by its new config) ends: logged; how
+//!   its drain went does not end the others.
 //! - A drain that overruns its bound (`drain_timeout` + the framework's forced-close wait + a
-//!   margin) is cut short the same way as a second signal, and exits 1.
+//!   margin) is cut short the same way as a second signal, and exits 1; a retiring server process
+//!   that overruns its own is killed.
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::notify::Notifier;
 use anyhow::{bail, Context};
 use nix::sys::signal::SigSet;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
+use sockserv_framework::config::{ConfigText, ServerConfig};
 use sockserv_framework::{
-    termination_signals, ProcessExit, Server, ServerProcess, Shutdown, UnixFile, FORCED_CLOSE_WAIT,
-    UNCLEAN_DRAIN_STATUS,
+    termination_signals, Listener, ProcessExit, FORCED_CLOSE_WAIT, UNCLEAN_DRAIN_STATUS,
 };
 
-/// What a drain may take beyond the servers' own bound before it is cut short: time for the server
-/// threads and processes to report back.
-const DRAIN_MARGIN: Duration = Duration::from_secs(1);
-
-/// What the supervisor waits for.
-enum Event {
-    Signal(i32),
-    /// A server thread's `serve_forever` returned (and the server was closed), or it panicked.
-    Ended {
-        name: String,
-        outcome: Result<(), String>,
-        /// Requests still running at the end of the drain, closed under their handlers.
-        forced: usize,
-    },
-}
+use crate::fleet::{Event, Id, Instance, Role, StartFailed, Starter, DRAIN_MARGIN};
+use crate::loading::Source;
+use crate::notify::Notifier;
 
 /// SIGINT and SIGTERM held blocked until dropped: a signal arriving during start-up waits for the
 /// handlers instead of killing the process.
@@ -58,7 +48,7 @@ impl Drop for Blocked {
     }
 }
 
-/// Block SIGINT and SIGTERM in this thread (and the threads and processes it starts).
+/// Block SIGINT and SIGTERM in this thread (and the threads it starts).
 pub fn block_signals() -> anyhow::Result<Blocked> {
     let signals = termination_signals();
     signals
@@ -67,85 +57,89 @@ pub fn block_signals() -> anyhow::Result<Blocked> {
     Ok(Blocked(signals))
 }
 
-/// A server running on a thread of this process.
-struct Running {
-    name: String,
-    shutdown: Shutdown,
-    ended: bool,
-    /// Its Unix socket file, removed here should the process stop before the server could.
-    socket_file: Option<UnixFile>,
-}
-
-/// A server running in a process of its own, and how it ended once it has.
-struct Child {
-    process: ServerProcess,
-    exit: Option<ProcessExit>,
-}
-
 pub struct Supervisor {
-    running: Vec<Running>,
-    children: Vec<Child>,
+    pub(crate) instances: Vec<Instance>,
     events: Receiver<Event>,
-    /// The longest `drain_timeout` of any server.
-    drain: Duration,
+    pub(crate) sender: Sender<Event>,
+    /// Where the config comes from, read again at every reload.
+    pub(crate) source: Source,
+    /// The config being served, as a server process started now would load it.
+    pub(crate) text: ConfigText,
+    pub(crate) next_id: Id,
     /// Something went wrong: the exit status will say so.
     failed: bool,
-    /// The servers were asked to stop: a server process's clean exit is expected now.
+    /// The servers were asked to stop: a server's end is expected now.
     draining: bool,
     /// The drain had to close requests under their handlers: the exit status says so.
     unclean: bool,
-    /// sd_notify: READY, STOPPING and STATUS for the service manager.
-    notifier: Notifier,
+    /// sd_notify: READY, RELOADING, STOPPING and STATUS for the service manager.
+    pub(crate) notifier: Notifier,
 }
 
 impl Supervisor {
-    /// Start the servers' threads and the signal thread. Signals are handled from here on.
+    /// Start every server (on the listener bound for it) and the signal thread. Signals are
+    /// handled from here on.
     ///
     /// # Errors
     ///
-    /// The signal handlers could not be installed or a thread could not be started; the server
-    /// processes are stopped before returning.
+    /// The signal handlers could not be installed, or a server's thread or process could not be
+    /// started; the servers started before are stopped before returning.
     pub fn start(
-        servers: Vec<Server>,
-        processes: Vec<ServerProcess>,
-        drain: Duration,
+        source: Source,
+        text: ConfigText,
+        servers: Vec<(ServerConfig, Listener)>,
         notifier: Notifier,
     ) -> anyhow::Result<Supervisor> {
         let (sender, events) = channel();
-        let started = forward_signals(sender.clone()).and_then(|()| {
-            // Threads inherit the mask: unblock before starting any, so signals reach the handler.
-            termination_signals()
-                .thread_unblock()
-                .context("cannot unblock SIGINT and SIGTERM")?;
-            servers
-                .into_iter()
-                .map(|server| run_on_thread(server, sender.clone()))
-                .collect::<anyhow::Result<Vec<_>>>()
-        });
-        let running = match started {
-            Ok(running) => running,
-            Err(err) => {
-                stop_processes(processes);
-                return Err(err);
-            }
-        };
-        let children = processes
-            .into_iter()
-            .map(|process| Child {
-                process,
-                exit: None,
-            })
-            .collect();
-        Ok(Supervisor {
-            running,
-            children,
+        forward_signals(sender.clone())?;
+        // Threads inherit the mask: unblock before starting any, so signals reach the handler.
+        termination_signals()
+            .thread_unblock()
+            .context("cannot unblock SIGINT and SIGTERM")?;
+        let mut supervisor = Supervisor {
+            instances: Vec::new(),
             events,
-            drain,
+            sender,
+            source,
+            text,
+            next_id: 0,
             failed: false,
             draining: false,
             unclean: false,
             notifier,
-        })
+        };
+        let mut servers = servers.into_iter();
+        while let Some((config, listener)) = servers.next() {
+            let mut starter = supervisor.starter();
+            match starter.start(config, listener) {
+                Ok(instance) => supervisor.instances.push(instance),
+                Err(failed) => {
+                    let StartFailed {
+                        error,
+                        config,
+                        listener,
+                    } = *failed;
+                    supervisor.stop_now();
+                    let unused = servers.map(|(_, listener)| listener);
+                    for file in std::iter::once(listener)
+                        .chain(unused)
+                        .filter_map(|l| l.unix_file().cloned())
+                    {
+                        file.remove();
+                    }
+                    return Err(error.context(format!("server {}", config.settings.name)));
+                }
+            }
+        }
+        Ok(supervisor)
+    }
+
+    pub(crate) fn starter(&mut self) -> Starter<'_> {
+        Starter {
+            events: &self.sender,
+            text: &self.text,
+            next_id: &mut self.next_id,
+        }
     }
 
     /// Serve until a signal or a server's death, then drain.
@@ -156,9 +150,8 @@ impl Supervisor {
     pub fn run(mut self) -> anyhow::Result<()> {
         // A server process that died before SIGCHLD was handled is found here.
         if !self.reap() {
-            let servers = self.running.len() + self.children.len();
-            let status = format!("serving {servers} server(s)");
-            self.notifier.send(&format!("READY=1\nSTATUS={status}"));
+            self.notifier
+                .send(&format!("READY=1\nSTATUS={}", self.status()));
             self.watch();
         }
         self.notifier
@@ -166,79 +159,176 @@ impl Supervisor {
         self.drain_all()
     }
 
-    /// Until SIGINT or SIGTERM, or until a server dies.
+    /// The one-line `STATUS=` while serving.
+    pub(crate) fn status(&self) -> String {
+        let serving = self.instances.iter().filter(|i| i.is_serving()).count();
+        let retiring = self.instances.len() - serving;
+        if retiring == 0 {
+            format!("serving {serving} server(s)")
+        } else {
+            format!("serving {serving} server(s); {retiring} retiring after a reload")
+        }
+    }
+
+    /// Until SIGINT or SIGTERM, or until a serving server dies.
     fn watch(&mut self) {
-        while let Ok(event) = self.events.recv() {
+        loop {
+            let event = match self.next_deadline() {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.events.recv_timeout(left) {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.overran_retirements();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match self.events.recv() {
+                    Ok(event) => event,
+                    Err(_) => return,
+                },
+            };
             match event {
                 Event::Signal(SIGCHLD) => {
                     if self.reap() {
                         return;
                     }
                 }
-                Event::Signal(signal @ (SIGHUP | SIGUSR1 | SIGUSR2)) => {
-                    // Reserved (SIGHUP: reload, SIGUSR2: binary upgrade); until they exist, an
-                    // operator's habit or a closed terminal must not end the service unannounced.
+                Event::Signal(SIGHUP) => {
+                    log::info!("received SIGHUP: reloading {}", self.text.origin);
+                    self.reload();
+                }
+                Event::Signal(signal @ (SIGUSR1 | SIGUSR2)) => {
                     log::warn!("received signal {signal}: not used yet, ignored");
                 }
                 Event::Signal(signal) => {
                     log::info!("received signal {signal}: draining every server");
                     return;
                 }
-                Event::Ended { name, outcome, .. } => {
-                    self.ended(&name, outcome);
-                    return;
+                Event::Ended {
+                    id,
+                    outcome,
+                    forced,
+                } => {
+                    if self.thread_ended(id, outcome, forced) {
+                        return;
+                    }
                 }
             }
         }
     }
 
-    /// Reap the server processes that ended; true when one ended (which while serving is a failure).
-    fn reap(&mut self) -> bool {
-        let mut any = false;
-        for child in self
-            .children
-            .iter_mut()
-            .filter(|child| child.exit.is_none())
-        {
-            let Some(exit) = child.process.try_wait() else {
-                continue;
-            };
-            child.exit = Some(exit);
-            any = true;
-            if let (ProcessExit::Killed(_), Some(file)) = (exit, child.process.socket_file()) {
-                // A killed server could not remove its socket file.
-                file.remove();
-            }
-            // While serving, any end is a failure: nobody asked it to stop, and its endpoint is
-            // gone. While draining, only an unclean one is; a drain that had to close requests
-            // makes the exit status say so without being a server's failure.
-            if self.draining && exit == ProcessExit::Exited(UNCLEAN_DRAIN_STATUS) {
-                self.unclean = true;
-                log::warn!(
-                    "server {} (process {}) {exit}",
-                    child.process.name(),
-                    child.process.pid()
-                );
-            } else if !exit.is_clean() || !self.draining {
-                self.failed = true;
-                log::error!(
-                    "server {} (process {}) {exit}{}: stopping every server, exit status 1",
-                    child.process.name(),
-                    child.process.pid(),
-                    if self.draining {
-                        ""
-                    } else {
-                        " without being asked to stop"
-                    }
-                );
-            }
-        }
-        any
+    /// The earliest time a retiring instance must have ended by.
+    fn next_deadline(&self) -> Option<Instant> {
+        (self.instances.iter())
+            .filter(|i| !i.has_ended())
+            .filter_map(|i| match i.role {
+                Role::Retiring { deadline } => Some(deadline),
+                Role::Serving => None,
+            })
+            .min()
     }
 
-    /// A server thread ended while serving: always a failure.
-    fn ended(&mut self, name: &str, outcome: Result<(), String>) {
-        self.mark_ended(name);
+    /// Retiring instances past their bound: processes are killed, threads are reported (they
+    /// cannot be stopped from outside, and end with this process).
+    fn overran_retirements(&mut self) {
+        let now = Instant::now();
+        for instance in &mut self.instances {
+            let Role::Retiring { deadline } = instance.role else {
+                continue;
+            };
+            if instance.has_ended() || deadline > now {
+                continue;
+            }
+            log::error!(
+                "server {} (retiring after a reload) is still draining past its drain_timeout",
+                instance.name()
+            );
+            if instance.pid().is_some() {
+                instance.kill();
+            } else {
+                // Not again: the thread is left to end on its own.
+                instance.role = Role::Retiring {
+                    deadline: now + Duration::from_secs(365 * 86_400),
+                };
+            }
+        }
+        self.forget_ended();
+    }
+
+    /// Reap the server processes that ended; true when a serving one ended unasked (a failure
+    /// that stops everything).
+    fn reap(&mut self) -> bool {
+        let mut fatal = false;
+        for index in 0..self.instances.len() {
+            let Some(exit) = self.instances[index].try_reap() else {
+                continue;
+            };
+            fatal |= self.process_ended(index, exit);
+        }
+        self.forget_ended();
+        fatal
+    }
+
+    /// A server process ended with `exit`: true when that is a failure that stops everything.
+    fn process_ended(&mut self, index: usize, exit: ProcessExit) -> bool {
+        let instance = &self.instances[index];
+        let (name, pid) = (instance.name().to_string(), instance.pid().unwrap_or(0));
+        let expected = self.draining || !instance.is_serving();
+        if expected && exit == ProcessExit::Exited(UNCLEAN_DRAIN_STATUS) {
+            self.unclean |= self.draining;
+            log::warn!("server {name} (process {pid}) {exit}");
+            return false;
+        }
+        if expected && exit.is_clean() {
+            if self.draining {
+                log::debug!("server {name} (process {pid}) stopped");
+            } else {
+                log::info!("server {name}: the retired instance (process {pid}) has drained");
+            }
+            return false;
+        }
+        if expected {
+            self.failed |= self.draining;
+            log::error!("server {name} (process {pid}) {exit}");
+            return false;
+        }
+        self.failed = true;
+        log::error!(
+            "server {name} (process {pid}) {exit} without being asked to stop: stopping every \
+             server, exit status 1"
+        );
+        true
+    }
+
+    /// A server thread ended: true when it was serving (a failure that stops everything).
+    fn thread_ended(&mut self, id: Id, outcome: Result<(), String>, forced: usize) -> bool {
+        let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
+            return false;
+        };
+        instance.mark_ended();
+        let name = instance.name().to_string();
+        let expected = self.draining || !instance.is_serving();
+        self.forget_ended();
+        if expected {
+            if !self.draining && outcome.is_ok() && forced == 0 {
+                log::info!("server {name}: the retired instance has drained");
+            }
+            if let Err(why) = outcome {
+                log::error!("server {name}: {why}");
+                self.failed |= self.draining;
+            }
+            if forced > 0 {
+                self.unclean |= self.draining;
+                log::warn!(
+                    "server {name}: {forced} request(s) were still running at the end of the \
+                     drain and were closed"
+                );
+            }
+            return false;
+        }
         self.failed = true;
         let why = outcome.err().unwrap_or_else(|| "stopped serving".into());
         // The server's own errors name it already.
@@ -249,29 +339,32 @@ impl Supervisor {
             format!("server {name}: {why}")
         };
         log::error!("{why}: stopping every server, exit status 1");
+        true
     }
 
-    fn mark_ended(&mut self, name: &str) {
-        if let Some(running) = self.running.iter_mut().find(|r| r.name == name) {
-            running.ended = true;
-        }
+    /// Retired instances that have ended are done with; serving ones stay (their end is acted on
+    /// as a failure, and the drain counts them).
+    fn forget_ended(&mut self) {
+        self.instances.retain(|i| !i.has_ended() || i.is_serving());
     }
 
     /// Ask every server to stop, then wait for them within the drain bound.
     fn drain_all(mut self) -> anyhow::Result<()> {
         self.draining = true;
-        for running in &self.running {
-            running.shutdown.shutdown();
+        let longest = (self.instances.iter())
+            .map(|i| i.config.settings.drain_timeout)
+            .max()
+            .unwrap_or_default();
+        for instance in &mut self.instances {
+            instance.retire(false);
         }
-        for child in self.children.iter().filter(|child| child.exit.is_none()) {
-            child.process.terminate();
-        }
+        self.forget_ended();
         // A drain too long to add to the clock waits a year: finite, and no overflow.
-        let bound = (self.drain.checked_add(FORCED_CLOSE_WAIT + DRAIN_MARGIN))
+        let bound = (longest.checked_add(FORCED_CLOSE_WAIT + DRAIN_MARGIN))
             .unwrap_or(Duration::from_secs(365 * 86_400));
         let now = Instant::now();
         let deadline = now.checked_add(bound).unwrap_or(now + DRAIN_MARGIN);
-        while !self.all_ended() {
+        while !self.instances.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Signal(SIGCHLD)) => {
@@ -285,22 +378,11 @@ impl Supervisor {
                     bail!("received signal {signal} while draining: stopped at once");
                 }
                 Ok(Event::Ended {
-                    name,
+                    id,
                     outcome,
                     forced,
                 }) => {
-                    if let Err(why) = outcome {
-                        log::error!("server {name}: {why}");
-                        self.failed = true;
-                    }
-                    if forced > 0 {
-                        self.unclean = true;
-                        log::warn!(
-                            "server {name}: {forced} request(s) were still running at the end of \
-                             the drain and were closed"
-                        );
-                    }
-                    self.mark_ended(&name);
+                    self.thread_ended(id, outcome, forced);
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     self.stop_now();
@@ -318,45 +400,18 @@ impl Supervisor {
         Ok(())
     }
 
-    fn all_ended(&self) -> bool {
-        self.running.iter().all(|r| r.ended) && self.children.iter().all(|c| c.exit.is_some())
-    }
-
     /// Kill the server processes still running and reap them; the server threads end with this
-    /// process. The Unix socket files their servers made are removed here, since they cannot.
-    fn stop_now(&mut self) {
-        let files: Vec<UnixFile> = (self.running.iter().filter(|r| !r.ended))
-            .filter_map(|r| r.socket_file.clone())
-            .chain(
-                self.children
-                    .iter()
-                    .filter_map(|c| c.process.socket_file().cloned()),
-            )
-            .collect();
-        for child in self
-            .children
-            .iter_mut()
-            .filter(|child| child.exit.is_none())
-        {
-            log::warn!(
-                "killing server {} (process {})",
-                child.process.name(),
-                child.process.pid()
-            );
-            child.process.kill();
+    /// process. The Unix socket files are removed here, since the servers cannot.
+    pub(crate) fn stop_now(&mut self) {
+        for instance in &mut self.instances {
+            instance.kill();
+            instance.remove_socket_file();
         }
-        self.children.drain(..).for_each(|child| {
-            if child.exit.is_none() {
-                child.process.wait();
-            }
-        });
-        for file in files {
-            file.remove();
-        }
+        self.instances.clear();
     }
 }
 
-/// A thread that turns SIGINT, SIGTERM and SIGCHLD into events.
+/// A thread that turns the signals the supervisor acts on into events.
 fn forward_signals(sender: Sender<Event>) -> anyhow::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
         .context("cannot handle SIGINT and SIGTERM")?;
@@ -371,44 +426,4 @@ fn forward_signals(sender: Sender<Event>) -> anyhow::Result<()> {
         })
         .context("cannot start the signal thread")?;
     Ok(())
-}
-
-/// Serve on a thread of its own; the supervisor hears when it ends, however it ends.
-fn run_on_thread(mut server: Server, events: Sender<Event>) -> anyhow::Result<Running> {
-    let name = server.name().to_string();
-    let shutdown = server.shutdown_handle();
-    let socket_file = server.socket_file().cloned();
-    let thread_name = name.clone();
-    thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let served = server.serve_forever().map_err(|err| err.to_string());
-                (served, server.server_close())
-            }));
-            let (outcome, forced) =
-                served.unwrap_or_else(|_| (Err("its serving thread panicked".into()), 0));
-            let _ = events.send(Event::Ended {
-                name: thread_name,
-                outcome,
-                forced,
-            });
-        })
-        .context("cannot start a server thread")?;
-    Ok(Running {
-        name,
-        shutdown,
-        ended: false,
-        socket_file,
-    })
-}
-
-/// SIGTERM every server process and reap it (used when start-up fails half-way).
-pub fn stop_processes(processes: Vec<ServerProcess>) {
-    for process in &processes {
-        process.terminate();
-    }
-    for process in processes {
-        process.wait();
-    }
 }

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use nix::fcntl::FdFlag;
 use socket2::Socket;
 
 use crate::transport::to_address;
@@ -107,6 +108,9 @@ impl ListenFds {
                 // 3 + LISTEN_FDS - 1 are open sockets passed to it and owned by nobody else here;
                 // they are taken once (the variables are cleared above).
                 let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START + i as i32) };
+                // Passed without close-on-exec (they had to survive an execve): made so now, so
+                // that no program this one starts inherits a listener it does not serve.
+                let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
                 Passed {
                     name: name.map(str::to_string),
                     socket: Socket::from(fd),

@@ -16,12 +16,14 @@
 //! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!
-//! [`ServerProcess`] runs a forking server in a process of its own, forked while this one still has
-//! a single thread, so forking and threading servers can run side by side.
+//! [`ServerProcess`] runs a forking server in a process of its own, started by fork and execve of
+//! this executable with its listener passed as socket activation passes one ([`spawn`]), so forking
+//! and threading servers can run side by side; [`Listener`] keeps a listening socket apart from
+//! its server, to hand it to a successor.
 //!
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
-//! `unsafe` is confined to the fork code (`strategy::forking`, `process`), taking over passed
+//! `unsafe` is confined to the fork code (`strategy::forking`, `process`, `spawn`), taking over passed
 //! descriptors (`activation`) and the plugin host (`plugin`), each block with a SAFETY note; the
 //! crate denies it everywhere else.
 
@@ -49,6 +51,8 @@ mod request;
 mod server;
 mod settings;
 mod shutdown;
+#[allow(unsafe_code)]
+pub mod spawn;
 mod strategy;
 #[cfg(test)]
 mod test_support;
@@ -61,7 +65,9 @@ pub use hooks::{DefaultHooks, Hooks, RequestFailure};
 pub use peer_log::{
     log_peer_event, LINES_PER_WINDOW, PEER_FAULT_STATUS, WINDOW as PEER_LOG_WINDOW,
 };
-pub use process::{termination_signals, ProcessExit, ServerProcess, UNCLEAN_DRAIN_STATUS};
+pub use process::{
+    serve_process, termination_signals, ProcessExit, ServerProcess, UNCLEAN_DRAIN_STATUS,
+};
 pub use registry::{BuildFn, HandlerEntry, HandlerOptions, Registry, RegistryError};
 pub use server::Server;
 pub use settings::{
@@ -71,4 +77,4 @@ pub use settings::{
 };
 pub use shutdown::Shutdown;
 pub use strategy::is_single_threaded;
-pub use transport::UnixFile;
+pub use transport::{Listener, UnixFile};

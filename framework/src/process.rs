@@ -1,9 +1,11 @@
 //! Serving in a process of its own: how a forking server lives beside threaded ones.
 //!
-//! fork() is only safe in a single-threaded process (see `strategy::forking`). A program that serves a
-//! threading server and a forking server at once therefore forks the forking server's own process
-//! first, while it still has one thread, and starts its threads after. The child serves until SIGINT or
-//! SIGTERM, drains its own children, and exits; the parent keeps a [`ServerProcess`] to stop and reap it.
+//! fork() without exec is only safe in a single-threaded process (see `strategy::forking`). A
+//! program that serves a threading server and a forking server at once therefore starts the
+//! forking server's process by fork and execve of its own executable ([`crate::spawn`]), handing
+//! it the listening socket the way systemd's socket activation does; the new process, single
+//! threaded, serves until SIGINT or SIGTERM ([`serve_process`]), drains its own children, and
+//! exits. The parent keeps a [`ServerProcess`] to stop and reap it.
 //!
 //! The process tree holds together: a server process, and each request's process under it, asks the
 //! kernel for SIGTERM when its parent dies (`PR_SET_PDEATHSIG`), so a main process killed with
@@ -11,10 +13,10 @@
 
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
-use crate::strategy::require_single_thread;
-use crate::{Server, ServerError, UnixFile};
+use crate::spawn::{spawn, Exec};
+use crate::{Server, ServerError};
 
 /// The exit status of a server process that stopped when asked but had to close requests under
 /// their handlers at the end of its drain: not a failure of the server, not a clean drain either.
@@ -33,48 +35,25 @@ pub fn termination_signals() -> SigSet {
 pub struct ServerProcess {
     pid: Pid,
     name: String,
-    /// The server's Unix socket file, to remove should the process be killed before it could.
-    socket_file: Option<UnixFile>,
 }
 
 impl ServerProcess {
-    /// Fork a process that serves `server` until SIGINT or SIGTERM. This process gives up its copy of
-    /// the server (closing its socket here without removing the Unix socket file). Refused, like the
-    /// forking strategy, unless this process has exactly one thread.
-    ///
-    /// Block [`termination_signals`] around the call so that a signal arriving before the child has
-    /// its handlers is held, not fatal: the child unblocks them once it can act on them.
+    /// Start the process `exec` describes (this executable serving one server, its listener
+    /// passed), for server `name`. It starts with [`termination_signals`] blocked and unblocks them
+    /// once it handles them, so a SIGTERM sent at once is acted on, never fatal.
     ///
     /// # Errors
     ///
-    /// [`ServerError::ForkWithThreads`] or [`ServerError::ThreadsUnknown`] unless this process
-    /// provably has one thread; [`ServerError::Serve`] when fork() fails.
-    pub fn spawn(server: Server) -> Result<ServerProcess, ServerError> {
-        require_single_thread()?;
-        let name = server.name().to_string();
-        let socket_file = server.socket_file().cloned();
-        let parent = nix::unistd::getpid();
-        // SAFETY: the process has exactly one thread (checked above), so the child inherits no lock
-        // held by another thread and may allocate, log and serve as usual.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                // The termination signals stay blocked until the child's own handlers exist.
-                become_child_of(parent, &termination_signals());
-                serve_in_child(server)
-            }
-            Ok(ForkResult::Parent { child }) => {
-                server.release();
-                Ok(ServerProcess {
-                    pid: child,
-                    name,
-                    socket_file,
-                })
-            }
-            Err(errno) => Err(ServerError::Serve {
-                server: name,
-                source: errno.into(),
-            }),
-        }
+    /// [`ServerError::Serve`] when fork() or execve(2) fails.
+    pub fn start(name: &str, exec: &Exec<'_>) -> Result<ServerProcess, ServerError> {
+        let pid = spawn(exec).map_err(|source| ServerError::Serve {
+            server: name.to_string(),
+            source,
+        })?;
+        Ok(ServerProcess {
+            pid,
+            name: name.to_string(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -95,11 +74,6 @@ impl ServerProcess {
         let _ = kill(self.pid, Signal::SIGKILL);
     }
 
-    /// The server's Unix socket file, if it has one: a killed process leaves it behind.
-    pub fn socket_file(&self) -> Option<&UnixFile> {
-        self.socket_file.as_ref()
-    }
-
     /// Whether the process has ended, without waiting: `Some` with how it ended (and it is
     /// reaped), `None` while it runs.
     pub fn try_wait(&self) -> Option<ProcessExit> {
@@ -109,6 +83,18 @@ impl ServerProcess {
             Ok(WaitStatus::Signaled(_, signal, _)) => Some(ProcessExit::Killed(signal)),
             Ok(_) => None,
             Err(errno) => Some(ProcessExit::Lost(errno)),
+        }
+    }
+
+    /// Wait for the process to end, and say how it ended.
+    pub fn wait_exit(&self) -> ProcessExit {
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => return ProcessExit::Exited(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => return ProcessExit::Killed(signal),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return ProcessExit::Lost(errno),
+            }
         }
     }
 
@@ -186,11 +172,13 @@ pub(crate) fn become_child_of(parent: Pid, mask: &SigSet) {
     }
 }
 
-fn serve_in_child(mut server: Server) -> ! {
+/// Serve `server` in a server process until SIGINT or SIGTERM, then drain; returns the process's
+/// exit status: 0 for a clean stop, [`UNCLEAN_DRAIN_STATUS`] when the drain had to close requests,
+/// 1 when the server failed. The termination signals may be blocked on entry (see
+/// [`ServerProcess::start`]): they are let in once handled.
+pub fn serve_process(mut server: Server) -> i32 {
     let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
     let handled = server.shutdown_handle().shutdown_on_signals(&signals);
-    // A parent that blocked these signals around the fork (so that none is lost before the handlers
-    // exist) left them blocked here: with the handlers in place, let them in.
     let _ = termination_signals().thread_unblock();
     let code = match handled {
         Err(err) => {
@@ -206,12 +194,9 @@ fn serve_in_child(mut server: Server) -> ! {
         },
     };
     let forced = server.server_close();
-    let code = if code == 0 && forced > 0 {
+    if code == 0 && forced > 0 {
         UNCLEAN_DRAIN_STATUS
     } else {
         code
-    };
-    // SAFETY: `_exit` ends the child without unwinding into the parent's code or running its atexit
-    // handlers; everything of the child's was closed above.
-    unsafe { libc::_exit(code) }
+    }
 }

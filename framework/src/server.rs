@@ -437,12 +437,6 @@ impl Server {
         self.close()
     }
 
-    /// Give up this process's copy of the server without draining or removing the Unix socket file:
-    /// for a process that has handed the server to a child.
-    pub(crate) fn release(mut self) {
-        self.closed = true;
-    }
-
     fn close(&mut self) -> usize {
         if std::mem::replace(&mut self.closed, true) {
             return 0;

@@ -54,6 +54,153 @@ impl UnixFile {
     }
 }
 
+impl UnixFile {
+    /// The socket file at `path` as it is now, to be removed by this process when its server
+    /// ends: for a listener handed over by a predecessor that made it. `None` when there is no
+    /// socket file there.
+    pub fn at(path: &Path) -> Option<UnixFile> {
+        let meta = fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_socket().then(|| UnixFile {
+            path: path.into(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// A listening socket (bound, and for streams listening) kept apart from any server, with the Unix
+/// socket file it made: what a supervisor holds so that a server's socket outlives the server —
+/// handed to a successor on a reload (a duplicate shares the kernel's accept queue, so no
+/// connection waits on a closed socket) or to a new executable on an upgrade.
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    /// The endpoint as bound (the real port when the config said 0).
+    endpoint: Endpoint,
+    /// The Unix socket file to remove once no server uses the socket; `None` for other kinds, an
+    /// abstract socket, or a socket whose file is somebody else's (systemd's).
+    unix_file: Option<UnixFile>,
+}
+
+impl Listener {
+    /// Make, configure and bind the socket for `endpoint` (see [`crate::Server::bind`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`crate::Server::bind`].
+    pub fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Listener, ServerError> {
+        let bound = bind(endpoint, options)?;
+        Ok(Listener {
+            socket: bound.socket,
+            endpoint: bound.endpoint,
+            unix_file: bound.unix_file,
+        })
+    }
+
+    /// Take over `socket`, handed over already bound for `endpoint`. With `owns_file`, the Unix
+    /// socket file at its path (if one is there) is this process's to remove: a predecessor made
+    /// it; without, it stays its maker's (systemd's).
+    ///
+    /// # Errors
+    ///
+    /// As for [`crate::Server::from_socket`].
+    pub fn adopt(
+        endpoint: &Endpoint,
+        socket: Socket,
+        owns_file: bool,
+    ) -> Result<Listener, ServerError> {
+        let bound = adopt(endpoint, socket)?;
+        let unix_file = match (&bound.local, owns_file) {
+            (Address::Unix(path), true) if endpoint.path().is_some() => UnixFile::at(path),
+            _ => None,
+        };
+        Ok(Listener {
+            socket: bound.socket,
+            endpoint: bound.endpoint,
+            unix_file,
+        })
+    }
+
+    /// The endpoint as bound.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The socket itself (to hand its descriptor to another process).
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// A second descriptor for the same socket, for a server to serve on.
+    ///
+    /// # Errors
+    ///
+    /// dup(2)'s: out of descriptors.
+    pub fn duplicate(&self) -> io::Result<Socket> {
+        self.socket.try_clone()
+    }
+
+    /// The Unix socket file this process is to remove once no server uses the socket.
+    pub fn unix_file(&self) -> Option<&UnixFile> {
+        self.unix_file.as_ref()
+    }
+
+    /// Apply `options` to the socket as far as a bound socket allows: the backlog (listen(2) again),
+    /// the buffer sizes, and a Unix socket file's mode, owner and group. Returns the keys that take
+    /// effect only when a socket is made (`reuse_address`, `reuse_port`, `v6only`) and differ from
+    /// `before`: they wait for a new socket.
+    ///
+    /// # Errors
+    ///
+    /// The system refused an option.
+    pub fn reconfigure(
+        &self,
+        before: &SocketOptions,
+        options: &SocketOptions,
+    ) -> io::Result<Vec<&'static str>> {
+        if self.endpoint.kind().is_stream()
+            && before.request_queue_size != options.request_queue_size
+        {
+            self.socket.listen(options.request_queue_size)?;
+        }
+        if let Some(size) = options
+            .recv_buffer_size
+            .filter(|_| before.recv_buffer_size != options.recv_buffer_size)
+        {
+            self.socket.set_recv_buffer_size(size)?;
+        }
+        if let Some(size) = options
+            .send_buffer_size
+            .filter(|_| before.send_buffer_size != options.send_buffer_size)
+        {
+            self.socket.set_send_buffer_size(size)?;
+        }
+        if let Some(file) = &self.unix_file {
+            let (owner, group) = (options.unix_owner, options.unix_group);
+            if (owner, group) != (before.unix_owner, before.unix_group) {
+                std::os::unix::fs::lchown(file.path(), owner, group)?;
+            }
+            if let Some(mode) = options
+                .unix_mode
+                .filter(|_| before.unix_mode != options.unix_mode)
+            {
+                fs::set_permissions(file.path(), fs::Permissions::from_mode(mode))?;
+            }
+        }
+        let mut at_bind = Vec::new();
+        if before.reuse_address != options.reuse_address {
+            at_bind.push("socket.reuse_address");
+        }
+        if before.reuse_port != options.reuse_port {
+            at_bind.push("socket.reuse_port");
+        }
+        if before.v6only != options.v6only {
+            at_bind.push("socket.v6only");
+        }
+        Ok(at_bind)
+    }
+}
+
 /// Make, configure and bind the socket for `endpoint`; streams also listen. The socket is
 /// non-blocking: the serving loop waits in poll(2) and treats `WouldBlock` as "nothing yet".
 pub(crate) fn bind(endpoint: &Endpoint, options: &SocketOptions) -> Result<Bound, ServerError> {

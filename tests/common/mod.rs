@@ -107,6 +107,8 @@ pub struct ServeProcess {
     /// The thread reading stderr; finished once every process holding the pipe has ended.
     stderr_reader: thread::JoinHandle<()>,
     status: Option<ExitStatus>,
+    /// The lines of its stdout not read yet (more `listening:` lines come after a reload).
+    lines: Receiver<String>,
 }
 
 impl ServeProcess {
@@ -189,8 +191,9 @@ impl ServeProcess {
             stderr,
             stderr_reader,
             status: None,
+            lines,
         };
-        match serve.read_listening(&lines, expected) {
+        match serve.read_listening(expected) {
             Ok(()) => Ok(serve),
             Err(why) => {
                 serve.kill();
@@ -204,11 +207,12 @@ impl ServeProcess {
     }
 
     /// Collect `expected` `listening: NAME ENDPOINT ...` lines.
-    fn read_listening(&mut self, lines: &Receiver<String>, expected: usize) -> Result<(), String> {
+    fn read_listening(&mut self, expected: usize) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
-        while self.endpoints.len() < expected {
+        let mut seen = 0;
+        while seen < expected {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = match lines.recv_timeout(left) {
+            let line = match self.lines.recv_timeout(left) {
                 Ok(line) => line,
                 Err(RecvTimeoutError::Timeout) => {
                     return Err("no listening line within 10 s".into())
@@ -226,8 +230,27 @@ impl ServeProcess {
                 .parse()
                 .map_err(|err: EndpointError| err.to_string())?;
             self.endpoints.insert(name.to_string(), endpoint);
+            seen += 1;
         }
         Ok(())
+    }
+
+    /// Wait (bounded) for `count` more `listening:` lines — the servers a reload started — and
+    /// record their endpoints.
+    pub fn wait_listening(&mut self, count: usize) {
+        if let Err(why) = self.read_listening(count) {
+            self.fail(&why);
+        }
+    }
+
+    /// Wait at most `limit` until stderr holds `needle` `count` times; whether it did.
+    pub fn wait_stderr(&self, needle: &str, count: usize, limit: Duration) -> bool {
+        eventually(limit, || self.stderr().matches(needle).count() >= count)
+    }
+
+    /// The next line of stdout within `limit`, if one comes.
+    pub fn next_line(&self, limit: Duration) -> Option<String> {
+        self.lines.recv_timeout(limit).ok()
     }
 
     /// Send `sig` (a name for `kill`, e.g. "TERM") to the serving process.

@@ -83,8 +83,80 @@ pub struct ServerConfig {
     pub settings: ServerSettings,
     /// The handler's name, as written in the config.
     pub handler: String,
+    /// The handler's `[server.options]` as written (empty without the table): with the settings
+    /// and the handler's name, what a reload compares to tell a changed server from an unchanged one.
+    pub options: toml::Table,
     /// Makes the handler of each request (or the session of each connection under the reactor).
     pub factory: Arc<dyn HandlerFactory>,
+}
+
+impl ServerConfig {
+    /// Whether `other` serves the same way: the same settings, handler and handler options. A
+    /// reload keeps such a server as it is.
+    pub fn same_as(&self, other: &ServerConfig) -> bool {
+        self.settings == other.settings
+            && self.handler == other.handler
+            && self.options == other.options
+    }
+}
+
+/// A config's text with what loading it needs besides: where it came from, for error places,
+/// and the folder its relative paths resolve against. What a server process and a reload load
+/// again, so that every process validates exactly what the first one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigText {
+    /// The TOML.
+    pub text: String,
+    /// The file's path as given, or [`EMBEDDED_ORIGIN`].
+    pub origin: String,
+    /// The folder relative paths resolve against (absolute).
+    pub base_dir: PathBuf,
+}
+
+impl ConfigText {
+    /// The config embedded in the binary; relative paths resolve against the current folder.
+    pub fn embedded() -> ConfigText {
+        ConfigText {
+            text: DEFAULT_CONFIG.to_string(),
+            origin: EMBEDDED_ORIGIN.to_string(),
+            base_dir: absolute(Path::new("")),
+        }
+    }
+
+    /// The file at `path`; relative paths in it resolve against its folder.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigErrorKind::Io`] when the file cannot be read.
+    pub fn read(path: &Path) -> Result<ConfigText, ConfigErrors> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            let kind = error::ConfigErrorKind::Io {
+                path: origin.clone(),
+                error,
+            };
+            ConfigErrors(vec![ConfigError {
+                place: None,
+                server: None,
+                kind,
+            }])
+        })?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        Ok(ConfigText {
+            text,
+            origin,
+            base_dir: absolute(folder),
+        })
+    }
+
+    /// Validate it (see [`load_str`]).
+    ///
+    /// # Errors
+    ///
+    /// Every problem of [`load_str`].
+    pub fn load(&self, registry: &mut Registry) -> Result<Config, ConfigErrors> {
+        load_str(&self.text, &self.origin, &self.base_dir, registry)
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -104,20 +176,7 @@ impl fmt::Debug for ServerConfig {
 /// [`ConfigErrorKind::Io`] alone when the file cannot be read; else every problem of
 /// [`load_str`].
 pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigErrors> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        let kind = error::ConfigErrorKind::Io {
-            path: origin.clone(),
-            error,
-        };
-        ConfigErrors(vec![ConfigError {
-            place: None,
-            server: None,
-            kind,
-        }])
-    })?;
-    let folder = path.parent().unwrap_or(Path::new(""));
-    load_str(&text, &origin, &absolute(folder), registry)
+    ConfigText::read(path)?.load(registry)
 }
 
 /// Validates the config embedded in the binary; relative paths resolve against the current folder.
@@ -127,12 +186,7 @@ pub fn load_file(path: &Path, registry: &mut Registry) -> Result<Config, ConfigE
 /// The problems of [`load_str`]: none for the shipped file and the built-in handlers, unless a
 /// handler it names is missing from `registry`.
 pub fn load_default(registry: &mut Registry) -> Result<Config, ConfigErrors> {
-    load_str(
-        DEFAULT_CONFIG,
-        EMBEDDED_ORIGIN,
-        &absolute(Path::new("")),
-        registry,
-    )
+    ConfigText::embedded().load(registry)
 }
 
 /// Validates config text. `origin` names it in error places; relative paths resolve against

@@ -113,9 +113,12 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             proxy_protocol,
         };
         let handler = self.raw.handler.get_ref().clone();
+        let options = (self.raw.options.as_ref())
+            .map_or_else(toml::Table::new, |options| options.get_ref().table.clone());
         Some(ServerConfig {
             settings,
             handler,
+            options,
             factory: factory?,
         })
     }

@@ -82,6 +82,13 @@ impl<'a> Checker<'a> {
                 self.report(span, name, kind);
                 continue;
             }
+            if let Some(message) = unfit_name(name) {
+                let kind = ConfigErrorKind::BadValue {
+                    key: "name",
+                    message,
+                };
+                self.report(span.clone(), name, kind);
+            }
             let line = self.source.place(span.clone()).line;
             if let Some(&first_line) = first_lines.get(name) {
                 let kind = ConfigErrorKind::DuplicateName {
@@ -114,6 +121,27 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// The longest server name: systemd's limit on a `FileDescriptorName=` (`FDNAME_MAX`), which is
+/// what a server's name is when its socket is passed (socket activation, binary upgrade).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Why `name` cannot name a passed socket in `LISTEN_FDNAMES` (sd_listen_fds(3)), if it cannot:
+/// `:` separates the names there, and control characters are refused by systemd.
+fn unfit_name(name: &str) -> Option<String> {
+    if name.len() > MAX_NAME_BYTES {
+        return Some(format!(
+            "a server name has at most {MAX_NAME_BYTES} bytes (it names the server's socket in \
+             LISTEN_FDNAMES, like systemd's FileDescriptorName=)"
+        ));
+    }
+    let bad = name.chars().find(|c| *c == ':' || c.is_control())?;
+    Some(format!(
+        "{bad:?} cannot be in a server name: it names the server's socket in LISTEN_FDNAMES \
+         (like systemd's FileDescriptorName=), where ':' separates names and control characters \
+         are refused"
+    ))
+}
+
 /// Resolves a relative Unix socket path against `base_dir`.
 fn resolve(endpoint: Endpoint, base_dir: &Path) -> Endpoint {
     if endpoint.abstract_name().is_some() {
@@ -125,5 +153,19 @@ fn resolve(endpoint: Endpoint, base_dir: &Path) -> Endpoint {
             Endpoint::UnixDatagram(base_dir.join(path))
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfit_name;
+
+    #[test]
+    fn names_must_fit_listen_fdnames() {
+        assert_eq!(unfit_name("echo-tcp"), None);
+        assert_eq!(unfit_name("écho"), None);
+        assert!(unfit_name("a:b").unwrap().contains("':'"));
+        assert!(unfit_name("a\nb").is_some());
+        assert!(unfit_name(&"x".repeat(256)).unwrap().contains("255"));
     }
 }
