@@ -19,9 +19,11 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::watchdog::{Watchdog, HEARTBEAT_FD, HEARTBEAT_MS};
 use anyhow::Context;
 use sockserv_framework::config::{ConfigText, ServerConfig};
-use sockserv_framework::spawn::{memory_file, Exec};
+use sockserv_framework::heartbeat::Heartbeat;
+use sockserv_framework::spawn::{self, memory_file, Exec};
 use sockserv_framework::{
     termination_signals, Listener, ProcessExit, Server, ServerProcess, Shutdown, StrategyKind,
     UnixFile, FORCED_CLOSE_WAIT,
@@ -86,6 +88,8 @@ pub struct Instance {
     /// The Unix socket file to remove once the instance has ended (it retired with nobody taking
     /// its socket over).
     remove_on_end: Option<UnixFile>,
+    /// The watchdog watching its loops while it serves.
+    watchdog: Option<Watchdog>,
 }
 
 impl Instance {
@@ -116,6 +120,9 @@ impl Instance {
     /// once the instance has ended, unless `handed_over`: a successor serves on it) and ask the
     /// instance to stop; it drains within its `drain_timeout`.
     pub fn retire(&mut self, handed_over: bool) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.forget(self.id);
+        }
         if let Some(listener) = self.listener.take() {
             if !handed_over {
                 self.remove_on_end = listener.unix_file().cloned();
@@ -208,6 +215,8 @@ pub struct Starter<'a> {
     /// The config the server comes from, which a server process loads again.
     pub text: &'a ConfigText,
     pub next_id: &'a mut Id,
+    /// The watchdog, when the service manager asked for one: every new instance's loops beat.
+    pub watchdog: Option<&'a Watchdog>,
 }
 
 impl Starter<'_> {
@@ -226,7 +235,7 @@ impl Starter<'_> {
         let id = *self.next_id;
         *self.next_id += 1;
         let runner = if config.settings.strategy.kind() == StrategyKind::Forking {
-            self.start_process(&config, &listener)
+            self.start_process(id, &config, &listener)
         } else {
             self.start_thread(id, &config, &listener)
         };
@@ -240,6 +249,7 @@ impl Starter<'_> {
                     role: Role::Serving,
                     listener: Some(listener),
                     remove_on_end: None,
+                    watchdog: self.watchdog.cloned(),
                 })
             }
             Err(error) => Err(Box::new(StartFailed {
@@ -259,7 +269,13 @@ impl Starter<'_> {
         let socket = listener
             .duplicate()
             .context("cannot duplicate the listening socket")?;
-        let server = Server::from_socket(config.settings.clone(), config.factory.clone(), socket)?;
+        let mut server =
+            Server::from_socket(config.settings.clone(), config.factory.clone(), socket)?;
+        if let Some(watchdog) = self.watchdog {
+            let heartbeat = Heartbeat::new(watchdog.beat_interval());
+            server.set_heartbeat(heartbeat.clone());
+            watchdog.watch(id, server.name(), heartbeat);
+        }
         let shutdown = server.shutdown_handle();
         run_on_thread(server, id, self.events.clone())?;
         Ok(Runner::Thread {
@@ -268,8 +284,21 @@ impl Starter<'_> {
         })
     }
 
-    fn start_process(&self, config: &ServerConfig, listener: &Listener) -> anyhow::Result<Runner> {
+    fn start_process(
+        &self,
+        id: Id,
+        config: &ServerConfig,
+        listener: &Listener,
+    ) -> anyhow::Result<Runner> {
         let name = &config.settings.name;
+        let heartbeat = self.watchdog.map(|_| spawn::pipe()).transpose()?;
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let mut extra = Vec::new();
+        if let (Some(watchdog), Some((_, tx))) = (self.watchdog, &heartbeat) {
+            let ms = watchdog.beat_interval().as_millis().max(1);
+            env.push((HEARTBEAT_MS.into(), ms.to_string().into()));
+            extra.push((HEARTBEAT_FD, tx.as_fd()));
+        }
         let text = memory_file("sockserv-config", self.text.text.as_bytes())
             .context("cannot hand the config to a server process")?;
         let argv: Vec<OsString> = vec![
@@ -285,14 +314,21 @@ impl Starter<'_> {
         let exec = Exec {
             program: OWN_EXECUTABLE.into(),
             argv,
-            env: std::env::vars_os().collect(),
+            env,
             listeners: vec![(name.clone(), listener.socket().as_fd())],
-            extra: Vec::new(),
+            extra,
             stdin: Some(text.as_fd()),
             die_with_parent: true,
             blocked: termination_signals(),
         };
         let process = ServerProcess::start(name, &exec)?;
+        if let (Some(watchdog), Some((rx, _))) = (self.watchdog, heartbeat) {
+            if let Err(err) = watchdog.watch_pipe(id, name, rx) {
+                process.kill();
+                process.wait();
+                return Err(err);
+            }
+        }
         Ok(Runner::Process {
             process,
             exit: None,

@@ -11,6 +11,7 @@ mod notify;
 mod reload;
 mod serve;
 mod supervise;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -3,13 +3,24 @@
 //! listens, `RELOADING=1` (with `MONOTONIC_USEC`) then `READY=1` around a reload, `STOPPING=1` when
 //! the drain begins, and a one-line `STATUS=` with each. Without `NOTIFY_SOCKET` nothing is sent.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Arc;
 
-/// Where notifications go; `None` inside when there is no service manager listening.
+/// Where notifications go; `None` inside when there is no service manager listening. Clones share
+/// the socket (the watchdog's thread sends through one).
+#[derive(Clone)]
 pub struct Notifier {
-    target: Option<(UnixDatagram, SocketAddr)>,
+    target: Option<Arc<Target>>,
+}
+
+struct Target {
+    socket: UnixDatagram,
+    addr: SocketAddr,
+    /// `NOTIFY_SOCKET` as it was, for a successor (a binary upgrade) to notify the same manager.
+    variable: OsString,
 }
 
 impl Notifier {
@@ -24,6 +35,7 @@ impl Notifier {
             return Ok(Notifier { target: None });
         };
         std::env::remove_var("NOTIFY_SOCKET");
+        let variable = path.clone();
         let path = path.to_string_lossy().into_owned();
         let addr = match path.strip_prefix('@') {
             Some(name) => SocketAddr::from_abstract_name(name.as_bytes())?,
@@ -31,8 +43,18 @@ impl Notifier {
         };
         let socket = UnixDatagram::unbound()?;
         Ok(Notifier {
-            target: Some((socket, addr)),
+            target: Some(Arc::new(Target {
+                socket,
+                addr,
+                variable,
+            })),
         })
+    }
+
+    /// `NOTIFY_SOCKET` as this process was given it, if it was.
+    #[allow(dead_code)]
+    pub fn variable(&self) -> Option<&OsString> {
+        self.target.as_ref().map(|t| &t.variable)
     }
 
     /// `RELOADING=1` with `MONOTONIC_USEC` (what `Type=notify-reload` waits for after its
@@ -50,10 +72,10 @@ impl Notifier {
     /// Send `state` (newline-separated `KEY=VALUE` lines). A failure is logged, never fatal: the
     /// servers serve whether or not the manager hears.
     pub fn send(&self, state: &str) {
-        let Some((socket, addr)) = &self.target else {
+        let Some(target) = &self.target else {
             return;
         };
-        if let Err(err) = socket.send_to_addr(state.as_bytes(), addr) {
+        if let Err(err) = target.socket.send_to_addr(state.as_bytes(), &target.addr) {
             log::warn!("sd_notify: cannot send {state:?}: {err}");
         }
     }

@@ -4,15 +4,19 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sockserv_framework::activation::ListenFds;
 use sockserv_framework::config::{Config, ConfigText, ServerConfig};
+use sockserv_framework::heartbeat::Heartbeat;
+use sockserv_framework::spawn::take_fd_from_env;
 use sockserv_framework::{serve_process, Listener, Server};
 
 use crate::loading::{self, Source};
 use crate::notify::Notifier;
 use crate::supervise::{self, Supervisor};
+use crate::watchdog::{Watchdog, HEARTBEAT_FD, HEARTBEAT_MS};
 
 /// Print one line per server: what `check` shows and what `serve` prints at start.
 pub fn describe(config: &Config) {
@@ -71,6 +75,7 @@ fn serve_blocked(source: Source, text: ConfigText, config: Config) -> anyhow::Re
     // Before any thread exists: these read and clear the environment.
     let mut passed = ListenFds::from_env()?.unwrap_or_default();
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
+    let watchdog = Watchdog::from_env()?;
     let listeners = bind_all(&config.servers, &mut passed)?;
     if !passed.is_empty() {
         log::warn!(
@@ -81,7 +86,7 @@ fn serve_blocked(source: Source, text: ConfigText, config: Config) -> anyhow::Re
         drop(passed);
     }
     let servers = config.servers.into_iter().zip(listeners).collect();
-    Supervisor::start(source, text, servers, notifier)?.run()
+    Supervisor::start(source, text, servers, notifier, watchdog)?.run()
 }
 
 /// Bind each server's socket — or take the one passed for it by socket activation — reporting
@@ -133,6 +138,23 @@ pub fn run_server_process(name: &str, origin: String, base_dir: PathBuf) -> anyh
     let Some(socket) = passed.take(name, &settings.endpoint) else {
         bail!("no socket was passed for server {name:?}");
     };
-    let server = Server::from_socket(settings, server.factory, socket)?;
+    let mut server = Server::from_socket(settings, server.factory, socket)?;
+    if let Some(heartbeat) = heartbeat_to_parent()? {
+        server.set_heartbeat(heartbeat);
+    }
     Ok(serve_process(server))
+}
+
+/// The heartbeat pipe the main process handed this server process, when its watchdog is on.
+fn heartbeat_to_parent() -> anyhow::Result<Option<Heartbeat>> {
+    let fd = take_fd_from_env(HEARTBEAT_FD)?;
+    let ms = std::env::var(HEARTBEAT_MS).ok();
+    std::env::remove_var(HEARTBEAT_MS);
+    let (Some(fd), Some(ms)) = (fd, ms) else {
+        return Ok(None);
+    };
+    let ms: u64 = ms
+        .parse()
+        .with_context(|| format!("{HEARTBEAT_MS}={ms:?} is not a number of milliseconds"))?;
+    Ok(Some(Heartbeat::to_pipe(Duration::from_millis(ms), fd)?))
 }

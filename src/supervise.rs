@@ -37,6 +37,7 @@ use sockserv_framework::{
 use crate::fleet::{Event, Id, Instance, Role, StartFailed, Starter, DRAIN_MARGIN};
 use crate::loading::Source;
 use crate::notify::Notifier;
+use crate::watchdog::Watchdog;
 
 /// SIGINT and SIGTERM held blocked until dropped: a signal arriving during start-up waits for the
 /// handlers instead of killing the process.
@@ -74,6 +75,8 @@ pub struct Supervisor {
     unclean: bool,
     /// sd_notify: READY, RELOADING, STOPPING and STATUS for the service manager.
     pub(crate) notifier: Notifier,
+    /// systemd's watchdog, when `WATCHDOG_USEC` asks for it.
+    watchdog: Option<Watchdog>,
 }
 
 impl Supervisor {
@@ -89,6 +92,7 @@ impl Supervisor {
         text: ConfigText,
         servers: Vec<(ServerConfig, Listener)>,
         notifier: Notifier,
+        watchdog: Option<Watchdog>,
     ) -> anyhow::Result<Supervisor> {
         let (sender, events) = channel();
         forward_signals(sender.clone())?;
@@ -107,6 +111,7 @@ impl Supervisor {
             draining: false,
             unclean: false,
             notifier,
+            watchdog,
         };
         let mut servers = servers.into_iter();
         while let Some((config, listener)) = servers.next() {
@@ -139,6 +144,7 @@ impl Supervisor {
             events: &self.sender,
             text: &self.text,
             next_id: &mut self.next_id,
+            watchdog: self.watchdog.as_ref(),
         }
     }
 
@@ -152,6 +158,13 @@ impl Supervisor {
         if !self.reap() {
             self.notifier
                 .send(&format!("READY=1\nSTATUS={}", self.status()));
+            if let Some(watchdog) = &self.watchdog {
+                if let Err(err) = watchdog.start(self.notifier.clone()) {
+                    log::error!("{err:#}: stopping every server, exit status 1");
+                    self.failed = true;
+                    return self.drain_all();
+                }
+            }
             self.watch();
         }
         self.notifier

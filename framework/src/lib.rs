@@ -38,6 +38,7 @@ mod deadline;
 mod descriptors;
 mod endpoint;
 mod error;
+pub mod heartbeat;
 mod hooks;
 pub mod limits;
 mod peer_log;

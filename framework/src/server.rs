@@ -28,13 +28,17 @@ use socket2::Socket;
 use sockserv_plugin::{Address, HandlerFactory};
 
 use crate::descriptors::Reserve;
+use crate::heartbeat::{Heartbeat, Pulse};
 use crate::limits::{Gate, Peer};
 use crate::peer_log::log_peer_event;
 use crate::proxy::awaiting::Awaiting;
 use crate::request::Shared;
 use crate::strategy::{dispatcher, Dispatcher};
 use crate::transport::{adopt, bind, Bound, Datagram, UnixFile};
-use crate::{DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown};
+use crate::{
+    DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown,
+    StrategyKind,
+};
 
 mod accept;
 
@@ -61,6 +65,10 @@ pub struct Server {
     reserve: Reserve,
     /// With `[server.proxy_protocol]`: the connections whose peer is not known yet.
     awaiting: Option<Awaiting>,
+    /// For a watchdog: the heartbeats of this server's loops (see `heartbeat`).
+    heartbeat: Option<Heartbeat>,
+    /// The accept loop's own pulse.
+    pulse: Option<Arc<Pulse>>,
     closed: bool,
 }
 
@@ -158,8 +166,17 @@ impl Server {
             datagram,
             shared,
             dispatcher: None,
+            heartbeat: None,
+            pulse: None,
             closed: false,
         })
+    }
+
+    /// Make this server's loops beat `heartbeat` (its accept loop, and the reactor's event
+    /// loops), waking at least every `heartbeat.interval()` to do so. Call before serving.
+    pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
+        self.pulse = Some(heartbeat.pulse(self.settings.name.clone()));
+        self.heartbeat = Some(heartbeat);
     }
 
     /// Replace the default hooks (accept everyone, log failures). Call before serving.
@@ -259,6 +276,9 @@ impl Server {
     fn turn(&mut self, timeout: Option<Duration>, batch: usize) -> Result<Turn, ServerError> {
         self.start()?;
         let ready = self.wait(timeout)?;
+        if let Some(pulse) = &self.pulse {
+            pulse.beat();
+        }
         if ready.woken {
             self.shared.shutdown.drain();
         }
@@ -272,7 +292,13 @@ impl Server {
         }
         let mut served = false;
         if ready.requests {
-            served = self.take_requests(batch)?;
+            // Under sync the request runs here, in the loop: busy, not wedged.
+            let in_loop = self.settings.strategy.kind() == StrategyKind::Sync;
+            let busy = self.pulse.clone().filter(|_| in_loop);
+            busy.iter().for_each(|pulse| pulse.set_busy(true));
+            let taken = self.take_requests(batch);
+            busy.iter().for_each(|pulse| pulse.set_busy(false));
+            served = taken?;
         }
         served |= self.take_awaiting(&ready.awaiting);
         if served {
@@ -294,7 +320,13 @@ impl Server {
                 (Some(listener), None) => Some(listener.as_raw_fd()),
                 _ => None,
             };
-            self.dispatcher = Some(dispatcher(&self.settings, &self.shared, listener)?);
+            let heartbeat = self.heartbeat.as_ref();
+            self.dispatcher = Some(dispatcher(
+                &self.settings,
+                &self.shared,
+                listener,
+                heartbeat,
+            )?);
         }
         Ok(())
     }
@@ -330,7 +362,8 @@ impl Server {
         let awaiting_due = awaiting.and_then(Awaiting::next_deadline).map(|deadline| {
             deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(1)
         });
-        let timeout = [timeout, self.reserve.pause_left(), awaiting_due]
+        let beat = self.heartbeat.as_ref().map(Heartbeat::interval);
+        let timeout = [timeout, self.reserve.pause_left(), awaiting_due, beat]
             .into_iter()
             .flatten()
             .min();

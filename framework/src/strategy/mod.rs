@@ -21,6 +21,7 @@ use std::time::Duration;
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use crate::heartbeat::Heartbeat;
 use crate::limits::Ticket;
 use crate::request::{serve_datagram, Shared};
 use crate::transport::{Datagram, ReplyTo};
@@ -90,7 +91,7 @@ impl Inline {
 }
 
 /// The dispatcher for the settings' strategy. `listener` is the stream listener's descriptor, which
-/// forked children close. Forking refuses to start in a multi-threaded process.
+/// forked children close; the reactor's event loops beat `heartbeat`, if given. Forking refuses to start in a multi-threaded process.
 ///
 /// # Errors
 ///
@@ -101,6 +102,7 @@ pub(crate) fn dispatcher(
     settings: &ServerSettings,
     shared: &Arc<Shared>,
     listener: Option<RawFd>,
+    heartbeat: Option<&Heartbeat>,
 ) -> Result<Box<dyn Dispatcher>, ServerError> {
     let spawn = settings.spawn_per_datagram;
     Ok(match settings.strategy {
@@ -114,7 +116,9 @@ pub(crate) fn dispatcher(
         Strategy::Pool { workers, queue } => {
             Box::new(pool::PoolDispatcher::new(&shared.name, workers, queue))
         }
-        Strategy::Reactor { loops } => Box::new(reactor::ReactorDispatcher::new(shared, loops)?),
+        Strategy::Reactor { loops } => {
+            Box::new(reactor::ReactorDispatcher::new(shared, loops, heartbeat)?)
+        }
         Strategy::Forking { max_children } => Box::new(forking::ForkingDispatcher::new(
             max_children,
             spawn,

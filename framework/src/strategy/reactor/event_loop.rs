@@ -19,6 +19,7 @@ use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 use super::connection::{Connection, Next};
 use super::timers::Timers;
 use crate::deadline::Deadlines;
+use crate::heartbeat::Pulse;
 use crate::limits::Ticket;
 use crate::request::{guarded, panic_message, Shared};
 use crate::{RequestFailure, Shutdown};
@@ -209,7 +210,12 @@ impl LoopWatch {
 ///
 /// # Errors
 /// The poll instance, its waker or the thread cannot be made (the descriptor or thread limit).
-pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Result<LoopHandle> {
+pub(super) fn spawn_loop(
+    name: &str,
+    index: usize,
+    server: Shutdown,
+    pulse: Option<(Arc<Pulse>, Duration)>,
+) -> io::Result<LoopHandle> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let mailbox = Arc::new(Mailbox {
@@ -235,6 +241,7 @@ pub(super) fn spawn_loop(name: &str, index: usize, server: Shutdown) -> io::Resu
         timers: Timers::default(),
         draining: None,
         buffer: vec![0; READ_BUFFER],
+        pulse,
     };
     let running = Running {
         mailbox: Arc::clone(&mailbox),
@@ -277,6 +284,8 @@ struct EventLoop {
     draining: Option<Instant>,
     /// The read buffer the loop's connections share.
     buffer: Vec<u8>,
+    /// For a watchdog: the loop's heartbeat, and how often it beats at least.
+    pulse: Option<(Arc<Pulse>, Duration)>,
 }
 
 /// Wakes one session: queue its slot and wake its loop, unless a wake is already queued.
@@ -312,12 +321,17 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = self.poll_timeout();
+            let beat = self.pulse.as_ref().map(|(_, every)| *every);
+            let timeout = timeout.into_iter().chain(beat).min();
             if let Err(err) = self.poll.poll(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 log::error!("{}: poll failed, the loop ends: {err}", self.name);
                 return;
+            }
+            if let Some((pulse, _)) = &self.pulse {
+                pulse.beat();
             }
             for event in events.iter() {
                 match event.token() {

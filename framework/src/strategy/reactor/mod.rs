@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use super::{Accepted, Dispatcher, Inline};
 use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
+use crate::heartbeat::Heartbeat;
 use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError};
@@ -59,8 +60,20 @@ impl ReactorDispatcher {
     /// # Errors
     /// [`ServerError::Strategy`] when a loop cannot be started (no poll instance or thread, say at the
     /// descriptor limit); the loops started before it are stopped and joined first.
-    pub fn new(shared: &Arc<Shared>, loops: usize) -> Result<Self, ServerError> {
-        let spawn = |index| spawn_loop(&shared.name, index, shared.shutdown.clone());
+    pub fn new(
+        shared: &Arc<Shared>,
+        loops: usize,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Result<Self, ServerError> {
+        let spawn = |index| {
+            let pulse = heartbeat.map(|h| {
+                (
+                    h.pulse(format!("{}-loop-{index}", shared.name)),
+                    h.interval(),
+                )
+            });
+            spawn_loop(&shared.name, index, shared.shutdown.clone(), pulse)
+        };
         let loops = start_loops(loops.max(1), spawn).map_err(|source| ServerError::Strategy {
             server: shared.name.clone(),
             step: "start its event loops",

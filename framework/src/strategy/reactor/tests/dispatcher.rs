@@ -111,7 +111,7 @@ fn recorded(hooks: &Recorded, count: usize) -> Vec<String> {
 #[test]
 fn panics_in_every_callback_close_one_connection_each_and_both_loops_serve_on() {
     let (shared, hooks) = shared(echo_session);
-    let mut dispatcher = ReactorDispatcher::new(&shared, 2).unwrap();
+    let mut dispatcher = ReactorDispatcher::new(&shared, 2, None).unwrap();
     // Idle connections on both loops (round robin), each answered once.
     let mut idle: Vec<UnixStream> = (10..14)
         .map(|port| connect(&mut dispatcher, &shared, port))
@@ -166,7 +166,7 @@ fn a_loop_that_ended_is_skipped_its_connections_close_and_none_left_is_reported(
             closed: Arc::clone(&counter),
         })
     });
-    let mut dispatcher = ReactorDispatcher::new(&shared, 2).unwrap();
+    let mut dispatcher = ReactorDispatcher::new(&shared, 2, None).unwrap();
     let mut on_first = connect(&mut dispatcher, &shared, 10);
     let mut on_second = connect(&mut dispatcher, &shared, 11);
     assert_eq!(echo(&mut on_first, b"one"), b"one");
@@ -227,7 +227,7 @@ fn a_loop_that_cannot_start_stops_and_joins_those_already_running() {
         if index == 3 {
             return Err(io::Error::other("out of descriptors"));
         }
-        let event_loop = spawn_loop("start-test", index, Shutdown::new()?)?;
+        let event_loop = spawn_loop("start-test", index, Shutdown::new()?, None)?;
         watches.push(event_loop.watch());
         Ok(event_loop)
     });

@@ -175,7 +175,7 @@ fn on_a_live_loop_a_resume_reads_what_came_while_paused() {
             Box::new(Echo)
         }
     });
-    let mut dispatcher = ReactorDispatcher::new(&shared, 1).unwrap();
+    let mut dispatcher = ReactorDispatcher::new(&shared, 1, None).unwrap();
     let mut paused = connect(&mut dispatcher, &shared, GATED);
     let mut barrier = connect(&mut dispatcher, &shared, 2);
     let mut greeting = vec![0; GREETING.len()];
@@ -259,7 +259,7 @@ fn commanded(records: &Records) -> (Arc<crate::request::Shared>, ReactorDispatch
             records: Arc::clone(&records),
         })
     });
-    let dispatcher = ReactorDispatcher::new(&shared, 1).unwrap();
+    let dispatcher = ReactorDispatcher::new(&shared, 1, None).unwrap();
     (shared, dispatcher)
 }
 
