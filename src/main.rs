@@ -8,6 +8,7 @@ mod client;
 mod fleet;
 mod loading;
 mod notify;
+mod privileges;
 mod reload;
 mod serve;
 mod supervise;
@@ -101,9 +102,8 @@ fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => {
             let text = loading::read(config.as_deref()).map_err(Failure::Config)?;
-            let loaded = loading::load(&text).map_err(Failure::Config)?;
             let source = loading::Source::new(config.as_deref());
-            Ok(serve::serve(source, text, loaded)?)
+            serve::serve(source, text)
         }
         Command::ServeProcess {
             server,

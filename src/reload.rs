@@ -18,8 +18,8 @@
 
 use std::fmt;
 
-use sockserv_framework::config::{ConfigErrors, ServerConfig};
-use sockserv_framework::Listener;
+use sockserv_framework::config::{ConfigErrors, RunAs, ServerConfig};
+use sockserv_framework::{Listener, ServerError};
 
 use crate::fleet::Id;
 use crate::loading;
@@ -139,8 +139,17 @@ impl Supervisor {
             .filter(|i| i.is_serving())
             .map(|i| (i.id, &i.config))
             .collect();
+        if let Some(now) = &self.dropped_to {
+            if config.run_as.as_ref() != Some(now) {
+                log::warn!(
+                    "reload: user and group take effect at the next start: this process already \
+                     dropped root and runs as {}",
+                    now.describe()
+                );
+            }
+        }
         let plan = plan(&serving, config.servers);
-        let mut bound = bind_new(&plan)?.into_iter();
+        let mut bound = bind_new(&plan, self.dropped_to.as_ref())?.into_iter();
         self.text = text;
         let mut summary = Summary {
             unchanged: plan.unchanged,
@@ -223,14 +232,18 @@ impl Supervisor {
 
 /// Bind every socket the plan needs, in its order — all, or none (those bound are closed and
 /// their files removed again).
-fn bind_new(plan: &Plan) -> Result<Vec<Listener>, String> {
+fn bind_new(plan: &Plan, dropped_to: Option<&RunAs>) -> Result<Vec<Listener>, String> {
     let mut bound = Vec::new();
     let mut failures = Vec::new();
     for start in plan.starts.iter().filter(|start| !start.reuse) {
         let settings = &start.config.settings;
         match Listener::bind(&settings.endpoint, &settings.socket) {
             Ok(listener) => bound.push(listener),
-            Err(err) => failures.push(format!("server {}: {err}", settings.name)),
+            Err(err) => {
+                let hint = dropped_to.and_then(|run_as| needs_root(&err, run_as));
+                let hint = hint.map_or(String::new(), |hint| format!(": {hint}"));
+                failures.push(format!("server {}: {err}{hint}", settings.name));
+            }
         }
     }
     if failures.is_empty() {
@@ -245,6 +258,35 @@ fn bind_new(plan: &Plan) -> Result<Vec<Listener>, String> {
         log::error!("reload: {failure}");
     }
     Err(format!("{} socket(s) cannot be bound", failures.len()))
+}
+
+/// Why a bind refused with "permission denied" needs root, which this process gave up: said
+/// plainly, with a privileged port named as such.
+fn needs_root(err: &ServerError, run_as: &RunAs) -> Option<String> {
+    let ServerError::Bind {
+        endpoint, source, ..
+    } = err
+    else {
+        return None;
+    };
+    if source.kind() != std::io::ErrorKind::PermissionDenied {
+        return None;
+    }
+    let port = endpoint.inet().map(|addr| addr.port());
+    let first_free = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    let what = match port {
+        Some(port) if port < first_free => format!(
+            "port {port} is privileged (below net.ipv4.ip_unprivileged_port_start = {first_free})"
+        ),
+        _ => "binding it needs more than this process has".to_string(),
+    };
+    Some(format!(
+        "{what}, and this process dropped root after start-up ({}): restart the service to bind it",
+        run_as.describe()
+    ))
 }
 
 /// The new socket options on a kept socket, as far as a bound socket takes them.

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sockserv_framework::activation::ListenFds;
-use sockserv_framework::config::{Config, ConfigText, ServerConfig};
+use sockserv_framework::config::{self, BindPlan, Config, ConfigText, PlannedListener};
 use sockserv_framework::heartbeat::Heartbeat;
 use sockserv_framework::spawn::take_fd_from_env;
 use sockserv_framework::{serve_process, Listener, Server};
 
 use crate::loading::{self, Source};
 use crate::notify::Notifier;
+use crate::privileges;
 use crate::supervise::{self, Supervisor};
 use crate::watchdog::{Watchdog, HEARTBEAT_FD, HEARTBEAT_MS};
+use crate::Failure;
 
 /// Print one line per server: what `check` shows and what `serve` prints at start.
 pub fn describe(config: &Config) {
@@ -59,24 +61,77 @@ pub fn list_plugins(config: &Config) {
     }
 }
 
-/// Serve `config` (read from `text`, which came from `source`) until SIGINT or SIGTERM (a clean
-/// drain exits 0), or until a server dies or a drain has to be cut short (an error: exit 1).
+/// Serve the config `text` (read from `source`) until SIGINT or SIGTERM (a clean drain exits 0),
+/// or until a server dies or a drain has to be cut short (an error: exit 1).
+///
+/// Every socket is bound first. With `user`/`group` in the config and this process root, root is
+/// then dropped, and only then is the rest of the config validated (plugins loaded, handlers
+/// built), so no plugin or handler code ever runs as root. Otherwise the config is validated
+/// first, as `sockserv check` does, and then bound.
 ///
 /// SIGINT and SIGTERM are blocked from the first bind until their handlers are installed (here and in
 /// each server process), so a signal that arrives during start-up is acted on, never fatal.
-pub fn serve(source: Source, text: ConfigText, config: Config) -> anyhow::Result<()> {
+///
+/// # Errors
+///
+/// [`Failure::Config`] for a bad config (exit 2); [`Failure::Runtime`] when a socket cannot be
+/// bound, root cannot be dropped, or the servers fail.
+pub fn serve(source: Source, text: ConfigText) -> Result<(), Failure> {
+    let plan = config::plan(&text).map_err(Failure::Config)?;
     let blocked = supervise::block_signals()?;
-    let result = serve_blocked(source, text, config);
+    let result = serve_blocked(source, text, plan);
     drop(blocked);
     result
 }
 
-fn serve_blocked(source: Source, text: ConfigText, config: Config) -> anyhow::Result<()> {
+fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(), Failure> {
     // Before any thread exists: these read and clear the environment.
-    let mut passed = ListenFds::from_env()?.unwrap_or_default();
+    let mut passed = ListenFds::from_env()
+        .map_err(anyhow::Error::from)?
+        .unwrap_or_default();
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     let watchdog = Watchdog::from_env()?;
-    let listeners = bind_all(&config.servers, &mut passed)?;
+    let dropping = plan.run_as.clone().filter(|_| privileges::is_root());
+    let (config, listeners) = match &dropping {
+        Some(run_as) => {
+            let listeners = bind_all(&plan.listeners, &mut passed)?;
+            let loaded = privileges::drop_root(run_as)
+                .map_err(Failure::Runtime)
+                .and_then(|()| loading::load(&text).map_err(Failure::Config));
+            // The same text, so the same servers in the same order; checked all the same.
+            let matches = |config: &Config| {
+                (config.servers.iter().map(|s| &s.settings.name))
+                    .eq(plan.listeners.iter().map(|p| &p.name))
+            };
+            match loaded {
+                Ok(config) if matches(&config) => (config, listeners),
+                Ok(_) => {
+                    remove_socket_files(listeners);
+                    let why = anyhow::anyhow!("the validated servers are not those bound");
+                    return Err(Failure::Runtime(why));
+                }
+                Err(failure) => {
+                    remove_socket_files(listeners);
+                    return Err(failure);
+                }
+            }
+        }
+        None => {
+            let config = loading::load(&text).map_err(Failure::Config)?;
+            if let Some(run_as) = &plan.run_as {
+                privileges::check_unprivileged(run_as);
+            }
+            let planned: Vec<PlannedListener> = (config.servers.iter())
+                .map(|server| PlannedListener {
+                    name: server.settings.name.clone(),
+                    endpoint: server.settings.endpoint.clone(),
+                    socket: server.settings.socket.clone(),
+                })
+                .collect();
+            let listeners = bind_all(&planned, &mut passed)?;
+            (config, listeners)
+        }
+    };
     if !passed.is_empty() {
         log::warn!(
             "socket activation: no [[server]] for {} passed socket(s), closed: {}",
@@ -86,34 +141,39 @@ fn serve_blocked(source: Source, text: ConfigText, config: Config) -> anyhow::Re
         drop(passed);
     }
     let servers = config.servers.into_iter().zip(listeners).collect();
-    Supervisor::start(source, text, servers, notifier, watchdog)?.run()
+    Supervisor::start(source, text, servers, notifier, watchdog, dropping)?.run()?;
+    Ok(())
 }
 
 /// Bind each server's socket — or take the one passed for it by socket activation — reporting
 /// every failure before giving up (the sockets bound are closed and their files removed then).
-fn bind_all(servers: &[ServerConfig], passed: &mut ListenFds) -> anyhow::Result<Vec<Listener>> {
+fn bind_all(servers: &[PlannedListener], passed: &mut ListenFds) -> anyhow::Result<Vec<Listener>> {
     let mut bound = Vec::new();
     let mut failures = Vec::new();
     for server in servers {
-        let settings = &server.settings;
-        let made = match passed.take(&settings.name, &settings.endpoint) {
-            Some(socket) => Listener::adopt(&settings.endpoint, socket, false),
-            None => Listener::bind(&settings.endpoint, &settings.socket),
+        let made = match passed.take(&server.name, &server.endpoint) {
+            Some(socket) => Listener::adopt(&server.endpoint, socket, false),
+            None => Listener::bind(&server.endpoint, &server.socket),
         };
         match made {
             Ok(listener) => bound.push(listener),
-            Err(err) => failures.push(format!("{}: {err}", settings.name)),
+            Err(err) => failures.push(format!("{}: {err}", server.name)),
         }
     }
     if !failures.is_empty() {
-        for listener in bound {
-            if let Some(file) = listener.unix_file() {
-                file.remove();
-            }
-        }
+        remove_socket_files(bound);
         bail!("{}", failures.join("\n"));
     }
     Ok(bound)
+}
+
+/// Close `listeners`, removing the socket files they made.
+fn remove_socket_files(listeners: Vec<Listener>) {
+    for listener in listeners {
+        if let Some(file) = listener.unix_file() {
+            file.remove();
+        }
+    }
 }
 
 /// `sockserv serve-process`: serve the one server `name` of the config text on standard input,

@@ -29,7 +29,7 @@ use anyhow::{bail, Context};
 use nix::sys::signal::SigSet;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
-use sockserv_framework::config::{ConfigText, ServerConfig};
+use sockserv_framework::config::{ConfigText, RunAs, ServerConfig};
 use sockserv_framework::{
     termination_signals, Listener, ProcessExit, FORCED_CLOSE_WAIT, UNCLEAN_DRAIN_STATUS,
 };
@@ -77,6 +77,8 @@ pub struct Supervisor {
     pub(crate) notifier: Notifier,
     /// systemd's watchdog, when `WATCHDOG_USEC` asks for it.
     watchdog: Option<Watchdog>,
+    /// Who this process became after binding as root: sockets it binds now, it binds as them.
+    pub(crate) dropped_to: Option<RunAs>,
 }
 
 impl Supervisor {
@@ -93,6 +95,7 @@ impl Supervisor {
         servers: Vec<(ServerConfig, Listener)>,
         notifier: Notifier,
         watchdog: Option<Watchdog>,
+        dropped_to: Option<RunAs>,
     ) -> anyhow::Result<Supervisor> {
         let (sender, events) = channel();
         forward_signals(sender.clone())?;
@@ -112,6 +115,7 @@ impl Supervisor {
             unclean: false,
             notifier,
             watchdog,
+            dropped_to,
         };
         let mut servers = servers.into_iter();
         while let Some((config, listener)) = servers.next() {

@@ -33,7 +33,10 @@ fn collect(manager: &UnixDatagram, limit: Duration) -> Vec<String> {
 }
 
 fn keep_alives(messages: &[String]) -> usize {
-    messages.iter().filter(|m| m.as_str() == "WATCHDOG=1").count()
+    messages
+        .iter()
+        .filter(|m| m.as_str() == "WATCHDOG=1")
+        .count()
 }
 
 #[test]
@@ -44,7 +47,13 @@ fn keep_alives_come_while_every_loop_turns_and_stop_when_one_is_wedged() {
     let rows = [
         ("threading", "tcp://127.0.0.1:0", "echo", "threading", ""),
         ("sync", "tcp://127.0.0.1:0", "echo", "sync", ""),
-        ("reactor", "tcp://127.0.0.1:0", "echo", "reactor", "loops = 2"),
+        (
+            "reactor",
+            "tcp://127.0.0.1:0",
+            "echo",
+            "reactor",
+            "loops = 2",
+        ),
         ("forking", "tcp://127.0.0.1:0", "echo", "forking", ""),
     ];
     let usec = WATCHDOG.as_micros().to_string();
@@ -77,7 +86,11 @@ fn keep_alives_come_while_every_loop_turns_and_stop_when_one_is_wedged() {
         "{}",
         serve.stderr()
     );
-    assert!(serve.stderr().contains("forking (its process last beat"), "{}", serve.stderr());
+    assert!(
+        serve.stderr().contains("forking (its process last beat"),
+        "{}",
+        serve.stderr()
+    );
     let resumed = collect(&manager, WATCHDOG * 3);
     assert!(keep_alives(&resumed) >= 2, "{resumed:?}");
     assert!(serve.terminate().success(), "{}", serve.stderr());

@@ -37,6 +37,7 @@ mod plugins;
 mod proxy_protocol;
 mod raw;
 mod read;
+mod run_as;
 mod server;
 mod server_limits;
 mod socket;
@@ -59,6 +60,7 @@ use validate::Checker;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Place};
 pub use options::{OptionAt, OptionError, OptionErrors};
+pub use run_as::{Account, RunAs};
 
 /// `config/default.toml`: what `sockserv serve` runs when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
@@ -75,6 +77,31 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// The file's path as given, or [`EMBEDDED_ORIGIN`].
     pub origin: String,
+    /// `user` and `group`: who to run as once every socket is bound.
+    pub run_as: Option<RunAs>,
+}
+
+/// What binding needs, read before anything else is: each server's name, endpoint and socket
+/// options, and who to run as once they are bound. A process started as root binds from this,
+/// drops root, and only then validates the rest — which loads plugins and runs handlers' build
+/// functions, code that must never run as root.
+#[derive(Debug)]
+pub struct BindPlan {
+    /// `user` and `group`.
+    pub run_as: Option<RunAs>,
+    /// Each server's socket, in file order.
+    pub listeners: Vec<PlannedListener>,
+}
+
+/// One server's socket, as [`BindPlan`] has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedListener {
+    /// The server's name.
+    pub name: String,
+    /// Where it listens.
+    pub endpoint: crate::Endpoint,
+    /// The options its socket is made with.
+    pub socket: crate::SocketOptions,
 }
 
 /// One `[[server]]`: its settings and the factory its handler's build function made from its options.
@@ -210,6 +237,7 @@ pub fn load_str(
         ConfigErrors(errors)
     };
     let (raw, mut errors) = read::read(source).map_err(in_order)?;
+    let run_as = run_as::check(&raw, source, &mut errors);
     let plugins = plugins::load_plugins(&raw.plugin, &source, base_dir, registry, &mut errors);
     match Checker::new(source, base_dir, registry).check(&raw) {
         Ok(servers) if errors.is_empty() => {
@@ -217,12 +245,41 @@ pub fn load_str(
                 plugins,
                 servers,
                 origin: origin.to_string(),
+                run_as,
             })
         }
         Ok(_) => {}
         Err(more) => errors.extend(more),
     }
     Err(in_order(errors))
+}
+
+/// The [`BindPlan`] of `text`: phase 1, the endpoints, the socket options and `user`/`group`
+/// checked as [`load_str`] checks them; no plugin is loaded and no handler is looked at.
+///
+/// # Errors
+///
+/// The problems those checks find (a later [`load_str`] finds them again, with the rest).
+pub fn plan(text: &ConfigText) -> Result<BindPlan, ConfigErrors> {
+    let source = Source {
+        file: &text.origin,
+        text: &text.text,
+    };
+    let in_order = |mut errors: Vec<ConfigError>| {
+        errors.sort_by_key(|e| e.place.as_ref().map(|p| (p.line, p.col)));
+        ConfigErrors(errors)
+    };
+    let (raw, mut errors) = read::read(source).map_err(in_order)?;
+    let run_as = run_as::check(&raw, source, &mut errors);
+    let registry = Registry::new();
+    match Checker::new(source, &text.base_dir, &registry).plan(&raw) {
+        Ok(listeners) if errors.is_empty() => Ok(BindPlan { run_as, listeners }),
+        Ok(_) => Err(in_order(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(in_order(errors))
+        }
+    }
 }
 
 /// `folder` made absolute against the current directory (kept as is if that is unknown), so socket

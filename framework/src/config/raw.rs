@@ -11,9 +11,14 @@ use toml::Spanned;
 use super::proxy_protocol::RawProxyProtocol;
 use super::server_limits::RawLimits;
 
-/// The whole file: `[[plugin]]` tables and `[[server]]` tables, each as far as phase 1 read it.
+/// The whole file: `user` and `group`, `[[plugin]]` tables and `[[server]]` tables, each as far as
+/// phase 1 read it.
 #[derive(Debug, Default)]
 pub(super) struct RawFile {
+    /// The user to run as once every socket is bound.
+    pub user: Option<Spanned<String>>,
+    /// The group to run as once every socket is bound.
+    pub group: Option<Spanned<String>>,
     pub plugin: Vec<RawPlugin>,
     /// The servers that have a `name`, a `listen` and a `handler`; one without is reported in
     /// phase 1 and not checked further.

@@ -15,7 +15,7 @@ use super::raw::{OptionPlace, RawFile, RawOptions, RawPlugin, RawServer, RawSock
 use super::table::{Nested, Outer, TableReader};
 use super::{proxy_protocol, server_limits};
 
-const FILE_KEYS: &[&str] = &["server", "plugin"];
+const FILE_KEYS: &[&str] = &["user", "group", "server", "plugin"];
 
 const SERVER_KEYS: &[&str] = &[
     "name",
@@ -113,6 +113,8 @@ fn read_document<'d>(
 ) -> (RawFile, Vec<Header>, Vec<ConfigError>) {
     let mut top = TableReader::new(document, "", source);
     let (mut raw, mut headers) = (RawFile::default(), Vec::new());
+    raw.user = top.string("user");
+    raw.group = top.string("group");
     for table in tables(&mut top, "plugin") {
         headers.push(Header {
             start: table.span().start,

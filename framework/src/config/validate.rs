@@ -12,7 +12,7 @@ use std::path::Path;
 use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{RawFile, RawServer};
 use super::server::ServerCheck;
-use super::ServerConfig;
+use super::{PlannedListener, ServerConfig};
 use crate::{Endpoint, Registry};
 
 /// Runs the phase 2 checks over one file, collecting every problem.
@@ -23,6 +23,8 @@ pub(super) struct Checker<'a> {
     /// The handlers servers may name: built-ins, and the handlers of this file's plugins.
     pub registry: &'a Registry,
     errors: Vec<ConfigError>,
+    /// Log how an ambiguous endpoint was resolved (once per validation, not again for a plan).
+    announce: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -32,7 +34,31 @@ impl<'a> Checker<'a> {
             base_dir,
             registry,
             errors: Vec::new(),
+            announce: true,
         }
+    }
+
+    /// Every server's socket as [`super::BindPlan`] has it, or every problem found on the way.
+    pub fn plan(mut self, raw: &RawFile) -> Result<Vec<PlannedListener>, Vec<ConfigError>> {
+        self.announce = false;
+        self.check_names(&raw.server);
+        let endpoints: Vec<_> = raw.server.iter().map(|s| self.endpoint(s)).collect();
+        self.check_binds(&raw.server, &endpoints);
+        let mut listeners = Vec::new();
+        for (server, endpoint) in raw.server.iter().zip(endpoints) {
+            let socket = ServerCheck::new(&mut self, server, endpoint.clone()).socket_options();
+            if let Some(endpoint) = endpoint {
+                listeners.push(PlannedListener {
+                    name: server.name.get_ref().clone(),
+                    endpoint,
+                    socket,
+                });
+            }
+        }
+        if self.errors.is_empty() {
+            return Ok(listeners);
+        }
+        Err(self.errors)
     }
 
     /// Every server, or every problem (in file order).
@@ -107,7 +133,7 @@ impl<'a> Checker<'a> {
         let written = raw.listen.get_ref();
         match Endpoint::resolve(written) {
             Ok(resolved) => {
-                if let Some(choice) = resolved.choice(written) {
+                if let Some(choice) = resolved.choice(written).filter(|_| self.announce) {
                     log::info!("server {:?}: listen: {choice}", raw.name.get_ref());
                 }
                 Some(resolve(resolved.endpoint, self.base_dir))
