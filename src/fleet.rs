@@ -53,6 +53,8 @@ pub enum Event {
         /// Requests still running at the end of the drain, closed under their handlers.
         forced: usize,
     },
+    /// The new executable of an upgrade is ready (`Ok`) or failed (`Err`, why).
+    Upgrade(Result<(), String>),
 }
 
 /// Where an instance runs.

@@ -12,6 +12,7 @@ mod privileges;
 mod reload;
 mod serve;
 mod supervise;
+mod upgrade;
 mod watchdog;
 
 use std::path::{Path, PathBuf};

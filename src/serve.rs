@@ -16,7 +16,8 @@ use sockserv_framework::{serve_process, Listener, Server};
 use crate::loading::{self, Source};
 use crate::notify::Notifier;
 use crate::privileges;
-use crate::supervise::{self, Supervisor};
+use crate::supervise::{self, Given, Supervisor};
+use crate::upgrade::Handover;
 use crate::watchdog::{Watchdog, HEARTBEAT_FD, HEARTBEAT_MS};
 use crate::Failure;
 
@@ -91,10 +92,11 @@ fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(),
         .unwrap_or_default();
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     let watchdog = Watchdog::from_env()?;
+    let handover = Handover::from_env()?;
     let dropping = plan.run_as.clone().filter(|_| privileges::is_root());
     let (config, listeners) = match &dropping {
         Some(run_as) => {
-            let listeners = bind_all(&plan.listeners, &mut passed)?;
+            let listeners = bind_all(&plan.listeners, &mut passed, handover.as_ref())?;
             let loaded = privileges::drop_root(run_as)
                 .map_err(Failure::Runtime)
                 .and_then(|()| loading::load(&text).map_err(Failure::Config));
@@ -128,7 +130,7 @@ fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(),
                     socket: server.settings.socket.clone(),
                 })
                 .collect();
-            let listeners = bind_all(&planned, &mut passed)?;
+            let listeners = bind_all(&planned, &mut passed, handover.as_ref())?;
             (config, listeners)
         }
     };
@@ -141,18 +143,32 @@ fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(),
         drop(passed);
     }
     let servers = config.servers.into_iter().zip(listeners).collect();
-    Supervisor::start(source, text, servers, notifier, watchdog, dropping)?.run()?;
+    let given = Given {
+        notifier,
+        watchdog,
+        dropped_to: dropping,
+        handover,
+    };
+    Supervisor::start(source, text, servers, given)?.run()?;
     Ok(())
 }
 
 /// Bind each server's socket — or take the one passed for it by socket activation — reporting
 /// every failure before giving up (the sockets bound are closed and their files removed then).
-fn bind_all(servers: &[PlannedListener], passed: &mut ListenFds) -> anyhow::Result<Vec<Listener>> {
+fn bind_all(
+    servers: &[PlannedListener],
+    passed: &mut ListenFds,
+    handover: Option<&Handover>,
+) -> anyhow::Result<Vec<Listener>> {
     let mut bound = Vec::new();
     let mut failures = Vec::new();
     for server in servers {
         let made = match passed.take(&server.name, &server.endpoint) {
-            Some(socket) => Listener::adopt(&server.endpoint, socket, false),
+            Some(socket) => {
+                // A predecessor's socket file is ours now; systemd's stays systemd's.
+                let owned = handover.is_some_and(|h| h.owns_file(&server.name));
+                Listener::adopt(&server.endpoint, socket, owned)
+            }
             None => Listener::bind(&server.endpoint, &server.socket),
         };
         match made {

@@ -37,6 +37,7 @@ use sockserv_framework::{
 use crate::fleet::{Event, Id, Instance, Role, StartFailed, Starter, DRAIN_MARGIN};
 use crate::loading::Source;
 use crate::notify::Notifier;
+use crate::upgrade::{Executable, Handover, Upgrading};
 use crate::watchdog::Watchdog;
 
 /// SIGINT and SIGTERM held blocked until dropped: a signal arriving during start-up waits for the
@@ -79,6 +80,23 @@ pub struct Supervisor {
     watchdog: Option<Watchdog>,
     /// Who this process became after binding as root: sockets it binds now, it binds as them.
     pub(crate) dropped_to: Option<RunAs>,
+    /// The executable to start on an upgrade (SIGUSR2).
+    pub(crate) executable: Option<Executable>,
+    /// An upgrade under way.
+    pub(crate) upgrading: Option<Upgrading>,
+    /// An upgraded successor serves every socket: the drain leaves the socket files to it.
+    pub(crate) handed_over: bool,
+    /// When this process is an upgrade's successor: where to say it is ready.
+    handover: Option<Handover>,
+}
+
+/// What the supervisor is given besides the servers: what the environment said, and what
+/// start-up did.
+pub struct Given {
+    pub notifier: Notifier,
+    pub watchdog: Option<Watchdog>,
+    pub dropped_to: Option<RunAs>,
+    pub handover: Option<Handover>,
 }
 
 impl Supervisor {
@@ -93,10 +111,11 @@ impl Supervisor {
         source: Source,
         text: ConfigText,
         servers: Vec<(ServerConfig, Listener)>,
-        notifier: Notifier,
-        watchdog: Option<Watchdog>,
-        dropped_to: Option<RunAs>,
+        given: Given,
     ) -> anyhow::Result<Supervisor> {
+        let executable = Executable::current()
+            .map_err(|err| log::warn!("{err:#}: SIGUSR2 (upgrade) will be refused"))
+            .ok();
         let (sender, events) = channel();
         forward_signals(sender.clone())?;
         // Threads inherit the mask: unblock before starting any, so signals reach the handler.
@@ -113,9 +132,13 @@ impl Supervisor {
             failed: false,
             draining: false,
             unclean: false,
-            notifier,
-            watchdog,
-            dropped_to,
+            notifier: given.notifier,
+            watchdog: given.watchdog,
+            dropped_to: given.dropped_to,
+            executable,
+            upgrading: None,
+            handed_over: false,
+            handover: given.handover,
         };
         let mut servers = servers.into_iter();
         while let Some((config, listener)) = servers.next() {
@@ -169,11 +192,22 @@ impl Supervisor {
                     return self.drain_all();
                 }
             }
+            if let Some(handover) = self.handover.take() {
+                handover.ready();
+            }
             self.watch();
+            self.abandon_upgrade();
         }
-        self.notifier
-            .send("STOPPING=1\nSTATUS=draining: requests in flight get their drain_timeout");
+        if !self.handed_over {
+            self.notifier
+                .send("STOPPING=1\nSTATUS=draining: requests in flight get their drain_timeout");
+        }
         self.drain_all()
+    }
+
+    /// `WATCHDOG_USEC` as this process was given it, to pass on to an upgrade's successor.
+    pub(crate) fn watchdog_usec(&self) -> Option<u128> {
+        self.watchdog.as_ref().map(Watchdog::usec)
     }
 
     /// The one-line `STATUS=` while serving.
@@ -213,12 +247,24 @@ impl Supervisor {
                         return;
                     }
                 }
+                Event::Signal(SIGHUP) if self.upgrading.is_some() => {
+                    log::warn!("received SIGHUP while an upgrade is under way: ignored");
+                }
                 Event::Signal(SIGHUP) => {
                     log::info!("received SIGHUP: reloading {}", self.text.origin);
                     self.reload();
                 }
-                Event::Signal(signal @ (SIGUSR1 | SIGUSR2)) => {
-                    log::warn!("received signal {signal}: not used yet, ignored");
+                Event::Signal(SIGUSR2) => {
+                    log::info!("received SIGUSR2: upgrading the executable");
+                    self.start_upgrade();
+                }
+                Event::Signal(SIGUSR1) => {
+                    log::warn!("received SIGUSR1: not used, ignored");
+                }
+                Event::Upgrade(outcome) => {
+                    if self.upgrade_reported(outcome) {
+                        return;
+                    }
                 }
                 Event::Signal(signal) => {
                     log::info!("received signal {signal}: draining every server");
@@ -373,7 +419,7 @@ impl Supervisor {
             .max()
             .unwrap_or_default();
         for instance in &mut self.instances {
-            instance.retire(false);
+            instance.retire(self.handed_over);
         }
         self.forget_ended();
         // A drain too long to add to the clock waits a year: finite, and no overflow.
@@ -401,6 +447,7 @@ impl Supervisor {
                 }) => {
                     self.thread_ended(id, outcome, forced);
                 }
+                Ok(Event::Upgrade(_)) => {}
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     self.stop_now();
                     bail!("the drain did not end within its bound: stopped at once");

@@ -83,6 +83,11 @@ impl Watchdog {
         }))
     }
 
+    /// `WATCHDOG_USEC`.
+    pub fn usec(&self) -> u128 {
+        self.timeout.as_micros()
+    }
+
     /// How often every loop must beat at least: a quarter of the watchdog's timeout.
     pub fn beat_interval(&self) -> Duration {
         self.timeout / 4
