@@ -8,6 +8,7 @@ mod client;
 mod fleet;
 mod loading;
 mod notify;
+mod pidfile;
 mod privileges;
 mod reload;
 mod serve;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::Signal;
 use sockserv_framework::config::{self, Config, ConfigErrors};
 
 #[derive(Parser, Debug)]
@@ -40,9 +42,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve every server in FILE (default: the embedded default config) until SIGINT or SIGTERM.
+    /// SIGHUP reloads FILE; SIGUSR2 upgrades to the executable now at this one's path.
     Serve {
         /// The TOML config; without it, the embedded default config.
         config: Option<PathBuf>,
+        /// Write the process's pid here once every server listens (removed at exit).
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Ask the `sockserv serve` whose pid is in FILE to reload its config (SIGHUP). Its log says
+    /// how the reload went.
+    Reload {
+        /// The `--pid-file` of the running `sockserv serve`.
+        #[arg(long, value_name = "FILE")]
+        pid_file: PathBuf,
+    },
+    /// Ask the `sockserv serve` whose pid is in FILE to upgrade to the executable now at its path,
+    /// without closing a listener (SIGUSR2). Its log says how the upgrade went.
+    Upgrade {
+        /// The `--pid-file` of the running `sockserv serve`.
+        #[arg(long, value_name = "FILE")]
+        pid_file: PathBuf,
     },
     /// Validate FILE (default: the embedded config) and print what would be served.
     Check { config: Option<PathBuf> },
@@ -84,7 +104,10 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let command = cli.command.unwrap_or(Command::Serve { config: None });
+    let command = cli.command.unwrap_or(Command::Serve {
+        config: None,
+        pid_file: None,
+    });
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(errors)) => {
@@ -101,11 +124,13 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Serve { config } => {
+        Command::Serve { config, pid_file } => {
             let text = loading::read(config.as_deref()).map_err(Failure::Config)?;
             let source = loading::Source::new(config.as_deref());
-            serve::serve(source, text)
+            serve::serve(source, text, pid_file)
         }
+        Command::Reload { pid_file } => Ok(pidfile::signal(&pid_file, Signal::SIGHUP)?),
+        Command::Upgrade { pid_file } => Ok(pidfile::signal(&pid_file, Signal::SIGUSR2)?),
         Command::ServeProcess {
             server,
             origin,
@@ -150,7 +175,10 @@ mod tests {
         let cli = Cli::try_parse_from(["sockserv", "serve", "x.toml"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Serve { config: Some(_) })
+            Some(Command::Serve {
+                config: Some(_),
+                pid_file: None
+            })
         ));
     }
 }

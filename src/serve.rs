@@ -77,15 +77,20 @@ pub fn list_plugins(config: &Config) {
 ///
 /// [`Failure::Config`] for a bad config (exit 2); [`Failure::Runtime`] when a socket cannot be
 /// bound, root cannot be dropped, or the servers fail.
-pub fn serve(source: Source, text: ConfigText) -> Result<(), Failure> {
+pub fn serve(source: Source, text: ConfigText, pid_file: Option<PathBuf>) -> Result<(), Failure> {
     let plan = config::plan(&text).map_err(Failure::Config)?;
     let blocked = supervise::block_signals()?;
-    let result = serve_blocked(source, text, plan);
+    let result = serve_blocked(source, text, plan, pid_file);
     drop(blocked);
     result
 }
 
-fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(), Failure> {
+fn serve_blocked(
+    source: Source,
+    text: ConfigText,
+    plan: BindPlan,
+    pid_file: Option<PathBuf>,
+) -> Result<(), Failure> {
     // Before any thread exists: these read and clear the environment.
     let mut passed = ListenFds::from_env()
         .map_err(anyhow::Error::from)?
@@ -148,6 +153,7 @@ fn serve_blocked(source: Source, text: ConfigText, plan: BindPlan) -> Result<(),
         watchdog,
         dropped_to: dropping,
         handover,
+        pid_file,
     };
     Supervisor::start(source, text, servers, given)?.run()?;
     Ok(())

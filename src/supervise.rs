@@ -21,6 +21,7 @@
 //!   margin) is cut short the same way as a second signal, and exits 1; a retiring server process
 //!   that overruns its own is killed.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,6 +38,7 @@ use sockserv_framework::{
 use crate::fleet::{Event, Id, Instance, Role, StartFailed, Starter, DRAIN_MARGIN};
 use crate::loading::Source;
 use crate::notify::Notifier;
+use crate::pidfile::PidFile;
 use crate::upgrade::{Executable, Handover, Upgrading};
 use crate::watchdog::Watchdog;
 
@@ -88,6 +90,10 @@ pub struct Supervisor {
     pub(crate) handed_over: bool,
     /// When this process is an upgrade's successor: where to say it is ready.
     handover: Option<Handover>,
+    /// `--pid-file`, to write once every server listens.
+    pid_path: Option<PathBuf>,
+    /// The pid file written, removed at exit while it still names this process.
+    pid_file: Option<PidFile>,
 }
 
 /// What the supervisor is given besides the servers: what the environment said, and what
@@ -97,6 +103,8 @@ pub struct Given {
     pub watchdog: Option<Watchdog>,
     pub dropped_to: Option<RunAs>,
     pub handover: Option<Handover>,
+    /// `--pid-file`: written once every server listens.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Supervisor {
@@ -139,6 +147,8 @@ impl Supervisor {
             upgrading: None,
             handed_over: false,
             handover: given.handover,
+            pid_path: given.pid_file,
+            pid_file: None,
         };
         let mut servers = servers.into_iter();
         while let Some((config, listener)) = servers.next() {
@@ -190,6 +200,12 @@ impl Supervisor {
                     log::error!("{err:#}: stopping every server, exit status 1");
                     self.failed = true;
                     return self.drain_all();
+                }
+            }
+            if let Some(path) = self.pid_path.take() {
+                match PidFile::write(&path) {
+                    Ok(written) => self.pid_file = Some(written),
+                    Err(err) => log::error!("{err:#}"),
                 }
             }
             if let Some(handover) = self.handover.take() {

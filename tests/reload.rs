@@ -400,3 +400,43 @@ fn a_renamed_server_keeps_its_socket() {
     drop(client);
     assert!(serve.terminate().success(), "{}", serve.stderr());
 }
+
+#[test]
+fn sockserv_reload_finds_the_process_through_its_pid_file() {
+    let rows = [("e", "tcp://127.0.0.1:0", "echo", "threading", "")];
+    let mut serve = ServeProcess::start_wrapped(&config(&rows), |path| {
+        let mut command = std::process::Command::new(common::SOCKSERV);
+        let pid_file = path.with_file_name("sockserv.pid");
+        command
+            .arg("serve")
+            .arg(path)
+            .arg("--pid-file")
+            .arg(pid_file);
+        command
+    });
+    let pid_file = serve.dir().join("sockserv.pid");
+    let pid = serve.pid().to_string();
+    assert!(common::eventually(WAIT, || fs::read_to_string(&pid_file)
+        .is_ok_and(|text| text.trim() == pid)));
+    let more = config(&[
+        ("e", "tcp://127.0.0.1:0", "echo", "threading", ""),
+        ("f", "tcp://127.0.0.1:0", "echo", "threading", ""),
+    ]);
+    write_config(serve.dir(), "sockserv.toml", &more);
+    let pid_arg = pid_file.to_str().unwrap();
+    let sent = common::run(&["reload", "--pid-file", pid_arg], b"", WAIT);
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(
+        serve.wait_stderr("reloaded ", 1, RELOAD_WAIT),
+        "{}",
+        serve.stderr()
+    );
+    serve.wait_listening(1);
+    let mut f = Client::connect(serve.endpoint("f")).unwrap();
+    assert_eq!(f.echo(b"f\n").unwrap(), b"f\n");
+    drop(f);
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+    let missing = common::run(&["reload", "--pid-file", pid_arg], b"", WAIT);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+}

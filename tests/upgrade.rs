@@ -122,13 +122,25 @@ const SERVERS: &[(&str, &str, &str, &str, &str)] = &[
 
 #[test]
 fn an_upgrade_under_new_connections_refuses_and_resets_none() {
-    let mut serve = ServeProcess::start(&config(SERVERS));
+    let mut serve = ServeProcess::start_wrapped(&config(SERVERS), |path| {
+        let mut command = std::process::Command::new(common::SOCKSERV);
+        let pid_file = path.with_file_name("sockserv.pid");
+        command
+            .arg("serve")
+            .arg(path)
+            .arg("--pid-file")
+            .arg(pid_file);
+        command
+    });
+    let pid_file = serve.dir().join("sockserv.pid");
     let names = ["threading", "reactor", "forking", "pool"];
     let before: Vec<Endpoint> = names.iter().map(|n| serve.endpoint(n).clone()).collect();
     let stream = Stream::start(&before);
     assert!(eventually(WAIT, || stream.ok() > 200), "the clients run");
 
-    serve.signal("USR2");
+    let pid_arg = pid_file.to_str().unwrap();
+    let sent = common::run(&["upgrade", "--pid-file", pid_arg], b"", WAIT);
+    assert!(sent.status.success(), "{sent:?}");
     // The new process prints a listening line for each server, on the same sockets.
     serve.wait_listening(names.len());
     for (name, endpoint) in names.iter().zip(&before) {
@@ -154,7 +166,9 @@ fn an_upgrade_under_new_connections_refuses_and_resets_none() {
     assert_eq!((refused, reset), (0, 0), "{ok} ok; {other:?}");
     assert!(other.is_empty(), "{other:?}");
 
-    // The new process owns the socket files now, and removes them when it stops.
+    // The new process owns the pid file and the socket files now, and removes them when it stops.
+    let named = fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(named.trim(), new.to_string());
     assert!(serve.dir().join("f.sock").exists());
     common::signal(new, "TERM");
     assert!(
@@ -166,7 +180,7 @@ fn an_upgrade_under_new_connections_refuses_and_resets_none() {
         "{}",
         serve.stderr()
     );
-    for file in ["f.sock", "p.sock"] {
+    for file in ["f.sock", "p.sock", "sockserv.pid"] {
         assert!(!serve.dir().join(file).exists(), "{file} left behind");
     }
 }
