@@ -172,11 +172,25 @@ pub(crate) fn become_child_of(parent: Pid, mask: &SigSet) {
     }
 }
 
+/// SIGHUP, SIGUSR1 and SIGUSR2 mean something to the main process (reload, upgrade), not to a
+/// server process: one sent to every process of the service (`systemctl kill` without
+/// `--kill-whom=main`, a terminal's hangup to its process group) must not end it.
+fn ignore_operator_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        // SAFETY: setting a signal to be ignored installs no handler code; it runs before this
+        // process starts any thread.
+        let _ = unsafe { sigaction(signal, &ignore) };
+    }
+}
+
 /// Serve `server` in a server process until SIGINT or SIGTERM, then drain; returns the process's
 /// exit status: 0 for a clean stop, [`UNCLEAN_DRAIN_STATUS`] when the drain had to close requests,
 /// 1 when the server failed. The termination signals may be blocked on entry (see
 /// [`ServerProcess::start`]): they are let in once handled.
 pub fn serve_process(mut server: Server) -> i32 {
+    ignore_operator_signals();
     let signals = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
     let handled = server.shutdown_handle().shutdown_on_signals(&signals);
     let _ = termination_signals().thread_unblock();
