@@ -34,6 +34,9 @@ pub enum RequestFailure {
     /// The server closed the connection under its handler at the end of a drain
     /// (`drain_timeout`); the handler then failed with `failure`.
     ClosedByDrain(Box<RequestFailure>),
+    /// The TLS handshake failed (the client spoke plaintext, offered nothing in common, presented
+    /// no or an unknown certificate, or was too slow); no handler ran.
+    Handshake(String),
     /// A forked request child reported that its peer ended the request (see
     /// [`PEER_FAULT_STATUS`](crate::PEER_FAULT_STATUS)); the child's own log has the details.
     EndedByPeer,
@@ -66,6 +69,7 @@ impl RequestFailure {
             | RequestFailure::Reply(err)
             | RequestFailure::Connection(err) => is_peer_io_error(err),
             RequestFailure::Oversized { .. }
+            | RequestFailure::Handshake(_)
             | RequestFailure::EndedByPeer
             | RequestFailure::ClosedByDrain(_) => true,
             RequestFailure::Hook { .. }
@@ -108,6 +112,7 @@ impl fmt::Display for RequestFailure {
             RequestFailure::EndedByPeer => {
                 write!(f, "the peer ended the request (reset or closed early)")
             }
+            RequestFailure::Handshake(why) => write!(f, "TLS handshake failed: {why}"),
         }
     }
 }

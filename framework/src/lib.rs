@@ -57,6 +57,7 @@ pub mod spawn;
 mod strategy;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 mod transport;
 
 pub use close::FORCED_CLOSE_WAIT;

@@ -16,18 +16,24 @@ use std::time::Instant;
 use socket2::Socket;
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, LogLevel, NoControl, Request, RequestControl,
-    RequestKind, ServerContext,
+    RequestKind, ServerContext, TlsInfo,
 };
 
 use crate::budget::HolderId;
 use crate::close::close_gracefully;
 use crate::deadline::{timed_out, Deadlines, Expiry, SetTimeout, Watched};
 use crate::limits::Gate;
+use crate::tls::blocking::{TlsReader, TlsShared, TlsWriter};
+use crate::tls::{self, handshake_timeout};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
 
 /// The read buffer of a stream request's `rfile`.
 const RFILE_CAPACITY: usize = 16 * 1024;
+
+/// The exit status of a forked request child whose TLS handshake failed: the serving process logs
+/// it (the child's own log has why, at debug level).
+pub(crate) const HANDSHAKE_FAILED_STATUS: i32 = 6;
 
 /// What every request of one server shares.
 pub(crate) struct Shared {
@@ -123,6 +129,8 @@ pub(crate) enum Outcome {
     Expired(Expiry),
     /// A hook failed or panicked for a reason of its own.
     Failed,
+    /// The TLS handshake failed (reported); no handler ran.
+    HandshakeFailed,
 }
 
 impl Outcome {
@@ -134,6 +142,7 @@ impl Outcome {
             Outcome::EndedByPeer => PEER_FAULT_STATUS,
             Outcome::Expired(expiry) => expiry.exit_status(),
             Outcome::Failed => 1,
+            Outcome::HandshakeFailed => HANDSHAKE_FAILED_STATUS,
         }
     }
 
@@ -177,8 +186,15 @@ fn clone_io_failure(failure: &RequestFailure) -> RequestFailure {
     }
 }
 
-/// Serve one connection to its end, then close it gracefully.
-pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Outcome {
+/// Serve one connection to its end, then close it gracefully. With `tls`, the handshake comes
+/// first (bounded by `first_byte_timeout`, see `tls::handshake_timeout`), and the handler's
+/// `rfile` and `wfile` carry plaintext.
+pub(crate) fn serve_stream(
+    shared: &Shared,
+    conn: &Socket,
+    peer: Address,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Outcome {
     let started = Instant::now();
     if let Some(nodelay) = shared.nodelay {
         if peer.inet().is_some() {
@@ -186,8 +202,31 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Out
         }
     }
     let watched = Deadlines::of(shared.gate.limits()).map(|d| Watched::new(d, started));
-    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, Counted::new(conn, watched.as_ref()));
-    let mut wfile = Counted::new(conn, watched.as_ref());
+    let mut handshake_bytes = (0, 0);
+    let tls = match tls.map(|config| shake_hands(shared, conn, config, &mut handshake_bytes)) {
+        None => None,
+        Some(Ok((session, info))) => Some((TlsShared::new(session), info)),
+        Some(Err(failure)) => {
+            shared.report(&peer, &failure);
+            close_gracefully(conn, true);
+            return Outcome::HandshakeFailed;
+        }
+    };
+    if let Some(watched) = &watched {
+        if handshake_bytes.0 > 0 {
+            // The handshake was the client's first bytes.
+            watched.touch(true);
+        }
+    }
+    let counted = || Counted::new(conn, watched.as_ref());
+    let (mut rfile, mut wfile) = match &tls {
+        None => (ReadWire::Plain(counted()), WriteWire::Plain(counted())),
+        Some((shared_tls, _)) => (
+            ReadWire::Tls(TlsReader::new(shared_tls, counted(), counted())),
+            WriteWire::Tls(TlsWriter::new(shared_tls, counted())),
+        ),
+    };
+    let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, &mut rfile);
     let mut req = Request {
         kind: RequestKind::Stream,
         rfile: &mut rfile,
@@ -201,19 +240,115 @@ pub(crate) fn serve_stream(shared: &Shared, conn: &Socket, peer: Address) -> Out
             shared,
             holder: shared.gate.budget.enter(&peer),
         },
+        tls: tls.as_ref().map(|(_, info)| info),
     };
     let outcome = run_handler(shared, &mut req);
+    drop(req);
+    let rfile = rfile.into_inner();
     // A connection a limit ended has an idle (or over-long) peer: nothing to wait for at close.
     let expired = watched.as_ref().is_some_and(Watched::has_expired);
-    close_gracefully(conn, rfile.get_ref().eof || expired);
+    if let Some((shared_tls, _)) = &tls {
+        if !expired {
+            shared_tls.close_notify(conn);
+        }
+    }
+    close_gracefully(conn, rfile.eof() || expired);
+    let (bytes_in, bytes_out) = (rfile.bytes_in() + handshake_bytes.0, handshake_bytes.1);
     log::info!(
-        "{}: {peer} served in {:.1} ms, {} bytes in, {} bytes out",
+        "{}: {peer} served in {:.1} ms, {bytes_in} bytes in, {} bytes out",
         shared.name,
         started.elapsed().as_secs_f64() * 1e3,
-        rfile.get_ref().bytes,
-        wfile.bytes
+        bytes_out + rfile.bytes_out() + wfile.bytes_out()
     );
     outcome
+}
+
+/// The TLS handshake of a blocking connection: the connection and what the handler will see of
+/// it, or the failure to report.
+fn shake_hands(
+    shared: &Shared,
+    conn: &Socket,
+    config: Arc<rustls::ServerConfig>,
+    moved: &mut (u64, u64),
+) -> Result<(rustls::ServerConnection, TlsInfo), RequestFailure> {
+    let mut session = rustls::ServerConnection::new(config)
+        .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
+    crate::tls::limit_buffers(&mut session);
+    let limit = handshake_timeout(shared.gate.limits());
+    tls::blocking::handshake(conn, &mut session, limit, moved)
+        .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
+    let info = tls::identity(&session);
+    Ok((session, info))
+}
+
+/// The reading side of a stream request: the connection itself, or TLS over it.
+enum ReadWire<'a> {
+    Plain(Counted<'a>),
+    Tls(TlsReader<'a, Counted<'a>, Counted<'a>>),
+}
+
+impl ReadWire<'_> {
+    /// A read returned end of stream.
+    fn eof(&self) -> bool {
+        match self {
+            ReadWire::Plain(counted) => counted.eof,
+            ReadWire::Tls(reader) => reader.raw.eof,
+        }
+    }
+
+    /// Bytes read from the connection (ciphertext under TLS).
+    fn bytes_in(&self) -> u64 {
+        match self {
+            ReadWire::Plain(counted) => counted.bytes,
+            ReadWire::Tls(reader) => reader.raw.bytes,
+        }
+    }
+
+    /// Bytes this side wrote: a TLS reader's alerts and key updates.
+    fn bytes_out(&self) -> u64 {
+        match self {
+            ReadWire::Plain(_) => 0,
+            ReadWire::Tls(reader) => reader.out.bytes,
+        }
+    }
+}
+
+impl Read for ReadWire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ReadWire::Plain(counted) => counted.read(buf),
+            ReadWire::Tls(reader) => reader.read(buf),
+        }
+    }
+}
+
+/// The writing side of a stream request.
+enum WriteWire<'a> {
+    Plain(Counted<'a>),
+    Tls(TlsWriter<'a, Counted<'a>>),
+}
+
+impl WriteWire<'_> {
+    /// Bytes written to the connection (ciphertext under TLS).
+    fn bytes_out(&self) -> u64 {
+        match self {
+            WriteWire::Plain(counted) => counted.bytes,
+            WriteWire::Tls(writer) => writer.raw.bytes,
+        }
+    }
+}
+
+impl Write for WriteWire<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            WriteWire::Plain(counted) => counted.write(buf),
+            WriteWire::Tls(writer) => writer.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
@@ -242,6 +377,7 @@ pub(crate) fn serve_datagram(
         packet: Some(packet),
         server: shared,
         control: &NoControl,
+        tls: None,
     };
     let mut outcome = run_handler(shared, &mut req);
     if wfile.written {

@@ -260,6 +260,8 @@ pub struct ServerSettings {
     /// The proxies whose PROXY header names the client (`[server.proxy_protocol]`), for stream
     /// endpoints; `None`: no header is read, and the peer is the connection's own address.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `[server.tls]` (stream endpoints only): its certificates, loaded; `None` serves plaintext.
+    pub tls: Option<std::sync::Arc<crate::tls::CertStore>>,
 }
 
 impl ServerSettings {
@@ -278,6 +280,7 @@ impl ServerSettings {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             limits,
             proxy_protocol: None,
+            tls: None,
         }
     }
 }

@@ -133,6 +133,7 @@ fn run(
         packet,
         server: &Context,
         control: &sockserv_plugin::NoControl,
+        tls: None,
     };
     handler.setup(&mut req).expect("setup");
     handler.handle(&mut req).expect("handle");

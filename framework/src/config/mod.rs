@@ -42,6 +42,7 @@ mod server;
 mod server_limits;
 mod socket;
 mod table;
+mod tls;
 mod validate;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::proxy_protocol::RawProxyProtocol;
 use super::server_limits::RawLimits;
+use super::tls::RawTls;
 
 /// The whole file: `user` and `group`, `[[plugin]]` tables and `[[server]]` tables, each as far as
 /// phase 1 read it.
@@ -53,6 +54,8 @@ pub(super) struct RawServer {
     pub limits: RawLimits,
     /// `[server.proxy_protocol]` (see `proxy_protocol`), if written.
     pub proxy_protocol: Option<RawProxyProtocol>,
+    /// `[server.tls]` (see `tls`), if written.
+    pub tls: Option<RawTls>,
     pub options: Option<Spanned<RawOptions>>,
     /// Keys written with a value phase 1 could not read (reported there). Phase 2 must not take
     /// their absence for the default: an unreadable `strategy` is not "threading", and unreadable

@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrorKind, Source};
 use super::raw::{OptionPlace, RawFile, RawOptions, RawPlugin, RawServer, RawSocket};
 use super::table::{Nested, Outer, TableReader};
-use super::{proxy_protocol, server_limits};
+use super::{proxy_protocol, server_limits, tls};
 
 const FILE_KEYS: &[&str] = &["user", "group", "server", "plugin"];
 
@@ -34,6 +34,7 @@ const SERVER_KEYS: &[&str] = &[
     "socket",
     "limits",
     "proxy_protocol",
+    "tls",
     "options",
 ];
 
@@ -208,6 +209,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
     let socket = read_socket(reader);
     let limits = server_limits::read(reader, SERVER_KEYS);
     let proxy_protocol = proxy_protocol::read(reader, SERVER_KEYS);
+    let tls = tls::read(reader, SERVER_KEYS);
     let options = read_options(reader);
     let nested = Nested {
         key: "socket",
@@ -231,6 +233,7 @@ fn read_server(reader: &mut TableReader<'_>) -> Option<RawServer> {
         socket,
         limits,
         proxy_protocol,
+        tls,
         options,
         unreadable: reader.unreadable.clone(),
     })

@@ -97,6 +97,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         let limits = self.limits();
         let proxy_protocol = self.proxy_protocol();
+        let tls = self.tls();
         let stream = self.endpoint.as_ref().is_some_and(|e| e.kind().is_stream());
         let spawn_per_datagram = self.spawn_per_datagram(strategy_kind, stream);
         let factory = self.factory(strategy_kind);
@@ -111,6 +112,7 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
             drain_timeout,
             limits,
             proxy_protocol,
+            tls,
         };
         let handler = self.raw.handler.get_ref().clone();
         let options = (self.raw.options.as_ref())
@@ -126,6 +128,11 @@ impl<'c, 'a> ServerCheck<'c, 'a> {
     /// The text written at `span`, as the user wrote it (for messages).
     pub fn written(&self, span: std::ops::Range<usize>) -> &str {
         self.checker.written(span)
+    }
+
+    /// The config file's folder, which relative paths in it are relative to.
+    pub fn base_dir(&self) -> &std::path::Path {
+        self.checker.base_dir
     }
 
     /// Records a problem of this server at `span`.

@@ -10,7 +10,9 @@ use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sockserv_plugin::abi::{Bytes, CreateFn, DestroyFn, HandleFn, HostIo, STATUS_OK, STATUS_PANIC};
+use sockserv_plugin::abi::{
+    Bytes, CreateFn, DestroyFn, HandleFn, HostIo, TlsPeer, STATUS_OK, STATUS_PANIC,
+};
 use sockserv_plugin::abi::{SessionCloseFn, SessionEventFn, SessionOpenFn};
 use sockserv_plugin::{
     HandlerError, HandlerFactory, HandlerResult, LogLevel, Request, RequestControl, RequestHandler,
@@ -194,6 +196,7 @@ fn call(
         control: req.control,
         failure: Mutex::new(None),
     };
+    let tls_peer = req.tls.map(TlsPeer::of);
     let mut reader: &mut (dyn BufRead + Send) = &mut *req.rfile;
     let mut writer: &mut (dyn Write + Send) = &mut *req.wfile;
     let mut read_side = Side {
@@ -219,6 +222,9 @@ fn call(
         fail: host_fail,
         shutdown_server: host_shutdown_server,
         shutdown_connection: host_shutdown_connection,
+        tls: tls_peer
+            .as_ref()
+            .map_or(std::ptr::null(), |peer| peer as *const TlsPeer),
     };
     let handle = match req.kind {
         RequestKind::Stream => entries.handle_stream,

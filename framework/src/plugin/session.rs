@@ -6,7 +6,9 @@
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
-use sockserv_plugin::abi::{Bytes, SessionIo, EVENT_DATA, EVENT_EOF, EVENT_OPEN, EVENT_WAKE};
+use sockserv_plugin::abi::{
+    Bytes, SessionIo, TlsPeer, EVENT_DATA, EVENT_EOF, EVENT_OPEN, EVENT_WAKE,
+};
 use sockserv_plugin::abi::{STATUS_OK, STATUS_PANIC};
 use sockserv_plugin::{
     LogLevel, ServerContext, Session, SessionContext, SessionInfo, SessionWaker,
@@ -30,7 +32,11 @@ pub(super) fn open(instance: &Arc<Instance>, info: &SessionInfo<'_>) -> Option<B
         ctx: &mut ctx,
         failure: &failure,
     };
-    let io = session_io(&peer, &local, &server, &mut event, waker);
+    let mut io = session_io(&peer, &local, &server, &mut event, waker);
+    let tls_peer = info.tls.map(TlsPeer::of);
+    if let Some(tls_peer) = &tls_peer {
+        io.tls = tls_peer;
+    }
     // SAFETY: the instance came from this handler's `create`; `io` lives for the call; the plugin
     // owns the boxed waker from here on and releases it through `release_waker`.
     let session = unsafe { (entries.open)(instance.pointer, &io) };
@@ -177,6 +183,7 @@ fn session_io(
         waker,
         wake: waker_wake,
         release_waker: waker_release,
+        tls: std::ptr::null(),
     }
 }
 

@@ -130,10 +130,12 @@ impl Server {
             return;
         }
         let dispatcher = self.dispatcher.as_mut().expect("started before taking");
+        let tls = self.settings.tls.as_ref().map(|store| store.current());
         let accepted = Accepted {
             socket: conn,
             peer,
             ticket,
+            tls,
         };
         dispatcher.stream(&self.shared, accepted);
     }

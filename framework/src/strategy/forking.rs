@@ -38,7 +38,7 @@ use crate::deadline::Expiry;
 use crate::limits::{Limits, Ticket};
 use crate::peer_log::{enter_request_child, log_peer_event};
 use crate::process::become_child_of;
-use crate::request::{serve_datagram, serve_stream, Outcome, Shared};
+use crate::request::{serve_datagram, serve_stream, Outcome, Shared, HANDSHAKE_FAILED_STATUS};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, ServerError, PEER_FAULT_STATUS};
 
@@ -129,6 +129,14 @@ impl ForkingDispatcher {
                     };
                     log_peer_event(format_args!(
                         "{server}: request from {}: {failure} (child {pid})",
+                        child.peer
+                    ));
+                    false
+                }
+                Ok(WaitStatus::Exited(_, HANDSHAKE_FAILED_STATUS)) => {
+                    log_peer_event(format_args!(
+                        "{server}: request from {}: TLS handshake failed (child {pid}; its \
+                         debug log says why)",
                         child.peer
                     ));
                     false
@@ -274,6 +282,7 @@ impl Dispatcher for ForkingDispatcher {
             socket,
             peer,
             ticket,
+            tls,
         } = conn;
         let parent_copy = socket.try_clone().ok();
         self.spawn(
@@ -281,7 +290,7 @@ impl Dispatcher for ForkingDispatcher {
             &peer.clone(),
             parent_copy,
             Some(ticket),
-            move || serve_stream(shared, &socket, peer),
+            move || serve_stream(shared, &socket, peer, tls),
         );
     }
 

@@ -34,6 +34,9 @@ pub(crate) struct Accepted {
     pub socket: Socket,
     pub peer: Address,
     pub ticket: Ticket,
+    /// On a server with `[server.tls]`: the TLS configuration its handshake uses, taken when it
+    /// was accepted (a reload later does not change it).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Where requests run. One per server, driven by the serving loop only.

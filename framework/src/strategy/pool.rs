@@ -24,8 +24,17 @@ use crate::RequestFailure;
 
 /// One unit of work for a worker.
 enum Job {
-    Stream(Arc<Shared>, Arc<Socket>, Address, Ticket),
+    Stream(Box<StreamJob>),
     Datagram(Arc<Shared>, Arc<Datagram>, Vec<u8>, ReplyTo),
+}
+
+/// A connection waiting for a worker.
+struct StreamJob {
+    shared: Arc<Shared>,
+    conn: Arc<Socket>,
+    peer: Address,
+    ticket: Ticket,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub(crate) struct PoolDispatcher {
@@ -122,9 +131,16 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
         };
         let Ok(job) = job else { return };
         match job {
-            Job::Stream(shared, conn, peer, ticket) => {
+            Job::Stream(job) => {
+                let StreamJob {
+                    shared,
+                    conn,
+                    peer,
+                    ticket,
+                    tls,
+                } = *job;
                 state.live.set(id, Some(Arc::clone(&conn)));
-                serve_stream(&shared, &conn, peer);
+                serve_stream(&shared, &conn, peer, tls);
                 state.live.set(id, None);
                 drop(ticket);
             }
@@ -141,8 +157,15 @@ impl Dispatcher for PoolDispatcher {
             socket,
             peer,
             ticket,
+            tls,
         } = conn;
-        let job = Job::Stream(Arc::clone(shared), Arc::new(socket), peer.clone(), ticket);
+        let job = Job::Stream(Box::new(StreamJob {
+            shared: Arc::clone(shared),
+            conn: Arc::new(socket),
+            peer: peer.clone(),
+            ticket,
+            tls,
+        }));
         self.submit(shared, &peer, job);
     }
 

@@ -22,10 +22,11 @@ impl Dispatcher for SyncDispatcher {
             socket,
             peer,
             ticket,
+            tls,
         } = conn;
         let socket = Arc::new(socket);
         shared.shutdown.set_in_loop(Some(Arc::clone(&socket)));
-        serve_stream(shared, &socket, peer);
+        serve_stream(shared, &socket, peer, tls);
         shared.shutdown.set_in_loop(None);
         drop(ticket);
     }

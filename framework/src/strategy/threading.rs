@@ -88,13 +88,14 @@ impl Dispatcher for ThreadingDispatcher {
             socket,
             peer,
             ticket,
+            tls,
         } = conn;
         let socket = Arc::new(socket);
         let task_conn = Arc::clone(&socket);
         let task_shared = Arc::clone(shared);
         let task_peer = peer.clone();
         self.spawn(shared, &peer, Some(socket), move || {
-            serve_stream(&task_shared, &task_conn, task_peer);
+            serve_stream(&task_shared, &task_conn, task_peer, tls);
             drop(ticket);
         });
     }

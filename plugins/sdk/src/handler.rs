@@ -116,6 +116,9 @@ pub struct Request<'a> {
     pub server: &'a dyn ServerContext,
     /// Shuts the connection down from any thread, e.g. to end a blocked read when a writer gives up.
     pub control: &'a dyn RequestControl,
+    /// The connection's TLS parameters and peer identity, on a server with `[server.tls]` (its
+    /// `rfile` and `wfile` carry plaintext all the same); `None` otherwise.
+    pub tls: Option<&'a crate::TlsInfo>,
 }
 
 /// What a handler may do to its connection besides reading and writing it.
@@ -196,6 +199,7 @@ impl RequestControl for NoControl {
 ///     packet: None,
 ///     server: &Server,
 ///     control: &NoControl,
+///     tls: None,
 /// };
 /// let mut handler = Upper;
 /// handler.setup(&mut req)?;

@@ -86,6 +86,7 @@ mod address;
 mod handler;
 mod plugin;
 mod session;
+mod tls;
 
 pub use address::Address;
 pub use handler::{
@@ -96,3 +97,4 @@ pub use handler::{
 pub use plugin::from_json;
 pub use plugin::PluginHandler;
 pub use session::{OutputBuffer, Reading, Session, SessionContext, SessionInfo, SessionWaker};
+pub use tls::TlsInfo;

@@ -63,6 +63,9 @@ pub struct SessionInfo<'a> {
     pub server: &'a dyn ServerContext,
     /// Wakes this session; keep it to be woken later (e.g. by a chat room).
     pub waker: Arc<dyn SessionWaker>,
+    /// The connection's TLS parameters and peer identity, on a server with `[server.tls]`: a
+    /// session is made once the handshake is done. `None` without TLS.
+    pub tls: Option<&'a crate::TlsInfo>,
 }
 
 /// A connection's outgoing bytes as a strategy keeps them between events: what its session queued,

@@ -119,6 +119,12 @@ pub(super) struct Connection {
     deadlines: Option<(Deadlines, Progress)>,
     /// Its entry in the server's `max_buffered_input` budget, if there is a budget.
     holder: Option<HolderId>,
+    /// On a TLS server: the connection's rustls state, its handshake done. Reads and writes go
+    /// through it (see `tls_wire`); it holds at most `TLS_BUFFER_LIMIT` bytes of output besides
+    /// `output`.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The close_notify alert has been queued.
+    notified: bool,
 }
 
 impl Connection {
@@ -149,7 +155,19 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             deadlines: None,
+            tls: None,
+            notified: false,
         }
+    }
+
+    /// Carry the session's bytes over TLS (`tls`, its handshake done, having moved `moved`
+    /// bytes in and out). What the client sent right behind its handshake may be decrypted and
+    /// waiting already: it is read on the first entry point, with no new edge to announce it.
+    pub fn with_tls(mut self, tls: rustls::ServerConnection, moved: (u64, u64)) -> Self {
+        self.tls = Some(Box::new(tls));
+        self.read_owed = true;
+        (self.bytes_in, self.bytes_out) = moved;
+        self
     }
 
     /// Keep the server's time limits from now on (see `deadline`).
@@ -324,17 +342,16 @@ impl Connection {
     /// The read failed (a reset, say): the connection is done.
     fn read_input(&mut self, buffer: &mut [u8]) -> io::Result<()> {
         while self.reads() {
-            match (&self.socket).read(buffer) {
+            match self.read_wire(buffer) {
                 Ok(0) => {
                     self.eof = true;
                     self.event("on_eof", |session, ctx| session.on_eof(ctx));
                 }
                 Ok(n) => {
-                    self.bytes_in += n as u64;
                     self.touch(true);
                     let data = &buffer[..n];
                     self.event("on_data", |session, ctx| session.on_data(data, ctx));
-                    if n < buffer.len() && !self.peer_closed {
+                    if n < buffer.len() && !self.peer_closed && self.tls.is_none() {
                         // A short read drained the socket: data arriving later raises a new edge,
                         // so the read that would only say "would block" can be skipped.
                         break;
@@ -364,6 +381,7 @@ impl Connection {
         Next::Linger
     }
 
+    /// The session's output not yet taken by the socket (or by rustls).
     fn pending(&self) -> usize {
         self.output.unwritten_len()
     }
@@ -385,7 +403,7 @@ impl Connection {
                 }
                 continue;
             }
-            if self.pending() > 0 || !self.wake_when_written || self.closing {
+            if self.unsent() || !self.wake_when_written || self.closing {
                 return self.next();
             }
             self.wake_when_written = false;
@@ -393,8 +411,29 @@ impl Connection {
         }
     }
 
+    /// Read the connection: plaintext from the socket, or decrypted under TLS (see `tls_wire`).
+    fn read_wire(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let (n, moved) = match self.tls.as_deref_mut() {
+            None => {
+                let n = (&self.socket).read(buffer)?;
+                (n, n)
+            }
+            Some(tls) => super::tls_wire::read(tls, &self.socket, buffer)?,
+        };
+        self.bytes_in += moved as u64;
+        Ok(n)
+    }
+
     /// Write the output until it is all out or the socket would block.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let written = super::tls_wire::flush(tls, &self.socket, &mut self.output)?;
+            if written > 0 {
+                self.bytes_out += written as u64;
+                self.touch(false);
+            }
+            return Ok(());
+        }
         while self.pending() > 0 {
             match (&self.socket).write(self.output.unwritten()) {
                 Ok(n) => {
@@ -410,9 +449,24 @@ impl Connection {
         Ok(())
     }
 
+    /// Output not on the wire yet: the session's, or records rustls holds.
+    fn unsent(&self) -> bool {
+        self.pending() > 0 || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
     /// The step after an event, from the output left and the session's and peer's state.
     fn next(&mut self) -> Next {
-        let pending = self.pending() > 0;
+        if self.closing && self.pending() == 0 && !self.notified {
+            if let Some(tls) = self.tls.as_deref_mut() {
+                // The graceful close of TLS: close_notify, then the socket's own.
+                tls.send_close_notify();
+                self.notified = true;
+                if let Err(err) = self.flush() {
+                    return self.failed(err);
+                }
+            }
+        }
+        let pending = self.unsent();
         if self.closing && !pending {
             return self.linger();
         }

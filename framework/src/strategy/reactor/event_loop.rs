@@ -17,12 +17,15 @@ use socket2::Socket;
 use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
+use super::handshake::Handshake;
 use super::timers::Timers;
 use crate::deadline::Deadlines;
 use crate::heartbeat::Pulse;
 use crate::limits::Ticket;
 use crate::request::{guarded, panic_message, Shared};
 use crate::{RequestFailure, Shutdown};
+
+mod handshakes;
 
 /// The waker's token; connections use their slot index + 1.
 const WAKER: Token = Token(0);
@@ -40,6 +43,19 @@ pub(super) struct NewConnection {
     pub peer: Address,
     /// Its place in the server's limits, kept in its slot until it closes.
     pub ticket: Ticket,
+    /// On a TLS server: the configuration its handshake uses.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A connection whose session is about to be made.
+struct Opening {
+    socket: Socket,
+    shared: Arc<Shared>,
+    peer: Address,
+    /// After a TLS handshake: its state, and the bytes it moved in and out.
+    tls: Option<(rustls::ServerConnection, (u64, u64))>,
+    /// Its socket is registered with the poll already (it was, for its handshake).
+    registered: bool,
 }
 
 /// What other threads share with a loop.
@@ -258,6 +274,8 @@ pub(super) fn spawn_loop(
 struct Slot {
     generation: u64,
     connection: Option<Connection>,
+    /// A TLS connection whose handshake is not done: it has no session yet (see `handshake`).
+    handshake: Option<Box<Handshake>>,
     /// The interest registered with the poll, so an unchanged one costs no system call.
     interest: Option<Interest>,
     /// Lingering before close, with a deadline queued.
@@ -394,6 +412,11 @@ impl EventLoop {
     fn begin_drain(&mut self, deadline: Instant) {
         self.draining = Some(deadline);
         for slot in 0..self.slots.len() {
+            if self.slots[slot].handshake.is_some() {
+                // No session yet: nothing in flight to finish.
+                self.remove(slot);
+                continue;
+            }
             let Some(connection) = self.slots[slot].connection.as_ref() else {
                 continue;
             };
@@ -411,7 +434,9 @@ impl EventLoop {
     /// Queue `slot`'s next time, if it has one (see [`Timers::queue`]).
     fn queue_timer(&mut self, slot: usize) {
         let entry = &self.slots[slot];
-        if let Some(at) = entry.connection.as_ref().and_then(Connection::next_time) {
+        let handshake = entry.handshake.as_ref().map(|handshake| handshake.deadline);
+        if let Some(at) = (entry.connection.as_ref().and_then(Connection::next_time)).or(handshake)
+        {
             self.timers.queue((slot, entry.generation), at);
         }
     }
@@ -426,6 +451,10 @@ impl EventLoop {
         for (slot, generation) in self.timers.take_due(now) {
             let entry = &mut self.slots[slot];
             if entry.generation != generation {
+                continue;
+            }
+            if entry.handshake.is_some() {
+                self.handshake_timer(slot, now);
                 continue;
             }
             let Some(connection) = entry.connection.as_mut() else {
@@ -460,6 +489,9 @@ impl EventLoop {
     /// `read`: (readable, the peer closed its side).
     fn on_ready(&mut self, slot: usize, read: (bool, bool), write: bool) {
         let (read, peer_closed) = read;
+        if self.slots.get(slot).is_some_and(|s| s.handshake.is_some()) {
+            return self.step_handshake(slot);
+        }
         let Some(connection) = self.slots.get_mut(slot).and_then(|s| s.connection.as_mut()) else {
             return;
         };
@@ -492,6 +524,7 @@ impl EventLoop {
             socket,
             peer,
             ticket,
+            tls,
         } = connection;
         if let Err(err) = socket.set_nonblocking(true) {
             log::warn!("{}: {peer}: {err}", shared.name);
@@ -501,6 +534,7 @@ impl EventLoop {
             self.slots.push(Slot {
                 generation: 0,
                 connection: None,
+                handshake: None,
                 interest: None,
                 lingers: false,
                 wake_pending: Arc::default(),
@@ -511,43 +545,84 @@ impl EventLoop {
         let entry = &mut self.slots[slot];
         entry.generation += 1;
         entry.wake_pending = Arc::default();
+        entry.ticket = Some(ticket);
+        let opening = Opening {
+            socket,
+            shared,
+            peer,
+            tls: None,
+            registered: false,
+        };
+        match tls {
+            None => self.open(slot, opening),
+            Some(config) => self.begin_handshake(slot, opening, config),
+        }
+    }
+
+    /// Make the connection's session and start serving it (after its handshake, on TLS).
+    fn open(&mut self, slot: usize, opening: Opening) {
+        let Opening {
+            socket,
+            shared,
+            peer,
+            tls,
+            registered,
+        } = opening;
+        let entry = &mut self.slots[slot];
         let waker = Arc::new(Wake {
             mailbox: Arc::clone(&self.mailbox),
             slot,
             generation: entry.generation,
             pending: Arc::clone(&entry.wake_pending),
         });
+        let identity = tls.as_ref().map(|(tls, _)| crate::tls::identity(tls));
         let info = SessionInfo {
             peer: &peer,
             local: &shared.local,
             server: &*shared,
             waker,
-        };
-        let Some(session) = open_session(&shared, &info) else {
-            self.free.push(slot);
-            return;
+            tls: identity.as_ref(),
         };
         let fd = socket.as_raw_fd();
-        let registered =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(slot + 1), Interest::READABLE);
+        let Some(session) = open_session(&shared, &info) else {
+            if registered {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+            return self.release(slot);
+        };
+        let registered = if registered {
+            Ok(())
+        } else {
+            let token = Token(slot + 1);
+            let registry = self.poll.registry();
+            registry.register(&mut SourceFd(&fd), token, Interest::READABLE)
+        };
         let deadlines = Deadlines::of(shared.gate.limits());
         let mut connection = Connection::new(socket, session, shared, peer);
+        if let Some((tls, moved)) = tls {
+            connection = connection.with_tls(tls, moved);
+        }
         if let Some(deadlines) = deadlines {
             connection.watch(deadlines);
         }
         if let Err(err) = registered {
             log::warn!("{}: cannot watch a connection: {err}", self.name);
             connection.close();
-            self.free.push(slot);
-            return;
+            return self.release(slot);
         }
         let next = connection.on_open(&mut self.buffer);
         self.slots[slot].connection = Some(connection);
-        self.slots[slot].interest = Some(Interest::READABLE);
-        self.slots[slot].ticket = Some(ticket);
+        if self.slots[slot].interest.is_none() {
+            self.slots[slot].interest = Some(Interest::READABLE);
+        }
         self.apply(slot, next);
+    }
+
+    /// Give a slot that holds nothing back (and its place in the limits).
+    fn release(&mut self, slot: usize) {
+        self.slots[slot].ticket = None;
+        self.slots[slot].interest = None;
+        self.free.push(slot);
     }
 
     /// Call `on_wake` for every session woken since the last turn.
@@ -620,6 +695,12 @@ impl EventLoop {
         self.slots[slot].lingers = false;
         self.slots[slot].ticket = None;
         self.timers.cancel(slot);
+        if let Some(handshake) = self.slots[slot].handshake.take() {
+            let fd = handshake.socket.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            let _ = handshake.socket.shutdown(std::net::Shutdown::Both);
+            self.free.push(slot);
+        }
         if let Some(connection) = self.slots[slot].connection.take() {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));

@@ -28,7 +28,9 @@
 
 mod connection;
 mod event_loop;
+mod handshake;
 mod timers;
+mod tls_wire;
 
 use std::io;
 use std::sync::Arc;
@@ -136,6 +138,7 @@ impl Dispatcher for ReactorDispatcher {
             socket: conn.socket,
             peer: conn.peer,
             ticket: conn.ticket,
+            tls: conn.tls,
         };
         for _ in 0..self.loops.len() {
             let event_loop = &self.loops[self.next % self.loops.len()];

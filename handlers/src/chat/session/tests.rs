@@ -39,6 +39,7 @@ impl Member {
             local: &peer,
             server: &TEST_CONTEXT,
             waker: Arc::clone(&wakes) as Arc<dyn SessionWaker>,
+            tls: None,
         };
         let now = Arc::new(Mutex::new(Instant::now()));
         let clock = Arc::clone(&now);

@@ -13,7 +13,7 @@ use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{Bytes, ErrorFn, HandlerTable, HostIo, PluginTable, SessionIo};
+use super::{Bytes, ErrorFn, HandlerTable, HostIo, PluginTable, SessionIo, TlsPeer};
 use super::{ABI_MAGIC, ABI_MAJOR, ABI_MINOR};
 use super::{STATUS_ERROR, STATUS_OK, STATUS_PANIC};
 use crate::{
@@ -186,6 +186,14 @@ fn serve<H: PluginHandler>(
     let peer = parse_address(&text(io.peer));
     let local = parse_address(&text(io.local));
     let mut wfile = HostWriter(io);
+    let covers =
+        io.size >= std::mem::offset_of!(HostIo, tls) + std::mem::size_of::<*const TlsPeer>();
+    // SAFETY: read only when the host's table has the field; the host keeps it valid for the call.
+    let tls = if covers {
+        unsafe { tls_info(io.tls) }
+    } else {
+        None
+    };
     let mut req = Request {
         kind,
         rfile,
@@ -195,6 +203,7 @@ fn serve<H: PluginHandler>(
         packet,
         server: &context,
         control: &context,
+        tls: tls.as_ref(),
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| run_hooks::<H>(options, &mut req)));
     match outcome {
@@ -244,6 +253,36 @@ pub(super) unsafe fn bytes<'a>(bytes: Bytes) -> &'a [u8] {
     }
     // SAFETY: the caller's promise.
     unsafe { std::slice::from_raw_parts(bytes.ptr, bytes.len) }
+}
+
+/// The [`TlsInfo`](crate::TlsInfo) behind a host's [`TlsPeer`]; `None` for a null pointer.
+///
+/// # Safety
+/// `peer` is null or points at a `TlsPeer` (of at least its `size`) whose bytes are valid for the
+/// call.
+pub(super) unsafe fn tls_info(peer: *const TlsPeer) -> Option<crate::TlsInfo> {
+    if peer.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's promise.
+    let peer = unsafe { &*peer };
+    if peer.size < std::mem::size_of::<TlsPeer>() {
+        return None;
+    }
+    let present = |value: Bytes| (value.len > 0).then(|| text(value));
+    // SAFETY: as above, each field is valid for the call.
+    let der =
+        (peer.client_cert_der.len > 0).then(|| unsafe { bytes(peer.client_cert_der) }.to_vec());
+    let alpn = (peer.alpn.len > 0).then(|| unsafe { bytes(peer.alpn) }.to_vec());
+    Some(crate::TlsInfo {
+        version: text(peer.version),
+        cipher_suite: text(peer.cipher_suite),
+        alpn,
+        server_name: present(peer.server_name),
+        client_subject: present(peer.client_subject),
+        client_common_name: present(peer.client_common_name),
+        client_cert_der: der,
+    })
 }
 
 /// The text of host-provided bytes (replacing invalid UTF-8, which a correct host never sends).

@@ -31,8 +31,9 @@ pub const ABI_MAGIC: [u8; 8] = *b"SOCKSERV";
 /// Changes when the ABI changes incompatibly; the host refuses another major.
 pub const ABI_MAJOR: u32 = 1;
 /// Changes when fields or flags are appended; a host accepts any minor of its major.
-/// 1.1 appended the event-driven session entries to [`HandlerTable`] and [`STRATEGY_REACTOR`].
-pub const ABI_MINOR: u32 = 1;
+/// 1.1 appended the event-driven session entries to [`HandlerTable`] and [`STRATEGY_REACTOR`];
+/// 1.2 appended `tls` ([`TlsPeer`]) to [`HostIo`] and [`SessionIo`].
+pub const ABI_MINOR: u32 = 2;
 /// The symbol the host looks up, with its terminating NUL.
 pub const ENTRY_SYMBOL: &[u8] = b"sockserv_plugin_entry\0";
 
@@ -195,6 +196,47 @@ pub struct SessionIo {
     pub waker: *const c_void,
     pub wake: unsafe extern "C" fn(waker: *const c_void),
     pub release_waker: unsafe extern "C" fn(waker: *const c_void),
+
+    // --- ABI 1.2. A plugin reads it only when `size` covers it.
+    /// At `session_open` only, on a TLS connection: its parameters and peer identity; null
+    /// otherwise (no TLS, an event other than open, or a host older than 1.2).
+    pub tls: *const TlsPeer,
+}
+
+/// A TLS connection's parameters and peer identity (ABI 1.2), the C form of
+/// [`TlsInfo`](crate::TlsInfo): each field UTF-8 text (the DER certificate excepted), valid during
+/// the call; an empty field means "none" (an ALPN protocol, an SNI name, a subject and a
+/// certificate are never empty when present).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TlsPeer {
+    /// `size_of::<TlsPeer>()` as the host was built: fields are only ever appended.
+    pub size: usize,
+    pub version: Bytes,
+    pub cipher_suite: Bytes,
+    pub alpn: Bytes,
+    pub server_name: Bytes,
+    pub client_subject: Bytes,
+    pub client_common_name: Bytes,
+    pub client_cert_der: Bytes,
+}
+
+impl TlsPeer {
+    /// The C form of `info`, borrowing its fields: keep `info` alive while this is used.
+    pub fn of(info: &crate::TlsInfo) -> TlsPeer {
+        let text = |value: &Option<String>| Bytes::of(value.as_deref().unwrap_or("").as_bytes());
+        let bytes = |value: &Option<Vec<u8>>| Bytes::of(value.as_deref().unwrap_or(&[]));
+        TlsPeer {
+            size: std::mem::size_of::<TlsPeer>(),
+            version: Bytes::of(info.version.as_bytes()),
+            cipher_suite: Bytes::of(info.cipher_suite.as_bytes()),
+            alpn: bytes(&info.alpn),
+            server_name: text(&info.server_name),
+            client_subject: text(&info.client_subject),
+            client_common_name: text(&info.client_common_name),
+            client_cert_der: bytes(&info.client_cert_der),
+        }
+    }
 }
 
 /// The host's side of one request. Each of `reader`, `writer` and `ctx` may be used from one thread
@@ -230,4 +272,9 @@ pub struct HostIo {
     pub shutdown_server: unsafe extern "C" fn(ctx: *const c_void),
     /// Shut the connection down (0 read, 1 write, 2 both); 0 or a negated errno.
     pub shutdown_connection: unsafe extern "C" fn(ctx: *const c_void, how: u32) -> i32,
+
+    // --- ABI 1.2. A plugin reads it only when `size` covers it.
+    /// On a TLS connection: its parameters and peer identity, valid during the call; null
+    /// otherwise (no TLS, a datagram, or a host older than 1.2).
+    pub tls: *const TlsPeer,
 }

@@ -9,8 +9,8 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::glue::{bytes, panic_text, parse_address, text, HostServer, Instance};
-use super::{Bytes, SessionIo, EVENT_DATA, EVENT_EOF, EVENT_OPEN, EVENT_WAKE};
+use super::glue::{bytes, panic_text, parse_address, text, tls_info, HostServer, Instance};
+use super::{Bytes, SessionIo, TlsPeer, EVENT_DATA, EVENT_EOF, EVENT_OPEN, EVENT_WAKE};
 use super::{STATUS_ERROR, STATUS_OK, STATUS_PANIC};
 use crate::{PluginHandler, Session, SessionContext, SessionInfo, SessionWaker};
 
@@ -61,11 +61,20 @@ pub(super) unsafe extern "C" fn session_open<H: PluginHandler>(
         parse_address(&text(io.local)),
     );
     let server = HostServer::for_session(io);
+    let covers =
+        io.size >= std::mem::offset_of!(SessionIo, tls) + std::mem::size_of::<*const TlsPeer>();
+    // SAFETY: read only when the host's table has the field; the host keeps it valid for the call.
+    let tls = if covers {
+        unsafe { tls_info(io.tls) }
+    } else {
+        None
+    };
     let info = SessionInfo {
         peer: &peer,
         local: &local,
         server: &server,
         waker,
+        tls: tls.as_ref(),
     };
     match catch_unwind(AssertUnwindSafe(|| H::new_session(options, &info))) {
         Ok(Some(session)) => Box::into_raw(Box::new(session)).cast(),

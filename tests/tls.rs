@@ -1,0 +1,254 @@
+//! TLS from the outside (`[server.tls]`): real processes, certificates made at test time. The echo
+//! handler answers over TLS under every strategy on tcp and unix; client certificates are
+//! required or optional, and one signed by an unknown CA is refused; a plaintext client on a TLS
+//! port is closed with a log line; `sockserv check` reports bad files at the key naming them; a
+//! datagram server's `tls` is refused.
+
+mod common;
+mod tls_support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{config, eventually, run, temp_dir, write_config, ServeProcess, WAIT};
+use tls_support::{client_config, connect, echo, Ca, Plain};
+
+const TLS_TABLE: &str = "[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n";
+
+/// A folder with a CA, its server certificate (`server.pem`, `server.key`) and `ca.pem`.
+fn pki() -> (tempfile::TempDir, Ca) {
+    let dir = temp_dir();
+    let ca = Ca::new("sockserv test CA");
+    ca.server("sockserv test server", &[])
+        .write(dir.path(), "server");
+    ca.write(dir.path(), "ca.pem");
+    (dir, ca)
+}
+
+/// Serve `text` (a config, `{dir}` for the folder) from `dir`.
+fn serve(dir: tempfile::TempDir, text: &str) -> ServeProcess {
+    let path = write_config(dir.path(), "sockserv.toml", text);
+    let expected = text.lines().filter(|l| l.trim() == "[[server]]").count();
+    ServeProcess::spawn(dir, &[path.as_os_str()], expected)
+}
+
+#[test]
+fn echo_over_tls_under_every_strategy_on_tcp_and_unix() {
+    let (dir, ca) = pki();
+    let strategies = ["sync", "threading", "pool", "forking", "reactor"];
+    let mut rows = Vec::new();
+    for strategy in strategies {
+        let tcp = format!("{strategy}-tcp");
+        let unix = format!("{strategy}-unix");
+        let path = format!("unix://{{dir}}/{strategy}.sock");
+        rows.push((tcp, "tcp://127.0.0.1:0".to_string(), strategy));
+        rows.push((unix, path, strategy));
+    }
+    let table: Vec<_> = (rows.iter())
+        .map(|(name, listen, strategy)| (&name[..], &listen[..], "echo", *strategy, TLS_TABLE))
+        .collect();
+    let mut serve = serve(dir, &config(&table));
+    let client = client_config(&ca.pem(), None, &[]);
+    for (name, ..) in &rows {
+        for round in 0..2 {
+            let mut tls = connect(serve.endpoint(name), &client)
+                .unwrap_or_else(|err| panic!("{name}: {err}\n{}", serve.stderr()));
+            let message = format!("hello {name} {round}\n").repeat(100);
+            let back = echo(&mut tls, message.as_bytes()).unwrap();
+            assert_eq!(back, message.as_bytes(), "{name}");
+            tls.conn.send_close_notify();
+            tls.flush().unwrap();
+            let mut rest = Vec::new();
+            tls.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "{name}: {rest:?}");
+        }
+    }
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+}
+
+#[test]
+fn a_plaintext_client_on_a_tls_port_is_closed_with_a_log_line() {
+    let (dir, _ca) = pki();
+    let extra = format!("{TLS_TABLE}");
+    let mut serve = serve(
+        dir,
+        &config(&[
+            ("threads", "tcp://127.0.0.1:0", "echo", "threading", &extra),
+            ("loop", "unix://{dir}/loop.sock", "echo", "reactor", &extra),
+            ("fork", "tcp://127.0.0.1:0", "echo", "forking", &extra),
+        ]),
+    );
+    for name in ["threads", "loop", "fork"] {
+        let mut plain = Plain::connect(serve.endpoint(name)).unwrap();
+        plain.write_all(b"hello, plaintext\r\n").unwrap();
+        let mut got = Vec::new();
+        // Closed: end of stream (after rustls's alert, if any) or a reset, never an echo.
+        let _ = plain.read_to_end(&mut got);
+        assert!(!got.ends_with(b"plaintext\r\n"), "{name}: {got:?}");
+    }
+    let logged = eventually(WAIT, || {
+        let stderr = serve.stderr();
+        stderr.contains("threads: request from")
+            && stderr.contains("TLS handshake failed: the client does not speak TLS")
+            && stderr.contains("loop: request from")
+            && stderr.contains("fork: request from")
+    });
+    assert!(logged, "{}", serve.stderr());
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+}
+
+#[test]
+fn client_certificates_required_or_optional_and_an_unknown_ca_refused() {
+    let (dir, ca) = pki();
+    let required = format!("{TLS_TABLE}client_ca = \"ca.pem\"\nclient_auth = \"required\"\n");
+    let optional = format!("{TLS_TABLE}client_ca = \"ca.pem\"\nclient_auth = \"optional\"\n");
+    let mut serve = serve(
+        dir,
+        &config(&[
+            (
+                "required",
+                "tcp://127.0.0.1:0",
+                "echo",
+                "threading",
+                &required,
+            ),
+            (
+                "optional",
+                "tcp://127.0.0.1:0",
+                "echo",
+                "reactor",
+                &optional,
+            ),
+            (
+                "req-loop",
+                "unix://{dir}/r.sock",
+                "echo",
+                "reactor",
+                &required,
+            ),
+        ]),
+    );
+    let stranger_ca = Ca::new("somebody else's CA");
+    let anonymous = client_config(&ca.pem(), None, &[]);
+    let alice = client_config(&ca.pem(), Some(&ca.client("alice")), &[]);
+    let mallory = client_config(&ca.pem(), Some(&stranger_ca.client("mallory")), &[]);
+    let served = |name: &str, client| {
+        // TLS 1.3: the server's verdict on a client certificate comes after the client's
+        // handshake is done, so it shows at the first read.
+        let mut tls = connect(serve.endpoint(name), client)?;
+        echo(&mut tls, b"ping\n")
+    };
+    for name in ["required", "req-loop"] {
+        assert_eq!(served(name, &alice).unwrap(), b"ping\n", "{name}");
+        assert!(served(name, &anonymous).is_err(), "{name}: no certificate");
+        assert!(served(name, &mallory).is_err(), "{name}: unknown CA");
+    }
+    assert_eq!(served("optional", &alice).unwrap(), b"ping\n");
+    assert_eq!(served("optional", &anonymous).unwrap(), b"ping\n");
+    assert!(
+        served("optional", &mallory).is_err(),
+        "optional: unknown CA"
+    );
+    let logged = eventually(WAIT, || {
+        let stderr = serve.stderr();
+        stderr.contains("required: request from") && stderr.contains("TLS handshake failed")
+    });
+    assert!(logged, "{}", serve.stderr());
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+}
+
+/// `sockserv check FILE`: its status and stderr.
+fn check(dir: &Path, text: &str) -> (Option<i32>, String) {
+    let path = write_config(dir, "check.toml", text);
+    let output = run(
+        &["check", path.to_str().unwrap()],
+        b"",
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn check_reports_bad_tls_files_at_the_key_naming_them() {
+    let (dir, ca) = pki();
+    ca.expired("old").write(dir.path(), "old");
+    Ca::new("other")
+        .server("other", &[])
+        .write(dir.path(), "other");
+    std::fs::write(dir.path().join("garbage.pem"), "not a certificate\n").unwrap();
+    let text = config(&[
+        (
+            "missing",
+            "tcp://127.0.0.1:0",
+            "echo",
+            "",
+            "[server.tls]\ncert = \"nowhere.pem\"\nkey = \"server.key\"\n",
+        ),
+        (
+            "mismatch",
+            "tcp://127.0.0.1:0",
+            "echo",
+            "",
+            "[server.tls]\ncert = \"server.pem\"\nkey = \"other.key\"\n",
+        ),
+        (
+            "expired",
+            "tcp://127.0.0.1:0",
+            "echo",
+            "",
+            "[server.tls]\ncert = \"old.pem\"\nkey = \"old.key\"\n",
+        ),
+        (
+            "nokey",
+            "tcp://127.0.0.1:0",
+            "echo",
+            "",
+            "[server.tls]\ncert = \"server.pem\"\nkey = \"garbage.pem\"\n",
+        ),
+        ("dgram", "udp://127.0.0.1:0", "echo", "", TLS_TABLE),
+    ]);
+    let (status, stderr) = check(dir.path(), &text);
+    assert_eq!(status, Some(2), "{stderr}");
+    let line_of = |needle: &str| {
+        let (index, _) = (text.lines().enumerate())
+            .filter(|(_, line)| line.contains(needle))
+            .nth(0)
+            .unwrap_or_else(|| panic!("{needle} not in the config"));
+        index + 1
+    };
+    let at = |line: usize, col: usize| format!("check.toml:{line}:{col}");
+    let expectations = [
+        (at(line_of("nowhere.pem"), 8), "tls.cert", "cannot read it"),
+        (
+            at(line_of("other.key"), 7),
+            "tls.key",
+            "does not match the certificate",
+        ),
+        (at(line_of("old.pem"), 8), "tls.cert", "expired"),
+        (
+            at(line_of("garbage.pem\""), 7),
+            "tls.key",
+            "no PEM private key",
+        ),
+    ];
+    for (place, key, what) in expectations {
+        let line = (stderr.lines())
+            .find(|line| line.contains(&place))
+            .unwrap_or_else(|| panic!("nothing at {place}:\n{stderr}"));
+        assert!(
+            line.contains(key) && line.contains(what),
+            "{line}\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("dgram") && stderr.contains("a datagram has no connection for TLS"),
+        "{stderr}"
+    );
+    let (status, stderr) = check(
+        dir.path(),
+        &config(&[("good", "tcp://127.0.0.1:0", "echo", "", TLS_TABLE)]),
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+}
