@@ -110,6 +110,20 @@ impl Instance {
         }
     }
 
+    /// Serve new handshakes with the TLS certificates of `fresh`, this server's config as a
+    /// reload has just loaded (and so checked) it: at once in a thread of this process; a server
+    /// process is told to read its files again (SIGHUP), which it does before its next
+    /// connection.
+    pub fn refresh_certificates(&self, fresh: &ServerConfig) {
+        let (Some(mine), Some(fresh)) = (&self.config.settings.tls, &fresh.settings.tls) else {
+            return;
+        };
+        match &self.runner {
+            Runner::Thread { .. } => mine.take_over(fresh),
+            Runner::Process { process, .. } => process.reload_certificates(),
+        }
+    }
+
     /// The pid of its process, if it runs in one.
     pub fn pid(&self) -> Option<u32> {
         match &self.runner {

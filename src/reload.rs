@@ -13,6 +13,11 @@
 //!    privileged port after root was dropped), the reload is refused whole, with the reasons,
 //!    and the running servers are untouched — never half a reload.
 //!
+//! TLS certificates are files the config names, not part of it: an unchanged server with
+//! `[server.tls]` takes the certificates the reload has just read and checked (new handshakes
+//! use them, open connections keep theirs), so SIGHUP is also how certificates are rotated; a
+//! certificate that is not valid fails the reload like any other error.
+//!
 //! Plugins already loaded stay loaded (libraries are never unloaded); the new file's `[[plugin]]`
 //! tables load as it is validated.
 
@@ -44,6 +49,9 @@ pub struct Plan {
     pub removed: Vec<Id>,
     /// Servers left as they are.
     pub unchanged: usize,
+    /// The unchanged servers with TLS, each with its config as just loaded: their certificates,
+    /// read and checked again, replace the ones in use (see `Instance::refresh_certificates`).
+    pub refresh: Vec<(Id, ServerConfig)>,
 }
 
 /// Match the new config's servers against the serving ones, `(id, config)`, by name (and, for a
@@ -60,6 +68,9 @@ pub fn plan(serving: &[(Id, &ServerConfig)], new: Vec<ServerConfig>) -> Plan {
             claimed.push(*id);
             if old.same_as(&config) {
                 plan.unchanged += 1;
+                if config.settings.tls.is_some() {
+                    plan.refresh.push((*id, config));
+                }
                 continue;
             }
             let reuse = &old.settings.endpoint == endpoint;
@@ -157,6 +168,11 @@ impl Supervisor {
         };
         for start in plan.starts {
             self.start_new(start, &mut bound, &mut summary);
+        }
+        for (id, fresh) in &plan.refresh {
+            if let Some(instance) = self.instances.iter().find(|i| i.id == *id) {
+                instance.refresh_certificates(fresh);
+            }
         }
         for id in plan.removed {
             if let Some(old) = self.instances.iter_mut().find(|i| i.id == id) {

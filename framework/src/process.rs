@@ -69,6 +69,12 @@ impl ServerProcess {
         let _ = kill(self.pid, Signal::SIGTERM);
     }
 
+    /// Ask the server process to read its TLS certificates again (SIGHUP): it does before its
+    /// next connection (see `tls::reload_flag`). A server without TLS ignores it.
+    pub fn reload_certificates(&self) {
+        let _ = kill(self.pid, Signal::SIGHUP);
+    }
+
     /// Stop the process at once (SIGKILL), for when its drain has taken too long.
     pub fn kill(&self) {
         let _ = kill(self.pid, Signal::SIGKILL);
@@ -172,13 +178,22 @@ pub(crate) fn become_child_of(parent: Pid, mask: &SigSet) {
     }
 }
 
-/// SIGHUP, SIGUSR1 and SIGUSR2 mean something to the main process (reload, upgrade), not to a
-/// server process: one sent to every process of the service (`systemctl kill` without
-/// `--kill-whom=main`, a terminal's hangup to its process group) must not end it.
+/// SIGUSR1 and SIGUSR2 mean something to the main process (upgrade), not to a server process:
+/// one sent to every process of the service (`systemctl kill` without `--kill-whom=main`) must
+/// not end it. SIGHUP — which the main process sends a server process whose config a reload left
+/// unchanged, and which a terminal's hangup sends the whole group — asks for the TLS
+/// certificates to be read again before the next connection (`tls::reload_flag`; a flag, which
+/// a single-threaded process can set from a signal handler safely); it never ends the process.
 fn ignore_operator_signals() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+    let flagged =
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, crate::tls::reload_flag());
+    let mut ignored = vec![Signal::SIGUSR1, Signal::SIGUSR2];
+    if flagged.is_err() {
+        ignored.push(Signal::SIGHUP);
+    }
+    for signal in ignored {
         // SAFETY: setting a signal to be ignored installs no handler code; it runs before this
         // process starts any thread.
         let _ = unsafe { sigaction(signal, &ignore) };

@@ -191,6 +191,15 @@ impl CertStore {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Serve new handshakes with the configuration `fresh` holds (made from the same settings,
+    /// its files read more recently: by a config reload). Established connections are not
+    /// touched.
+    pub fn take_over(&self, fresh: &CertStore) {
+        let config = Arc::clone(&fresh.current.read().unwrap_or_else(|p| p.into_inner()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        log::info!("{}: TLS certificates reloaded", self.server);
+    }
+
     /// Read the files again and, when every one is valid, serve new handshakes with them; on any
     /// problem keep the configuration in use. Either way the outcome is logged with the server's
     /// name (an error line per problem). Established connections are not touched.
