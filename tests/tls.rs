@@ -252,3 +252,89 @@ fn check_reports_bad_tls_files_at_the_key_naming_them() {
     );
     assert_eq!(status, Some(0), "{stderr}");
 }
+
+/// Read from `tls` until `needle` has come (bounded by the stream's timeout).
+fn read_until(tls: &mut tls_support::Tls, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn chat_names_members_by_their_certificate_under_threading_and_the_reactor() {
+    let (dir, ca) = pki();
+    let extra = format!(
+        "{TLS_TABLE}client_ca = \"ca.pem\"\n\n[server.options]\nnick_from_certificate = true\n"
+    );
+    let mut serve = serve(
+        dir,
+        &config(&[
+            ("threads", "tcp://127.0.0.1:0", "chat", "threading", &extra),
+            ("loop", "unix://{dir}/chat.sock", "chat", "reactor", &extra),
+        ]),
+    );
+    let alice = client_config(&ca.pem(), Some(&ca.client("alice")), &[]);
+    let bob = client_config(&ca.pem(), Some(&ca.client("bob")), &[]);
+    for name in ["threads", "loop"] {
+        let endpoint = serve.endpoint(name).clone();
+        let mut a = connect(&endpoint, &alice).unwrap();
+        let greeting = read_until(&mut a, "/help");
+        assert!(greeting.contains("welcome alice,"), "{name}: {greeting}");
+        let mut b = connect(&endpoint, &bob).unwrap();
+        assert!(
+            read_until(&mut b, "/help").contains("welcome bob,"),
+            "{name}"
+        );
+        assert!(
+            read_until(&mut a, "joined").contains("bob joined"),
+            "{name}"
+        );
+        b.write_all(b"hello from bob\n").unwrap();
+        let heard = read_until(&mut a, "hello from bob");
+        assert!(heard.contains("hello from bob"), "{name}: {heard}");
+    }
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+}
+
+#[test]
+fn sni_picks_the_certificate_and_alpn_is_negotiated() {
+    let (dir, ca) = pki();
+    ca.server("api", &["api.test"]).write(dir.path(), "api");
+    let extra = format!(
+        "{TLS_TABLE}alpn = [\"x-sockserv/1\", \"http/1.1\"]\nmin_version = \"1.3\"\n\n\
+         [[server.tls.sni]]\nnames = [\"API.test\"]\ncert = \"api.pem\"\nkey = \"api.key\"\n"
+    );
+    let mut serve = serve(
+        dir,
+        &config(&[
+            ("threads", "tcp://127.0.0.1:0", "echo", "threading", &extra),
+            ("loop", "tcp://127.0.0.1:0", "echo", "reactor", &extra),
+        ]),
+    );
+    let client = client_config(&ca.pem(), None, &["http/1.1", "x-sockserv/1"]);
+    for name in ["threads", "loop"] {
+        let endpoint = serve.endpoint(name);
+        let mut api = tls_support::connect_as(endpoint, &client, "api.test").unwrap();
+        assert_eq!(tls_support::server_common_name(&api), "api", "{name}");
+        assert_eq!(
+            api.conn.alpn_protocol(),
+            Some(&b"x-sockserv/1"[..]),
+            "{name}"
+        );
+        assert_eq!(echo(&mut api, b"via sni\n").unwrap(), b"via sni\n");
+        let plain = connect(endpoint, &client).unwrap();
+        let common_name = tls_support::server_common_name(&plain);
+        assert_eq!(common_name, "sockserv test server", "{name}");
+        assert_eq!(
+            plain.conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+    }
+    assert!(serve.terminate().success(), "{}", serve.stderr());
+}

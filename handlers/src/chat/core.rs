@@ -132,12 +132,14 @@ impl Chat {
     }
 
     /// A new connection from `peer`: greet it and tell its room — or, when the chat is full, tell it
-    /// so and close it.
+    /// so and close it. `nick`: the nick it starts with (its certificate's name), if it is a
+    /// valid nick no one holds; otherwise the member is told why and starts without one.
     #[must_use = "carry out every Delivery, in order (see the module doc)"]
     pub fn connect(
         &mut self,
         id: MemberId,
         peer: &Address,
+        nick: Option<&str>,
         _now: &DateTime<FixedOffset>,
     ) -> Vec<Delivery> {
         debug_assert!(!self.is_member(id), "member id {id} reused");
@@ -169,8 +171,12 @@ impl Chat {
             room: self.options.room.clone(),
             lines: LineAssembler::new(self.options.max_line),
         };
-        let (name, room) = (member.name().to_string(), member.room.clone());
         self.members.insert(id, member);
+        if let Some(nick) = nick {
+            self.first_nick(id, nick, &mut out);
+        }
+        let member = &self.members[&id];
+        let (name, room) = (member.name().to_string(), member.room.clone());
         out.reply(
             id,
             format::notice(format_args!(
@@ -298,6 +304,28 @@ impl Chat {
             .filter(|&other| echo || other != id)
             .collect();
         out.send(to, bytes.clone());
+    }
+
+    /// A new member's nick from its certificate, when it is one it may have.
+    fn first_nick(&mut self, id: MemberId, nick: &str, out: &mut Out) {
+        let why = match command::check_name("nick", nick) {
+            Err(why) => why.to_string(),
+            Ok(()) => match self.nicks.get(&nicks::key(nick)) {
+                Some(&owner) => self.taken(nick, owner),
+                None => {
+                    self.nicks.insert(nicks::key(nick), id);
+                    let member = self.members.get_mut(&id).expect("a member");
+                    member.nick = Some(nick.to_string());
+                    return;
+                }
+            },
+        };
+        out.reply(
+            id,
+            format::error(format_args!(
+                "your certificate's name cannot be your nick: {why}"
+            )),
+        );
     }
 
     fn nick(&mut self, id: MemberId, nick: &str, out: &mut Out) {

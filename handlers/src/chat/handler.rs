@@ -59,7 +59,7 @@ impl RequestHandler for ChatHandler {
             ));
         }
         let hub = &*self.hub;
-        let (id, mailbox) = hub.join(req.peer);
+        let (id, mailbox) = hub.join(req.peer, hub.certificate_nick(req.tls));
         let _leave = Leave { hub, id };
         let (control, server) = (req.control, req.server);
         let (rfile, wfile) = (&mut *req.rfile, &mut *req.wfile);

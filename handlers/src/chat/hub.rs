@@ -74,8 +74,8 @@ impl Hub {
     /// A new connection from `peer`: its id and mailbox. The mailbox may already be closing (the
     /// chat is full): its writer then writes the refusal and stops.
     #[must_use = "the member's id and mailbox are how it is served and how it leaves"]
-    pub fn join(&self, peer: &Address) -> (MemberId, Arc<Mailbox>) {
-        self.join_with(peer, Progress::Exact, Mailbox::new)
+    pub fn join(&self, peer: &Address, nick: Option<&str>) -> (MemberId, Arc<Mailbox>) {
+        self.join_with(peer, nick, Progress::Exact, Mailbox::new)
     }
 
     /// [`join`](Self::join) for a session: its mailbox wakes it through `waker`.
@@ -83,9 +83,10 @@ impl Hub {
     pub fn join_session(
         &self,
         peer: &Address,
+        nick: Option<&str>,
         waker: Arc<dyn SessionWaker>,
     ) -> (MemberId, Arc<Mailbox>) {
-        self.join_with(peer, Progress::AtTurns, |outbox| {
+        self.join_with(peer, nick, Progress::AtTurns, |outbox| {
             Mailbox::with_waker(outbox, waker)
         })
     }
@@ -93,6 +94,7 @@ impl Hub {
     fn join_with(
         &self,
         peer: &Address,
+        nick: Option<&str>,
         progress: Progress,
         mailbox: impl FnOnce(Outbox) -> Mailbox,
     ) -> (MemberId, Arc<Mailbox>) {
@@ -106,7 +108,7 @@ impl Hub {
         let mailbox = Arc::new(mailbox(outbox));
         let mut state = self.lock();
         state.mailboxes.insert(id, Arc::clone(&mailbox));
-        let deliveries = state.chat.connect(id, peer, &self.now());
+        let deliveries = state.chat.connect(id, peer, nick, &self.now());
         self.deliver(&mut state, deliveries);
         (id, mailbox)
     }
@@ -149,6 +151,16 @@ impl Hub {
     /// Members connected now.
     pub fn members(&self) -> usize {
         self.lock().chat.len()
+    }
+
+    /// The nick a member joins with: its client certificate's common name, where the options
+    /// ask for it (`nick_from_certificate`) and the connection has one.
+    pub fn certificate_nick<'t>(
+        &self,
+        tls: Option<&'t sockserv_plugin::TlsInfo>,
+    ) -> Option<&'t str> {
+        let tls = tls.filter(|_| self.options.nick_from_certificate)?;
+        tls.client_common_name.as_deref()
     }
 
     /// The options the chat was built with.
@@ -250,9 +262,9 @@ mod tests {
     #[test]
     fn an_overflowing_member_is_kicked_and_the_others_keep_everything() {
         let hub = hub("queue_messages = 3\nprefix = ''\nslow_after = 0");
-        let (slow, slow_box) = hub.join(&peer(1));
-        let (_fast, fast_box) = hub.join(&peer(2));
-        let (talker, _) = hub.join(&peer(3));
+        let (slow, slow_box) = hub.join(&peer(1), None);
+        let (_fast, fast_box) = hub.join(&peer(2), None);
+        let (talker, _) = hub.join(&peer(3), None);
         // slow's outbox is full of its greeting and two join notices, and with no grace at all
         // (slow_after = 0) the first message that does not fit finds it stuck.
         let mut batch = Vec::new();
@@ -271,8 +283,8 @@ mod tests {
     #[test]
     fn the_drop_policy_keeps_the_member() {
         let hub = hub("queue_messages = 2\noverflow = 'drop'\nprefix = ''");
-        let (_slow, slow_box) = hub.join(&peer(1));
-        let (talker, _) = hub.join(&peer(2));
+        let (_slow, slow_box) = hub.join(&peer(1), None);
+        let (talker, _) = hub.join(&peer(2), None);
         assert!(hub.input(talker, b"a\nb\nc\n", usize::MAX).still_member);
         assert_eq!(hub.members(), 2);
         let got = queued(&slow_box);
@@ -282,8 +294,8 @@ mod tests {
     #[test]
     fn a_full_queue_within_its_grace_misses_and_keeps_its_member() {
         let hub = hub("queue_messages = 2\nprefix = ''");
-        let (_slow, slow_box) = hub.join(&peer(1));
-        let (talker, _) = hub.join(&peer(2));
+        let (_slow, slow_box) = hub.join(&peer(1), None);
+        let (talker, _) = hub.join(&peer(2), None);
         assert!(hub.input(talker, b"a\nb\n", usize::MAX).still_member);
         assert_eq!(hub.members(), 2, "10 s of grace have not passed");
         let got = queued(&slow_box);
@@ -293,8 +305,8 @@ mod tests {
     #[test]
     fn input_takes_only_the_messages_asked_for() {
         let hub = hub("prefix = ''");
-        let (listener, inbox) = hub.join(&peer(1));
-        let (talker, _) = hub.join(&peer(2));
+        let (listener, inbox) = hub.join(&peer(1), None);
+        let (talker, _) = hub.join(&peer(2), None);
         let read = hub.input(talker, b"one\ntwo\nthree\n", 2);
         assert_eq!(
             read,
@@ -311,8 +323,8 @@ mod tests {
     #[test]
     fn a_refused_member_gets_its_refusal_then_a_drain() {
         let hub = hub("max_members = 1");
-        let _member = hub.join(&peer(1));
-        let (id, mailbox) = hub.join(&peer(2));
+        let _member = hub.join(&peer(1), None);
+        let (id, mailbox) = hub.join(&peer(2), None);
         assert_eq!(mailbox.wait_closed(Duration::ZERO), Closing::Drain);
         let mut batch = Vec::new();
         assert!(mailbox.next_batch(&mut batch, usize::MAX));

@@ -52,6 +52,7 @@ const KEYS: &[&str] = &[
     "utc",
     "room",
     "echo",
+    "nick_from_certificate",
     "queue_messages",
     "queue_bytes",
     "slow_after",
@@ -74,6 +75,10 @@ pub struct ChatOptions {
     pub room: String,
     /// `echo`: a member's messages come back to it too; default false.
     pub echo: bool,
+    /// `nick_from_certificate`: on a TLS server that asks for client certificates, a member
+    /// starts with its certificate's common name as its nick (when that is a valid nick no one
+    /// holds; else it is told why and starts as `ip:port`); default false.
+    pub nick_from_certificate: bool,
     /// `queue_messages`: the messages each member's queue holds; default
     /// [`DEFAULT_QUEUE_MESSAGES`], 1 to 1048576.
     pub queue_messages: usize,
@@ -104,6 +109,7 @@ impl Default for ChatOptions {
             utc: false,
             room: DEFAULT_ROOM.to_string(),
             echo: false,
+            nick_from_certificate: false,
             queue_messages: DEFAULT_QUEUE_MESSAGES,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             slow_after: DEFAULT_SLOW_AFTER,
@@ -133,6 +139,10 @@ impl ChatOptions {
         }
         if let Some(echo) = problems.note(options::boolean(table, "echo")).flatten() {
             parsed.echo = echo;
+        }
+        let from_certificate = options::boolean(table, "nick_from_certificate");
+        if let Some(from_certificate) = problems.note(from_certificate).flatten() {
+            parsed.nick_from_certificate = from_certificate;
         }
         let queue = problems.note(count(table, "queue_messages", MAX_QUEUE_MESSAGES));
         if let Some(n) = queue.flatten() {

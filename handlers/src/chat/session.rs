@@ -76,7 +76,8 @@ impl ChatSession {
 
     /// [`new`](Self::new), reading the time from `clock`.
     pub fn with_clock(hub: Arc<Hub>, info: &SessionInfo<'_>, clock: Clock) -> ChatSession {
-        let (id, mailbox) = hub.join_session(info.peer, Arc::clone(&info.waker));
+        let nick = hub.certificate_nick(info.tls);
+        let (id, mailbox) = hub.join_session(info.peer, nick, Arc::clone(&info.waker));
         ChatSession {
             bucket: hub.bucket(clock()),
             hub,

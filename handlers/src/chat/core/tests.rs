@@ -28,7 +28,7 @@ fn chat_with(options: &str) -> Chat {
 fn chat_of(options: &str, ids: &[MemberId]) -> Chat {
     let mut chat = chat_with(options);
     for &id in ids {
-        let _greetings_and_notices = chat.connect(id, &peer(id), &now());
+        let _greetings_and_notices = chat.connect(id, &peer(id), None, &now());
     }
     chat
 }
@@ -63,7 +63,7 @@ fn say(chat: &mut Chat, id: MemberId, text: &str) -> Vec<Delivery> {
 #[test]
 fn a_newcomer_is_greeted_and_announced() {
     let mut chat = chat_of("", &[A]);
-    let out = chat.connect(B, &peer(B), &now());
+    let out = chat.connect(B, &peer(B), None, &now());
     assert_eq!(
         inbox(&out, B),
         ["*** welcome 127.0.0.1:5002, you are in room lobby; /help lists the commands\n"]
@@ -259,7 +259,7 @@ fn a_kicked_member_is_closed_at_once_and_the_room_told_why() {
 #[test]
 fn a_full_chat_refuses_newcomers_politely() {
     let mut chat = chat_of("max_members = 2", &[A, B]);
-    let out = chat.connect(C, &peer(C), &now());
+    let out = chat.connect(C, &peer(C), None, &now());
     assert_eq!(
         inbox(&out, C),
         ["*** error: the chat is full (2 members); try again later\n"]
@@ -268,7 +268,7 @@ fn a_full_chat_refuses_newcomers_politely() {
     assert_eq!(closes(&out), [(C, true)]);
     assert_eq!(chat.len(), 2);
     let _goodbyes = chat.disconnect(A, &now());
-    assert_eq!(inbox(&chat.connect(C, &peer(C), &now()), C).len(), 1);
+    assert_eq!(inbox(&chat.connect(C, &peer(C), None, &now()), C).len(), 1);
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn invalid_utf8_is_replaced_and_a_cut_character_dropped() {
 #[test]
 fn unix_members_are_told_apart_by_their_id() {
     let mut chat = chat_of("", &[A]);
-    let out = chat.connect(9, &Address::UnixUnnamed, &now());
+    let out = chat.connect(9, &Address::UnixUnnamed, None, &now());
     assert_eq!(inbox(&out, A), ["*** unix:unnamed#9 joined lobby\n"]);
 }
 
@@ -378,4 +378,28 @@ fn what_members_relay_carries_no_control_character() {
         inbox(&out, A),
         ["*** error: unknown command /frob (/help lists the commands)\n"]
     );
+}
+
+#[test]
+fn a_certificate_name_is_the_first_nick_when_it_may_be_one() {
+    let mut chat = chat_of("", &[A]);
+    let out = chat.connect(B, &peer(B), Some("alice"), &now());
+    assert_eq!(
+        inbox(&out, B),
+        ["*** welcome alice, you are in room lobby; /help lists the commands\n"]
+    );
+    assert_eq!(inbox(&out, A), ["*** alice joined lobby\n"]);
+    // Taken, or not a nick at all: told why, and known by address.
+    let out = chat.connect(C, &peer(C), Some("ALICE"), &now());
+    let told = inbox(&out, C);
+    assert!(
+        told[0].starts_with("*** error: your certificate's name cannot be your nick"),
+        "{told:?}"
+    );
+    assert!(
+        told[1].starts_with("*** welcome 127.0.0.1:5003"),
+        "{told:?}"
+    );
+    let out = chat.connect(9, &peer(9), Some("two words"), &now());
+    assert!(inbox(&out, 9)[0].contains("cannot be your nick"));
 }

@@ -458,4 +458,28 @@ mod tests {
             assert_eq!(parse_address(&address.to_string()), address);
         }
     }
+
+    #[test]
+    fn a_tls_peer_carries_the_info_across_and_back() {
+        let info = crate::TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher_suite: "TLS13_AES_128_GCM_SHA256".into(),
+            alpn: Some(b"chat/1".to_vec()),
+            server_name: Some("chat.example".into()),
+            client_subject: Some("CN=alice, O=Example".into()),
+            client_common_name: Some("alice".into()),
+            client_cert_der: Some(vec![0x30, 0x82, 1, 2]),
+        };
+        let peer = TlsPeer::of(&info);
+        // SAFETY: `peer` borrows `info`, alive for the call.
+        assert_eq!(unsafe { tls_info(&peer) }, Some(info));
+        let bare = crate::TlsInfo {
+            version: "TLSv1.2".into(),
+            ..crate::TlsInfo::default()
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { tls_info(&TlsPeer::of(&bare)) }, Some(bare));
+        // SAFETY: null means no TLS.
+        assert_eq!(unsafe { tls_info(std::ptr::null()) }, None);
+    }
 }
