@@ -21,6 +21,7 @@ mod echo;
 mod exchange;
 mod search;
 mod timestamp;
+mod tls;
 mod transport;
 
 use std::io;
@@ -76,6 +77,9 @@ pub struct RequestArgs {
         allow_negative_numbers = true
     )]
     pub timeout: Duration,
+
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 }
 
 /// Run a `sockserv client` subcommand: send every message and print every reply.
@@ -91,7 +95,8 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
 /// Open one connection and run the request/reply loop over it, printing to stdout.
 fn request_reply(args: RequestArgs, dialect: &dyn Dialect) -> anyhow::Result<()> {
     let endpoint = endpoint(&args.endpoint)?;
-    let mut connection = Connection::open(&endpoint, args.timeout)?;
+    let tls = args.tls.client(&args.endpoint)?;
+    let mut connection = Connection::open_with(&endpoint, args.timeout, tls.as_ref())?;
     let messages = exchange::messages(args.messages, io::stdin().lock());
     exchange::converse(&mut connection, dialect, messages, &mut io::stdout().lock())
 }

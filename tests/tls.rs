@@ -338,3 +338,102 @@ fn sni_picks_the_certificate_and_alpn_is_negotiated() {
     }
     assert!(serve.terminate().success(), "{}", serve.stderr());
 }
+
+/// `sockserv client ARGS` with `stdin`: (success, stdout, stderr).
+fn client(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    let mut all = vec!["client"];
+    all.extend_from_slice(args);
+    let output = run(&all, stdin, Duration::from_secs(20));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_clients_speak_tls_to_every_built_in_and_say_so_when_the_port_does_not() {
+    let (dir, ca) = pki();
+    ca.client("carol").write(dir.path(), "carol");
+    Ca::new("another CA").write(dir.path(), "other-ca.pem");
+    let folder = dir.path().to_path_buf();
+    let file = |name: &str| folder.join(name).display().to_string();
+    let required = format!("{TLS_TABLE}client_ca = \"ca.pem\"\n");
+    let serve = serve(
+        dir,
+        &config(&[
+            ("echo", "tcp://127.0.0.1:0", "echo", "threading", TLS_TABLE),
+            (
+                "stamp",
+                "unix://{dir}/ts.sock",
+                "timestamp",
+                "reactor",
+                TLS_TABLE,
+            ),
+            ("search", "tcp://127.0.0.1:0", "search", "pool", TLS_TABLE),
+            ("chat", "tcp://127.0.0.1:0", "chat", "threading", &required),
+            ("plain", "tcp://127.0.0.1:0", "echo", "threading", ""),
+        ]),
+    );
+    let at = |name: &str| serve.endpoint(name).to_string();
+    let ca_file = file("ca.pem");
+    let trust = ["--tls", "--ca", &ca_file];
+
+    let echo_at = at("echo");
+    let (ok, out, err) = client(&[&["echo", &echo_at, "over tls"][..], &trust].concat(), b"");
+    assert!(ok && out.contains("over tls"), "{out}{err}");
+
+    let stamp_at = at("stamp");
+    let args = [
+        &["timestamp", &stamp_at, "when"][..],
+        &trust,
+        &["--server-name", "localhost"],
+    ];
+    let (ok, out, err) = client(&args.concat(), b"");
+    assert!(ok && out.contains("] when"), "{out}{err}");
+
+    let search_at = at("search");
+    let args = [&["search", &search_at, "search", "morpheus"][..], &trust].concat();
+    let (ok, out, err) = client(&args, b"");
+    assert!(ok && out.contains("Follow the white rabbit"), "{out}{err}");
+
+    let chat_at = at("chat");
+    let (cert, key) = (file("carol.pem"), file("carol.key"));
+    let identity = ["--cert", &cert[..], "--key", &key[..]];
+    let args = [
+        &["chat", &chat_at][..],
+        &trust,
+        &identity,
+        &["--nick", "carol"],
+    ]
+    .concat();
+    let (ok, out, err) = client(&args, b"hello room\n");
+    assert!(
+        ok && out.contains("welcome") && out.contains("you are now carol"),
+        "{out}{err}"
+    );
+    // Without the certificate the chat server refuses it.
+    let (ok, _, err) = client(&[&["chat", &chat_at][..], &trust].concat(), b"hi\n");
+    assert!(!ok, "{err}");
+
+    let plain_at = at("plain");
+    let (ok, out, err) = client(&[&["echo", &plain_at, "x"][..], &trust].concat(), b"");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("TLS handshake with") && err.contains("TLS port"),
+        "{err}"
+    );
+    // A server certificate the client does not trust.
+    let (ok, _, err) = client(
+        &[
+            "echo",
+            &echo_at,
+            "x",
+            "--tls",
+            "--ca",
+            &file("other-ca.pem"),
+        ],
+        b"",
+    );
+    assert!(!ok && err.contains("invalid peer certificate"), "{err}");
+}

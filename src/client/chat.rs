@@ -15,7 +15,7 @@
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use sockserv_framework::Endpoint;
 use sockserv_handlers::chat::text::neutralise;
+
+use super::tls::{Plain, TlsClient, TlsStream};
 
 /// How long a TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +46,9 @@ pub struct ChatArgs {
     /// Take this nick before sending anything else.
     #[arg(long, value_name = "NAME")]
     pub nick: Option<String>,
+
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 /// Connect, then chat between stdin/stdout and the server until either side ends.
@@ -51,14 +56,37 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let endpoint = super::endpoint(&args.endpoint)?;
     let stream =
         ChatStream::connect(&endpoint).with_context(|| format!("cannot connect to {endpoint}"))?;
+    let stream = match args.tls.client(&args.endpoint)? {
+        Some(tls) => stream.into_tls(&tls, &endpoint)?,
+        None => stream,
+    };
     let stdin = io::BufReader::new(io::stdin());
     converse(stream, args.nick.as_deref(), stdin, io::stdout())
 }
 
-/// A connection to a chat server: TCP or Unix stream.
+/// A connection to a chat server: TCP or Unix stream, or TLS over one.
 pub enum ChatStream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Shared by the reading and the writing thread (see [`SharedTls`]).
+    Tls(Arc<SharedTls>),
+}
+
+/// One TLS connection used by two threads. rustls's state is one object, so each side takes the
+/// lock in turn; the socket's read timeout ([`TLS_READ_SLICE`]) makes a waiting reader let go of
+/// it often, so the other thread's writes wait at most that long.
+pub struct SharedTls(Mutex<TlsStream>);
+
+/// How long a TLS reader holds the connection waiting for the server before letting the writer
+/// in: short enough that typing feels immediate.
+const TLS_READ_SLICE: Duration = Duration::from_millis(50);
+
+impl SharedTls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TlsStream> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl ChatStream {
@@ -72,10 +100,24 @@ impl ChatStream {
         })
     }
 
+    /// The same connection with TLS over it.
+    fn into_tls(self, tls: &TlsClient, endpoint: &Endpoint) -> anyhow::Result<ChatStream> {
+        let plain = match self {
+            ChatStream::Tcp(s) => Plain::Tcp(s),
+            ChatStream::Unix(s) => Plain::Unix(s),
+            ChatStream::Tls(_) => bail!("already TLS"),
+        };
+        plain.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        let stream = tls.start(plain, endpoint)?;
+        stream.sock.set_read_timeout(Some(TLS_READ_SLICE))?;
+        Ok(ChatStream::Tls(Arc::new(SharedTls(Mutex::new(stream)))))
+    }
+
     fn try_clone(&self) -> io::Result<ChatStream> {
         Ok(match self {
             ChatStream::Tcp(s) => ChatStream::Tcp(s.try_clone()?),
             ChatStream::Unix(s) => ChatStream::Unix(s.try_clone()?),
+            ChatStream::Tls(s) => ChatStream::Tls(Arc::clone(s)),
         })
     }
 
@@ -83,6 +125,12 @@ impl ChatStream {
         match self {
             ChatStream::Tcp(s) => s.shutdown(Shutdown::Write),
             ChatStream::Unix(s) => s.shutdown(Shutdown::Write),
+            ChatStream::Tls(s) => {
+                let mut stream = s.lock();
+                stream.conn.send_close_notify();
+                stream.flush()?;
+                stream.sock.shutdown(Shutdown::Write)
+            }
         }
     }
 }
@@ -92,6 +140,20 @@ impl Read for ChatStream {
         match self {
             ChatStream::Tcp(s) => s.read(buf),
             ChatStream::Unix(s) => s.read(buf),
+            ChatStream::Tls(s) => loop {
+                match s.lock().read(buf) {
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
+                    // The server closed without close_notify: the end all the same.
+                    Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    other => return other,
+                }
+                // The lock is released here: the writer may go.
+                thread::yield_now();
+            },
         }
     }
 }
@@ -101,6 +163,12 @@ impl Write for ChatStream {
         match self {
             ChatStream::Tcp(s) => s.write(buf),
             ChatStream::Unix(s) => s.write(buf),
+            ChatStream::Tls(s) => {
+                let mut stream = s.lock();
+                let n = stream.write(buf)?;
+                stream.flush()?;
+                Ok(n)
+            }
         }
     }
 

@@ -43,6 +43,9 @@ pub struct SearchArgs {
         allow_negative_numbers = true
     )]
     pub timeout: Duration,
+
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 /// Send one request, print its reply.
@@ -51,7 +54,8 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     if !endpoint.kind().is_stream() {
         bail!("search runs over streams: use tcp:// or unix://, not {endpoint}");
     }
-    let mut connection = Connection::open(&endpoint, args.timeout)?;
+    let tls = args.tls.client(&args.endpoint)?;
+    let mut connection = Connection::open_with(&endpoint, args.timeout, tls.as_ref())?;
     let answer = exchange(&mut connection, &endpoint, &args)
         .with_context(|| format!("is {endpoint} a search server? no search reply came back"))?;
     print(&answer, &mut io::stdout().lock())

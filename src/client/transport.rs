@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use sockserv_framework::Endpoint;
 
+use super::tls::{Plain, TlsClient, TlsStream};
+
 /// The largest datagram there is (UDP's 16-bit length), so no reply is ever truncated.
 const MAX_DATAGRAM: usize = 65_536;
 
@@ -62,16 +64,44 @@ enum Socket {
         socket: UnixDatagram,
         _file: TempSocketFile,
     },
+    /// TLS over a TCP or Unix stream.
+    Tls(Box<TlsStream>),
 }
 
 impl Connection {
     /// Connect to `endpoint`; `timeout` bounds the TCP connect, each send, and each reply.
+    #[cfg(test)]
     pub fn open(endpoint: &Endpoint, timeout: Duration) -> anyhow::Result<Connection> {
+        Connection::open_with(endpoint, timeout, None)
+    }
+
+    /// [`Connection::open`], then TLS over the stream with `tls` (its handshake bounded by
+    /// `timeout` too).
+    ///
+    /// # Errors
+    /// As for `open`; a datagram endpoint with `tls`; a failed handshake (see `tls`).
+    pub fn open_with(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> anyhow::Result<Connection> {
         let socket = Socket::connect(endpoint, timeout)
             .with_context(|| format!("cannot connect to {endpoint}"))?;
         socket
             .set_write_timeout(timeout)
             .with_context(|| format!("cannot set a send timeout for {endpoint}"))?;
+        let socket = match (tls, socket) {
+            (None, socket) => socket,
+            (Some(tls), socket) => {
+                socket.set_read_timeout(timeout)?;
+                let plain = match socket {
+                    Socket::Tcp(s) => Plain::Tcp(s),
+                    Socket::Unix(s) => Plain::Unix(s),
+                    _ => bail!("TLS runs over streams: {endpoint} is a datagram endpoint"),
+                };
+                Socket::Tls(Box::new(tls.start(plain, endpoint)?))
+            }
+        };
         let endpoint = endpoint.clone();
         Ok(Connection {
             endpoint,
@@ -176,6 +206,7 @@ impl Socket {
             Socket::Unix(s) => s.set_write_timeout(Some(timeout)),
             Socket::Udp(s) => s.set_write_timeout(Some(timeout)),
             Socket::UnixDatagram { socket: s, .. } => s.set_write_timeout(Some(timeout)),
+            Socket::Tls(s) => s.sock.set_write_timeout(Some(timeout)),
         }
     }
 
@@ -185,6 +216,7 @@ impl Socket {
             Socket::Unix(s) => s.set_read_timeout(Some(timeout)),
             Socket::Udp(s) => s.set_read_timeout(Some(timeout)),
             Socket::UnixDatagram { socket: s, .. } => s.set_read_timeout(Some(timeout)),
+            Socket::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
         }
     }
 
@@ -194,6 +226,7 @@ impl Socket {
             Socket::Unix(s) => s.write_all(bytes),
             Socket::Udp(s) => whole_datagram(s.send(bytes)?, bytes),
             Socket::UnixDatagram { socket: s, .. } => whole_datagram(s.send(bytes)?, bytes),
+            Socket::Tls(s) => s.write_all(bytes).and_then(|()| s.flush()),
         }
     }
 
@@ -203,6 +236,7 @@ impl Socket {
             Socket::Unix(s) => s.read(buf),
             Socket::Udp(s) => s.recv(buf),
             Socket::UnixDatagram { socket: s, .. } => s.recv(buf),
+            Socket::Tls(s) => s.read(buf),
         }
     }
 }
