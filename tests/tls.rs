@@ -70,7 +70,7 @@ fn echo_over_tls_under_every_strategy_on_tcp_and_unix() {
 #[test]
 fn a_plaintext_client_on_a_tls_port_is_closed_with_a_log_line() {
     let (dir, _ca) = pki();
-    let extra = format!("{TLS_TABLE}");
+    let extra = TLS_TABLE.to_string();
     let mut serve = serve(
         dir,
         &config(&[
@@ -213,8 +213,7 @@ fn check_reports_bad_tls_files_at_the_key_naming_them() {
     assert_eq!(status, Some(2), "{stderr}");
     let line_of = |needle: &str| {
         let (index, _) = (text.lines().enumerate())
-            .filter(|(_, line)| line.contains(needle))
-            .nth(0)
+            .find(|(_, line)| line.contains(needle))
             .unwrap_or_else(|| panic!("{needle} not in the config"));
         index + 1
     };
@@ -436,4 +435,60 @@ fn the_clients_speak_tls_to_every_built_in_and_say_so_when_the_port_does_not() {
         b"",
     );
     assert!(!ok && err.contains("invalid peer certificate"), "{err}");
+}
+
+#[test]
+fn a_silent_client_is_closed_at_first_byte_timeout_and_a_proxy_header_comes_before_tls() {
+    let (dir, ca) = pki();
+    let extra = format!(
+        "[server.limits]\nfirst_byte_timeout = 1\n\n[server.proxy_protocol]\n\
+         trusted = [\"127.0.0.1\"]\n\n{TLS_TABLE}"
+    );
+    let mut serve = serve(
+        dir,
+        &config(&[
+            ("threads", "tcp://127.0.0.1:0", "echo", "threading", &extra),
+            ("loop", "tcp://127.0.0.1:0", "echo", "reactor", &extra),
+        ]),
+    );
+    let client = client_config(&ca.pem(), None, &[]);
+    for name in ["threads", "loop"] {
+        let endpoint = serve.endpoint(name).clone();
+        // A PROXY header, then TLS on the same connection.
+        let mut plain = Plain::connect(&endpoint).unwrap();
+        plain
+            .write_all(b"PROXY TCP4 192.0.2.7 192.0.2.1 4321 443\r\n")
+            .unwrap();
+        let name_ = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(client.clone(), name_).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, plain);
+        assert_eq!(
+            echo(&mut tls, b"proxied\n").unwrap(),
+            b"proxied\n",
+            "{name}"
+        );
+        // The header, then nothing: the handshake is not done within first_byte_timeout.
+        let started = std::time::Instant::now();
+        let mut silent = Plain::connect(&endpoint).unwrap();
+        silent
+            .write_all(b"PROXY TCP4 192.0.2.8 192.0.2.1 4322 443\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = silent.read_to_end(&mut rest);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < WAIT,
+            "{name}: {took:?}"
+        );
+    }
+    let logged = eventually(WAIT, || {
+        let stderr = serve.stderr();
+        stderr.contains("192.0.2.7:4321 via 127.0.0.1")
+            && stderr
+                .matches("TLS handshake failed: not done within 1 s")
+                .count()
+                >= 2
+    });
+    assert!(logged, "{}", serve.stderr());
+    assert!(serve.terminate().success(), "{}", serve.stderr());
 }

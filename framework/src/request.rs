@@ -243,7 +243,6 @@ pub(crate) fn serve_stream(
         tls: tls.as_ref().map(|(_, info)| info),
     };
     let outcome = run_handler(shared, &mut req);
-    drop(req);
     let rfile = rfile.into_inner();
     // A connection a limit ended has an idle (or over-long) peer: nothing to wait for at close.
     let expired = watched.as_ref().is_some_and(Watched::has_expired);

@@ -17,6 +17,7 @@ mod limits_table;
 mod proxy_table;
 mod ranges;
 mod reading;
+mod tls_table;
 use crate::{
     Endpoint, HandlerEntry, SocketKind, SocketOptions, Strategy, StrategyKind, DEFAULT_MAX_CHILDREN,
 };
@@ -188,6 +189,7 @@ v6only = true
         drain_timeout: Duration::from_millis(1500),
         limits: crate::limits::Limits::default(),
         proxy_protocol: None,
+        tls: None,
     };
     assert_eq!(server.settings, expected);
 }

@@ -105,6 +105,7 @@ fn connect(dispatcher: &mut ReactorDispatcher, shared: &Arc<Shared>, port: u16) 
         socket: server,
         peer: peer(port),
         ticket,
+        tls: None,
     };
     dispatcher.stream(shared, accepted);
     client
