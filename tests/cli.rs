@@ -316,7 +316,7 @@ handler = "echo"
             "6:15: server \"web\": max_threads: expected a positive whole number, found \"lots\"",
             "12:1: server \"files\": unknown key `colour`: expected name, listen, handler, \
              strategy, max_threads, max_children, workers, queue, loops, datagrams, \
-             max_packet_size, timeout, drain_timeout, socket, limits, proxy_protocol or \
+             max_packet_size, timeout, drain_timeout, socket, limits, proxy_protocol, tls or \
              options",
             "14:13: server \"files\": socket.unix_mode: expected an octal mode in a string, such \
              as \"0660\", found 0o600; write it as a string: \"0600\"",
