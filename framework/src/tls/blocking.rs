@@ -205,12 +205,16 @@ impl<'a, R: Read, W: Write> TlsReader<'a, R, W> {
     fn decrypt(&mut self, buf: &mut [u8]) -> io::Result<(Option<usize>, bool)> {
         let mut tls = lock(&self.tls.state);
         let mut failed = None;
+        let mut refused = None;
         while self.start < self.end {
             let mut held = &self.cipher[self.start..self.end];
             match tls.read_tls(&mut held) {
                 Ok(n) => self.start += n,
                 // Its plaintext buffer is full: read that first.
-                Err(_) => break,
+                Err(err) => {
+                    refused = Some(err);
+                    break;
+                }
             }
             if let Err(err) = tls.process_new_packets() {
                 failed = Some(err);
@@ -238,7 +242,11 @@ impl<'a, R: Read, W: Write> TlsReader<'a, R, W> {
             Err(err) => return Err(err),
         };
         let got = got.or((self.closed && self.start == self.end).then_some(0));
-        Ok((got, wants_write))
+        match (got, refused) {
+            // rustls took no input and had no plaintext to give: it never will.
+            (None, Some(err)) => Err(err),
+            (got, _) => Ok((got, wants_write)),
+        }
     }
 }
 

@@ -20,7 +20,8 @@
 //! **Across the plugin ABI** (1.1) the context's requests other than writing and closing are not
 //! carried yet: a plugin's session that calls `wake_when_written`, `pause_reading`,
 //! `resume_reading`, `wake_after` or `wake_at` is not paused and not woken by them (a later minor
-//! version, 1.2, may carry them). Built-in sessions get all of them.
+//! version may carry them). Built-in sessions get all of them. ABI 1.2 carries
+//! [`SessionInfo::tls`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
