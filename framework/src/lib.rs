@@ -13,6 +13,8 @@
 //!   `Session` (see `sockserv_plugin::Session`), many connections per thread.
 //! - [`proxy`] reads the PROXY protocol header of connections from trusted load balancers, so that
 //!   the limits, the logs and the handler see the client behind them.
+//! - [`tls`] terminates TLS (`[server.tls]`, rustls) for every strategy, so handlers read and write
+//!   plaintext and find the client's identity on `Request::tls` / `SessionInfo::tls`.
 //! - [`config`] reads the TOML file in two phases (raw serde structs, then validation that reports every
 //!   problem with its place) into [`ServerSettings`] and a factory per server.
 //!

@@ -1,6 +1,8 @@
 //! One request's life, the same under every strategy: make a handler, run `setup`, `handle`, `finish`
 //! with panics caught at this boundary, report failures through `handle_error`, close the request
 //! gracefully (see `close`), and log one line with the peer, the duration and the bytes in and out.
+//! On a TLS server the handshake comes first and the handler's `rfile`/`wfile` carry plaintext
+//! (`wire`).
 //!
 //! Every call into code that is not the framework's — handler hooks, the server's [`Hooks`] — goes
 //! through [`guarded`] or a [`Shared`] method that catches its panic: a panic closes one request
@@ -16,7 +18,7 @@ use std::time::Instant;
 use socket2::Socket;
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, LogLevel, NoControl, Request, RequestControl,
-    RequestKind, ServerContext, TlsInfo,
+    RequestKind, ServerContext,
 };
 
 use crate::budget::HolderId;
@@ -24,9 +26,11 @@ use crate::close::close_gracefully;
 use crate::deadline::{timed_out, Deadlines, Expiry, SetTimeout, Watched};
 use crate::limits::Gate;
 use crate::tls::blocking::{TlsReader, TlsShared, TlsWriter};
-use crate::tls::{self, handshake_timeout};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
+use wire::{shake_hands, ReadWire, WriteWire};
+
+mod wire;
 
 /// The read buffer of a stream request's `rfile`.
 const RFILE_CAPACITY: usize = 16 * 1024;
@@ -260,94 +264,6 @@ pub(crate) fn serve_stream(
         bytes_out + rfile.bytes_out() + wfile.bytes_out()
     );
     outcome
-}
-
-/// The TLS handshake of a blocking connection: the connection and what the handler will see of
-/// it, or the failure to report.
-fn shake_hands(
-    shared: &Shared,
-    conn: &Socket,
-    config: Arc<rustls::ServerConfig>,
-    moved: &mut (u64, u64),
-) -> Result<(rustls::ServerConnection, TlsInfo), RequestFailure> {
-    let mut session = rustls::ServerConnection::new(config)
-        .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
-    crate::tls::limit_buffers(&mut session);
-    let limit = handshake_timeout(shared.gate.limits());
-    tls::blocking::handshake(conn, &mut session, limit, moved)
-        .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
-    let info = tls::identity(&session);
-    Ok((session, info))
-}
-
-/// The reading side of a stream request: the connection itself, or TLS over it.
-enum ReadWire<'a> {
-    Plain(Counted<'a>),
-    Tls(TlsReader<'a, Counted<'a>, Counted<'a>>),
-}
-
-impl ReadWire<'_> {
-    /// A read returned end of stream.
-    fn eof(&self) -> bool {
-        match self {
-            ReadWire::Plain(counted) => counted.eof,
-            ReadWire::Tls(reader) => reader.raw.eof,
-        }
-    }
-
-    /// Bytes read from the connection (ciphertext under TLS).
-    fn bytes_in(&self) -> u64 {
-        match self {
-            ReadWire::Plain(counted) => counted.bytes,
-            ReadWire::Tls(reader) => reader.raw.bytes,
-        }
-    }
-
-    /// Bytes this side wrote: a TLS reader's alerts and key updates.
-    fn bytes_out(&self) -> u64 {
-        match self {
-            ReadWire::Plain(_) => 0,
-            ReadWire::Tls(reader) => reader.out.bytes,
-        }
-    }
-}
-
-impl Read for ReadWire<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ReadWire::Plain(counted) => counted.read(buf),
-            ReadWire::Tls(reader) => reader.read(buf),
-        }
-    }
-}
-
-/// The writing side of a stream request.
-enum WriteWire<'a> {
-    Plain(Counted<'a>),
-    Tls(TlsWriter<'a, Counted<'a>>),
-}
-
-impl WriteWire<'_> {
-    /// Bytes written to the connection (ciphertext under TLS).
-    fn bytes_out(&self) -> u64 {
-        match self {
-            WriteWire::Plain(counted) => counted.bytes,
-            WriteWire::Tls(writer) => writer.raw.bytes,
-        }
-    }
-}
-
-impl Write for WriteWire<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            WriteWire::Plain(counted) => counted.write(buf),
-            WriteWire::Tls(writer) => writer.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
