@@ -100,8 +100,10 @@ fn tells_refusals_from_idle_closes_and_ends_when_all_are_gone() {
     assert_eq!((o.refused.count(), o.closed.count(), o.answered), (3, 6, 6));
     assert_eq!(o.open_at_end, 0);
     let (min, max) = (o.closed.min() as f64 / 1e9, o.closed.max() as f64 / 1e9);
-    assert!(min >= 0.19 && max < 1.0, "idle for {min}..{max} s");
-    assert!(o.held < Duration::from_secs(2), "held {:?}", o.held);
+    // The toy server closes after 0.2 s; the bounds only need to tell "closed as idle" from "held
+    // to the end of the 5 s run", and stay wide because tests share two cores with builds.
+    assert!(min >= 0.19 && max < 4.0, "idle for {min}..{max} s");
+    assert!(o.held < Duration::from_millis(4500), "held {:?}", o.held);
     let text = HoldReport::new(&p, &o).text();
     assert!(text.contains("refused       3 closed"), "{text}");
 }
@@ -147,7 +149,8 @@ fn fails_fast_when_nobody_listens() {
     ]);
     let err = run(&p).unwrap_err().to_string();
     assert!(err.contains("cannot connect"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Well before the 5 s it was asked to hold for.
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
