@@ -25,9 +25,10 @@
 //!
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
-//! `unsafe` is confined to the fork code (`strategy::forking`, `process`, `spawn`), taking over passed
-//! descriptors (`activation`) and the plugin host (`plugin`), each block with a SAFETY note; the
-//! crate denies it everywhere else.
+//! `unsafe` is confined to the fork code (`strategy::forking`, `process`, `spawn`), taking over
+//! passed descriptors (`activation`), the plugin host (`plugin`) and the one `ioctl` that reads a
+//! socket's send queue (`send_queue`), each block with a SAFETY note; the crate denies it
+//! everywhere else.
 
 #![deny(unsafe_code)]
 
@@ -51,6 +52,8 @@ mod process;
 pub mod proxy;
 mod registry;
 mod request;
+#[allow(unsafe_code)]
+mod send_queue;
 mod server;
 mod settings;
 mod shutdown;

@@ -360,7 +360,8 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Lets a handler shut its connection down from another thread.
+/// Lets a handler shut its connection down from another thread, say how much input it holds, and
+/// see how much of its output the peer has not taken yet.
 struct Control<'a> {
     conn: &'a Socket,
     shared: &'a Shared,
@@ -378,6 +379,10 @@ impl RequestControl for Control<'_> {
             let budget = &self.shared.gate.budget;
             budget.hold(&self.shared.name, id, self.conn, bytes);
         }
+    }
+
+    fn send_queue(&self) -> Option<usize> {
+        crate::send_queue::send_queue(self.conn).ok()
     }
 }
 

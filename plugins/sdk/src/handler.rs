@@ -137,6 +137,17 @@ pub trait RequestControl: Sync {
     /// holding the most is closed under its handler, which then sees end of file or an error.
     /// Default (no budget, or a datagram): nothing.
     fn hold_input(&self, _bytes: usize) {}
+
+    /// Bytes written to the connection that its peer has not taken yet: the socket's send queue
+    /// (`SIOCOUTQ`). On TCP that is what was written and not yet acknowledged by the peer; on a
+    /// Unix stream socket, what the peer has not read yet (counted with the kernel's overhead).
+    /// Either way it changes only when this side writes or the peer takes bytes, so a thread that
+    /// judges the peer's pace sees the peer take bytes while another thread's `write` is still
+    /// blocked on a full send buffer. `None` where the system cannot say (a datagram, a platform
+    /// without the query, a failed query, a plugin across the C ABI). Default: `None`.
+    fn send_queue(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The control of a request that has no connection to shut down (a datagram, or a test's buffers).

@@ -20,8 +20,8 @@
 //! **Across the plugin ABI** (1.1) the context's requests other than writing and closing are not
 //! carried yet: a plugin's session that calls `wake_when_written`, `pause_reading`,
 //! `resume_reading`, `wake_after` or `wake_at` is not paused and not woken by them (a later minor
-//! version may carry them). Built-in sessions get all of them. ABI 1.2 carries
-//! [`SessionInfo::tls`].
+//! version may carry them), and its `send_queue` is `None`. Built-in sessions get all of them.
+//! ABI 1.2 carries [`SessionInfo::tls`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,6 +138,9 @@ pub struct SessionContext<'a> {
     wake_at: Option<Instant>,
     /// The input the session said it holds in an incomplete frame or line (the last call wins).
     held_input: Option<usize>,
+    /// Asks the socket for its send queue (see [`send_queue`](Self::send_queue)); `None`: nobody
+    /// can.
+    send_queue: Option<&'a dyn Fn() -> Option<usize>>,
     pub peer: &'a Address,
     pub local: &'a Address,
     pub server: &'a dyn ServerContext,
@@ -162,6 +165,7 @@ impl<'a> SessionContext<'a> {
             reading: None,
             wake_at: None,
             held_input: None,
+            send_queue: None,
             peer,
             local,
             server,
@@ -180,6 +184,14 @@ impl<'a> SessionContext<'a> {
         let mut ctx = SessionContext::new(&mut output.bytes, peer, local, server);
         ctx.on_wire = on_wire;
         ctx
+    }
+
+    /// For strategies: [`send_queue`](Self::send_queue) asks `probe`, which asks the
+    /// connection's socket.
+    #[must_use = "the context with the probe is the one to hand the session"]
+    pub fn with_send_queue(mut self, probe: &'a dyn Fn() -> Option<usize>) -> Self {
+        self.send_queue = Some(probe);
+        self
     }
 
     /// For the plugin glue: a context whose own buffer starts empty while the host holds `pending`.
@@ -284,6 +296,17 @@ impl<'a> SessionContext<'a> {
     /// socket has taken are not counted, even while the peer has not read them yet.
     pub fn pending(&self) -> usize {
         self.output.len() - self.on_wire + self.pending_elsewhere
+    }
+
+    /// Bytes the socket has taken from this connection's output that the peer has not taken yet:
+    /// the socket's send queue, as [`RequestControl::send_queue`](crate::RequestControl::send_queue)
+    /// says it. With [`pending`](Self::pending) a session sees the whole way to its peer: a socket
+    /// whose send buffer has grown to megabytes takes more only when the peer has freed much of
+    /// it, so `pending` may stand still for seconds while the peer reads steadily; this figure
+    /// moves as the peer reads. Asked of the socket at each call (one system call). `None` where
+    /// the strategy cannot say; across the plugin ABI it is not carried yet.
+    pub fn send_queue(&self) -> Option<usize> {
+        self.send_queue.and_then(|probe| probe())
     }
 
     /// Bytes this event has queued so far.

@@ -220,13 +220,16 @@ impl Connection {
             return;
         }
         let Connection {
+            socket,
             session,
             shared,
             peer,
             output,
             ..
         } = self;
-        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared);
+        let send_queue = || crate::send_queue::send_queue(socket).ok();
+        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared)
+            .with_send_queue(&send_queue);
         let ran = guarded(hook, || {
             call(&mut **session, &mut ctx);
             Ok(())
