@@ -4,7 +4,6 @@
 //! member paced by its rate that must not hold the drain. (Whether a drain was
 //! clean: `shutdown.rs`.)
 
-#[allow(dead_code)]
 mod chat;
 mod common;
 

@@ -28,9 +28,13 @@
 //!   bounded queues (`queue_messages` and `queue_bytes`, counting what the writer took but has not
 //!   written); each member's own writer drains its queue at the member's pace. A message that finds
 //!   a queue full is missed and the member later told how many. A member is judged too slow only
-//!   when its queue stays full for `slow_after` with nothing written to its connection; then it is
-//!   disconnected (`overflow = "disconnect"`, the default, telling the room) or left to go on
-//!   missing messages (`overflow = "drop"`). Either way nobody else waits.
+//!   when its queue stays full for `slow_after` while its peer takes nothing: no write to its
+//!   connection, and its socket's send queue (`SIOCOUTQ`, which moves as the peer takes bytes
+//!   even while a write is blocked on a send buffer autotuned to megabytes) standing still. The
+//!   member's owner judges — its supervising thread, or its session's turn — never the push,
+//!   which cannot see the socket. Then the member is disconnected (`overflow = "disconnect"`, the
+//!   default, telling the room) or left to go on missing messages (`overflow = "drop"`). Either
+//!   way nobody else waits.
 //! - **Threads** ([`hub`], [`handler`]): the [`Hub`] — the core and every mailbox behind one lock — is
 //!   built once per server with its options and shared by all its connections through the factory.
 //!   Under threading each connection runs a reader, a writer and a supervisor thread.

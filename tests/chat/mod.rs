@@ -2,6 +2,10 @@
 //! assertions the tests make on it) and their paced load ([`paced_load`]): members that all send and
 //! all read at once, each sender keeping at most a window of messages not yet received by everyone,
 //! so that no healthy member's queue can fill however the machine schedules the threads.
+//!
+//! Each test file uses a part of this module, so unused items are allowed here.
+
+#![allow(dead_code)]
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;

@@ -10,11 +10,14 @@
 //! - The **writer** writes the member's mailbox to `wfile` in batches, at the member's own pace,
 //!   telling the mailbox of every write (the member's progress); it is the only thread that ever
 //!   waits on this member's socket buffer.
-//! - The handler's own thread **supervises**: it sleeps until the mailbox closes, gives a draining
-//!   writer a moment to finish, then shuts the connection down, which ends a read or a write still
-//!   blocked on it. Neither I/O thread can do that for the other: each may be blocked in the kernel.
-//!   (With a `'static` shutdown handle in the SDK, the thread that detects an overflow could shut the
-//!   connection down itself and this third thread would go.)
+//! - The handler's own thread **supervises**: whenever a message finds the member's queue full
+//!   (under `overflow = "disconnect"`), it looks at the socket's send queue
+//!   ([`RequestControl::send_queue`]) and judges the member, kicking it if it is stuck. It, not
+//!   the writer, must look: the writer may sit in one `write` for seconds while its peer reads
+//!   steadily, since a send buffer autotuned to megabytes lets it in only once much of it is
+//!   free, and the send queue is what shows the peer taking bytes meanwhile. Once the mailbox closes, the supervisor gives a draining writer a moment to
+//!   finish, then shuts the connection down, which ends a read or a write still blocked on it.
+//!   Neither I/O thread can do that for the other: each may be blocked in the kernel.
 //!
 //! Whatever way the threads end — a peer that closes, a kick, a write error, a panic — the member
 //! leaves the chat exactly once: [`Hub::leave`] does nothing the second time.
@@ -25,7 +28,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sockserv_plugin::{HandlerError, HandlerResult, Request, RequestHandler, RequestKind};
+use sockserv_plugin::{
+    HandlerError, HandlerResult, Request, RequestControl, RequestHandler, RequestKind,
+};
 
 use super::core::MemberId;
 use super::hub::Hub;
@@ -73,7 +78,7 @@ impl RequestHandler for ChatHandler {
                 mailbox.close(Closing::Abort);
                 return Err(err.into());
             }
-            supervise(mailbox, &|| control.shutdown(Shutdown::Both));
+            supervise(hub, id, mailbox, control);
             Ok(())
         })
     }
@@ -171,12 +176,19 @@ impl Drop for WriterDone<'_> {
     }
 }
 
-/// The supervisor: once the mailbox closes (and a drain is done, or its grace is over), stop the
-/// writer and shut the connection down so that no thread stays blocked on it.
-fn supervise(mailbox: &Mailbox, shutdown: &dyn Fn() -> std::io::Result<()>) {
+/// The supervisor: judges the member whenever a message finds its queue full, looking at its
+/// socket's send queue first; once the mailbox closes (and a drain is done, or its grace is
+/// over), stops the writer and shuts the connection down so that no thread stays blocked on it.
+fn supervise(hub: &Hub, id: MemberId, mailbox: &Mailbox, control: &dyn RequestControl) {
+    while mailbox.verdict_due() {
+        if mailbox.judge(control.send_queue()) {
+            // The kick closes the mailbox (an abort), which ends this watch.
+            hub.kick(id);
+        }
+    }
     mailbox.wait_closed(DRAIN_GRACE);
     mailbox.close(Closing::Abort);
-    if let Err(err) = shutdown() {
+    if let Err(err) = control.shutdown(Shutdown::Both) {
         log::debug!("chat: shutdown failed: {err}");
     }
 }

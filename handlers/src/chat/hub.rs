@@ -5,13 +5,14 @@
 //! Each step takes the lock, runs the core, and carries out its deliveries before letting go: one
 //! order of events for everybody, and a member's messages reach every other member in the order
 //! sent. Carrying out a delivery only pushes onto mailboxes, which never waits for a socket, so the
-//! lock is held for microseconds whatever the members' connections do. A push that finds its member
-//! stuck under the `disconnect` policy kicks that member in the same step (see `Hub::deliver`).
+//! lock is held for microseconds whatever the members' connections do. A push that finds a queue
+//! full only misses the message; the member's owner, which can see its socket, judges it and
+//! calls [`Hub::kick`] if it is stuck (see [`mailbox`](super::mailbox)).
 //!
 //! The hub also hands out what paces the members: each reader asks [`Hub::input`] for at most as
 //! many messages as its member's [`TokenBucket`] allows (see [`rate`](super::rate)).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -137,8 +138,8 @@ impl Hub {
         }
     }
 
-    /// `id` cannot keep up (its queue stayed full without progress): it is dropped at once and its
-    /// room told, as when a push finds it stuck. Nothing happens if it already left.
+    /// `id` cannot keep up (its queue stayed full for `slow_after` without progress, as its owner
+    /// judged): it is dropped at once and its room told. Nothing happens if it already left.
     pub fn kick(&self, id: MemberId) {
         let mut state = self.lock();
         if state.chat.is_member(id) {
@@ -184,13 +185,9 @@ impl Hub {
         }
     }
 
-    /// Carries out `deliveries` in order. A member found stuck is kicked right after the message
-    /// that found it so, and its room hears of it before the next message; the kick's own notice
-    /// may find another slow member stuck in turn, but every kick removes a member, so this ends.
+    /// Carries out `deliveries` in order.
     fn deliver(&self, state: &mut State, deliveries: Vec<Delivery>) {
-        let mut work = VecDeque::from(deliveries);
-        let mut overflowed = Vec::new();
-        while let Some(delivery) = work.pop_front() {
+        for delivery in deliveries {
             match delivery {
                 Delivery::Send { to, bytes } => {
                     for id in to {
@@ -199,10 +196,10 @@ impl Hub {
                             continue;
                         };
                         match mailbox.push(&bytes) {
-                            Pushed::Overflow => overflowed.push(id),
-                            // Dropped: missed, the member hears of it once it catches up. Closed:
-                            // its writer stopped (a failed write); its connection is being shut
-                            // down and it leaves the chat when its handler ends.
+                            // Dropped: missed; the member hears of it once it catches up, and its
+                            // owner judges whether it is stuck. Closed: its writer stopped (a
+                            // failed write); its connection is being shut down and it leaves the
+                            // chat when its handler ends.
                             Pushed::Queued | Pushed::Dropped | Pushed::Closed => {}
                         }
                     }
@@ -215,13 +212,6 @@ impl Hub {
                             Closing::Abort
                         });
                     }
-                }
-            }
-            for id in overflowed.drain(..) {
-                self.log_kick(id);
-                let kicked = state.chat.kick(id, &self.now());
-                for delivery in kicked.into_iter().rev() {
-                    work.push_front(delivery);
                 }
             }
         }
@@ -260,17 +250,22 @@ mod tests {
     }
 
     #[test]
-    fn an_overflowing_member_is_kicked_and_the_others_keep_everything() {
+    fn a_stuck_member_is_kicked_by_its_owner_and_the_others_keep_everything() {
         let hub = hub("queue_messages = 3\nprefix = ''\nslow_after = 0");
         let (slow, slow_box) = hub.join(&peer(1), None);
         let (_fast, fast_box) = hub.join(&peer(2), None);
         let (talker, _) = hub.join(&peer(3), None);
-        // slow's outbox is full of its greeting and two join notices, and with no grace at all
-        // (slow_after = 0) the first message that does not fit finds it stuck.
+        // slow's outbox is full of its greeting and two join notices: the first message that does
+        // not fit is missed, and its owner is called to judge it. With no grace at all
+        // (slow_after = 0) and a socket that stands still, the owner finds it stuck.
         let mut batch = Vec::new();
         assert!(fast_box.next_batch(&mut batch, usize::MAX));
         fast_box.wrote(batch.len());
-        assert!(hub.input(talker, b"one\ntwo\n", usize::MAX).still_member);
+        assert!(hub.input(talker, b"one\n", usize::MAX).still_member);
+        assert_eq!(hub.members(), 3, "a push judges nobody");
+        assert!(slow_box.verdict_due() && slow_box.judge(Some(0)));
+        hub.kick(slow);
+        assert!(hub.input(talker, b"two\n", usize::MAX).still_member);
         assert_eq!(hub.members(), 2);
         assert_eq!(slow_box.wait_closed(Duration::ZERO), Closing::Abort);
         assert!(!hub.input(slow, b"too late\n", usize::MAX).still_member);

@@ -1,18 +1,19 @@
 //! A member's [`Outbox`] shared between threads: whoever delivers pushes without ever waiting on the
 //! member's socket, the member's writer thread sleeps until there is mail, and the member's
-//! supervising thread sleeps until the mailbox closes.
+//! supervising thread sleeps until a verdict is due or the mailbox closes.
 //!
 //! Under the reactor there are no such threads: the mailbox holds the member's [`SessionWaker`],
 //! wakes it when mail arrives, when a message finds its queue full, or when the mailbox closes, and
 //! the session [`take`](Mailbox::take)s its mail without ever waiting.
 //!
-//! **Who judges a member slow.** A writer thread reports every write ([`Mailbox::wrote`]), so a
-//! push knows the member's progress to the byte and may answer [`Pushed::Overflow`] at once. A
-//! session's progress is only known when the session runs (the event loop writes its output in
-//! between without telling it), so for a session a push never says `Overflow`: the message is
-//! missed, the session is woken, and its next [`take`](Mailbox::take) first learns how much the
-//! loop wrote, then judges ([`Taken::stuck`]) — a member whose socket was taking bytes all along
-//! is never judged on stale news.
+//! **Who judges a member slow.** Not the push: it runs on another member's thread and cannot see
+//! this member's socket, and what the writer reported can be seconds stale while the writer is
+//! blocked on a full send buffer its peer is steadily emptying (see [`outbox`](super::outbox)).
+//! A push that finds the queue full only misses the message and calls the member's owner: the
+//! supervising thread ([`Mailbox::verdict_due`], then [`Mailbox::judge`] with the socket's send
+//! queue) or the session, whose next [`take`](Mailbox::take) first learns how much the loop wrote
+//! and what the socket still holds, then judges ([`Taken::stuck`]). So a member whose peer was
+//! taking bytes all along is never judged on stale news, under either.
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -38,6 +39,8 @@ struct Post {
     outbox: Outbox,
     closing: Option<Closing>,
     writer_done: bool,
+    /// A message found the queue full under `disconnect`: the supervisor should judge the member.
+    verdict_due: bool,
 }
 
 /// What a session's [`Mailbox::take`] did.
@@ -48,8 +51,8 @@ pub struct Taken {
     pub moved: usize,
     /// The mailbox is closed: after an `Abort` nothing was taken, after a `Drain` everything was.
     pub closing: Option<Closing>,
-    /// The member is stuck (its queue full for `slow_after` with nothing written) and the policy
-    /// is [`Overflow::Disconnect`]: disconnect it.
+    /// The member is stuck (its queue full for `slow_after` without progress) and the policy is
+    /// [`Overflow::Disconnect`]: disconnect it.
     pub stuck: bool,
     /// Lines wait that did not fit, or a missed-messages notice is owed: look again once the output
     /// is written.
@@ -62,8 +65,11 @@ pub struct Mailbox {
     post: Mutex<Post>,
     /// Wakes the writer: mail arrived, or the mailbox closed.
     mail: Condvar,
-    /// Wakes the supervisor: the mailbox closed, or the writer finished.
+    /// Wakes the supervisor's last wait and a pausing reader: the mailbox closed, or the writer
+    /// finished.
     closed: Condvar,
+    /// Wakes the supervisor's watch: a verdict is due, or the mailbox closed.
+    watch: Condvar,
     /// Wakes the member's session under the reactor, for the same reasons as `mail`.
     waker: Option<Waker>,
 }
@@ -85,9 +91,11 @@ impl Mailbox {
                 outbox,
                 closing: None,
                 writer_done: false,
+                verdict_due: false,
             }),
             mail: Condvar::new(),
             closed: Condvar::new(),
+            watch: Condvar::new(),
             waker: None,
         }
     }
@@ -108,29 +116,51 @@ impl Mailbox {
     }
 
     /// Queues `bytes` for the writer; never waits for it. Says what became of them: a closed
-    /// mailbox takes nothing ([`Pushed::Closed`]), a full one misses them (and may find its member
-    /// stuck, [`Pushed::Overflow`]; never for a session, see the module doc).
+    /// mailbox takes nothing ([`Pushed::Closed`]), a full one misses them ([`Pushed::Dropped`]) and
+    /// calls the owner to judge the member (the supervisor under `disconnect`; the session always).
     pub fn push(&self, bytes: &Bytes) -> Pushed {
         let mut post = self.lock();
         if post.closing.is_some() {
             return Pushed::Closed;
         }
         let pushed = post.outbox.push(bytes, Instant::now());
+        let verdict = pushed == Pushed::Dropped && post.outbox.policy() == Overflow::Disconnect;
+        post.verdict_due |= verdict;
         drop(post);
         if pushed == Pushed::Queued {
             self.mail.notify_one();
+        }
+        if verdict {
+            self.watch.notify_one();
         }
         self.wake_session();
         pushed
     }
 
+    /// Whether the queue has been full since the member's last progress: its owner should look
+    /// at the socket's send queue before judging (the session's turn asks this first, so that it
+    /// asks the socket only then).
+    pub fn is_full(&self) -> bool {
+        self.lock().outbox.is_full()
+    }
+
     /// The session's turn, which never waits: `unwritten` bytes of what it took before are still in
-    /// its connection's output (the rest was written: progress); hands `write` what fits beside them
-    /// (everything when draining, nothing once aborted), and judges the member.
-    pub fn take(&self, unwritten: usize, mut write: impl FnMut(&[u8])) -> Taken {
+    /// its connection's output (the rest was written: progress), and its socket holds `send_queue`
+    /// bytes its peer has not taken, if the session looked (a change since the last look is
+    /// progress too); hands `write` what fits beside the unwritten output (everything when
+    /// draining, nothing once aborted), and judges the member.
+    pub fn take(
+        &self,
+        unwritten: usize,
+        send_queue: Option<usize>,
+        mut write: impl FnMut(&[u8]),
+    ) -> Taken {
         let mut post = self.lock();
         let now = Instant::now();
         post.outbox.unwritten(unwritten);
+        if let Some(queued) = send_queue {
+            post.outbox.saw_send_queue(queued);
+        }
         let mut batch = Vec::new();
         match post.closing {
             Some(Closing::Abort) => {}
@@ -160,6 +190,39 @@ impl Mailbox {
         self.lock().outbox.wrote(n);
     }
 
+    /// The supervisor's watch: waits until a message finds the queue full under `disconnect` (a
+    /// verdict is due: returns true) or the mailbox closes (returns false).
+    #[must_use = "true means: judge the member now"]
+    pub fn verdict_due(&self) -> bool {
+        let mut post = self.lock();
+        loop {
+            if post.closing.is_some() {
+                return false;
+            }
+            if std::mem::take(&mut post.verdict_due) {
+                return true;
+            }
+            post = self
+                .watch
+                .wait(post)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The supervisor's verdict: the member's socket holds `send_queue` bytes its peer has not
+    /// taken, if the system says (a change since the last look is progress); returns whether the
+    /// member is stuck under [`Overflow::Disconnect`], so that it must be disconnected.
+    #[must_use = "true means: disconnect the member"]
+    pub fn judge(&self, send_queue: Option<usize>) -> bool {
+        let mut post = self.lock();
+        if let Some(queued) = send_queue {
+            post.outbox.saw_send_queue(queued);
+        }
+        post.closing.is_none()
+            && post.outbox.policy() == Overflow::Disconnect
+            && post.outbox.stuck(Instant::now())
+    }
+
     /// The reader's pause while its member is over its rate: waits up to `limit`, less if the
     /// mailbox closes. Returns whether it is closed (the reader stops then).
     #[must_use = "true means the mailbox closed: stop reading"]
@@ -185,6 +248,7 @@ impl Mailbox {
         drop(post);
         self.mail.notify_all();
         self.closed.notify_all();
+        self.watch.notify_all();
         self.wake_session();
     }
 
@@ -218,6 +282,7 @@ impl Mailbox {
         }
         drop(post);
         self.closed.notify_all();
+        self.watch.notify_all();
     }
 
     /// The supervisor's wait: until the mailbox closes and then, for a drain, until the writer has
@@ -319,10 +384,67 @@ mod tests {
     }
 
     #[test]
-    fn a_full_mailbox_reports_overflow_without_waiting() {
-        let mailbox = Mailbox::new(outbox(1, Overflow::Disconnect));
+    fn a_full_mailbox_misses_without_waiting_and_calls_the_supervisor() {
+        let mailbox = Arc::new(Mailbox::new(outbox(1, Overflow::Disconnect)));
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
-        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Overflow);
+        assert!(!mailbox.is_full());
+        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Dropped);
+        assert!(mailbox.is_full());
+        // The supervisor's watch returns at once: the socket's first look sets the mark, and with
+        // no grace (slow_after = 0) the member is stuck.
+        assert!(mailbox.verdict_due());
+        assert!(mailbox.judge(Some(100)));
+        // Nothing more is due; the watch ends when the mailbox closes.
+        let closer = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || mailbox.close(Closing::Abort))
+        };
+        assert!(!mailbox.verdict_due());
+        closer.join().unwrap();
+        assert!(!mailbox.judge(Some(100)), "a closed mailbox is not judged");
+    }
+
+    #[test]
+    fn under_the_drop_policy_no_verdict_is_due() {
+        let mailbox = Mailbox::new(outbox(1, Overflow::Drop));
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
+        assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Dropped);
+        assert!(!mailbox.lock().verdict_due);
+        assert!(!mailbox.judge(Some(0)));
+    }
+
+    #[test]
+    fn a_moving_send_queue_keeps_a_blocked_writers_member() {
+        let limits = Limits {
+            messages: 1,
+            bytes: 1 << 20,
+            slow_after: Duration::from_millis(200),
+        };
+        let mailbox = Mailbox::new(Outbox::new(limits, Overflow::Disconnect));
+        let mut batch = Vec::new();
+        assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
+        assert!(mailbox.next_batch(&mut batch, usize::MAX)); // and the write blocks
+        let started = Instant::now();
+        let mut queued = 1_000_000;
+        while started.elapsed() < Duration::from_millis(600) {
+            assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Dropped);
+            assert!(mailbox.verdict_due());
+            queued -= 1000;
+            assert!(!mailbox.judge(Some(queued)), "the peer is taking bytes");
+            thread::sleep(Duration::from_millis(20));
+        }
+        // The peer stops taking: stuck once slow_after has passed with the queue standing still.
+        let stopped = Instant::now();
+        loop {
+            assert_eq!(mailbox.push(&bytes("c\n")), Pushed::Dropped);
+            assert!(mailbox.verdict_due());
+            if mailbox.judge(Some(queued)) {
+                break;
+            }
+            assert!(stopped.elapsed() < Duration::from_secs(10), "never stuck");
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stopped.elapsed() >= Duration::from_millis(200));
     }
 
     #[test]
@@ -331,7 +453,7 @@ mod tests {
             let mailbox = Mailbox::new(outbox(4, Overflow::Drop));
             mailbox.close(how);
             assert_eq!(mailbox.push(&bytes("late\n")), Pushed::Closed, "{how:?}");
-            let taken = mailbox.take(0, |line| panic!("{line:?} was queued"));
+            let taken = mailbox.take(0, None, |line| panic!("{line:?} was queued"));
             assert_eq!(taken.moved, 0);
         }
     }
@@ -349,17 +471,17 @@ mod tests {
         let mailbox = Mailbox::with_waker(outbox, waker);
         let mut output = Vec::new();
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
-        let taken = mailbox.take(0, |bytes| output.extend_from_slice(bytes));
+        let taken = mailbox.take(0, None, |bytes| output.extend_from_slice(bytes));
         assert_eq!((taken.moved, taken.stuck), (2, false));
         // The queue looks full (a\n unwritten as far as it knows), yet a push waits and wakes.
         assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Queued);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
         // The loop wrote a\n meanwhile: b fits, nobody is stuck.
-        let taken = mailbox.take(0, |bytes| output.extend_from_slice(bytes));
+        let taken = mailbox.take(0, None, |bytes| output.extend_from_slice(bytes));
         assert_eq!((taken.moved, taken.stuck, taken.owed), (2, false, false));
         // Nothing written since, and c does not fit: stuck at once (slow_after = 0).
         assert_eq!(mailbox.push(&bytes("c\n")), Pushed::Queued);
-        let taken = mailbox.take(2, |_| panic!("c does not fit"));
+        let taken = mailbox.take(2, None, |_| panic!("c does not fit"));
         assert!(taken.stuck && taken.owed);
         assert_eq!(output, b"a\nb\n");
     }

@@ -20,9 +20,10 @@ pub const DEFAULT_QUEUE_MESSAGES: usize = 256;
 /// yet): 64 messages of the longest kind, many more of the usual; with `max_members` members the
 /// queues can never hold more than this many times it.
 pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
-/// How long a member's queue may stay full, with nothing written to its connection meanwhile,
-/// before the member is judged too slow: long enough for any reader that is reading at all to
-/// make progress through a burst, short enough that a stuck one is noticed.
+/// How long a member's queue may stay full while its peer takes nothing (no write to its
+/// connection, its socket's send queue standing still) before the member is judged too slow: long
+/// enough for any reader that is reading at all to make progress through a burst, short enough
+/// that a stuck one is noticed.
 pub const DEFAULT_SLOW_AFTER: Duration = Duration::from_secs(10);
 /// The messages a second a member may send, sustained: far above typing, and a pasted page still
 /// goes through in a few seconds.
@@ -85,8 +86,9 @@ pub struct ChatOptions {
     /// `queue_bytes`: the bytes each member's queue holds; default [`DEFAULT_QUEUE_BYTES`], 1 to
     /// 2^30. An empty queue takes one message of any length.
     pub queue_bytes: usize,
-    /// `slow_after`: seconds a member's queue may stay full with nothing written before the member
-    /// is judged too slow; default [`DEFAULT_SLOW_AFTER`], 0 to 3600.
+    /// `slow_after`: seconds a member's queue may stay full while its peer takes nothing (see
+    /// [`outbox`](super::outbox)) before the member is judged too slow; default
+    /// [`DEFAULT_SLOW_AFTER`], 0 to 3600.
     pub slow_after: Duration,
     /// `overflow`: what becomes of a member judged too slow: `"disconnect"` (default) or `"drop"`.
     pub overflow: Overflow,

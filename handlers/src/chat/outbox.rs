@@ -12,22 +12,37 @@
 //! - **A message that finds the queue full is missed**: counted, and told to the member as one
 //!   "you missed N" notice where the gap is, as soon as there is room again or the queue runs dry.
 //!   The queue thus holds at most its bounds plus one notice, whatever the member does.
-//! - **Progress** is bytes written to the member's connection. A member is *stuck* once its queue has
-//!   been full for `slow_after` with no progress: the clock starts at the first message that finds
-//!   it full and restarts whenever a byte is written. Then the policy decides ([`Overflow`]):
-//!   disconnect it, or let it keep missing messages. A member that is reading, however slowly, is
-//!   never stuck; a burst that fills a reading member's queue only costs it what did not fit.
+//! - **Progress** is bytes the member's peer takes off its connection, seen two ways: bytes written
+//!   to the connection ([`Outbox::wrote`], [`Outbox::unwritten`]), and the connection's socket
+//!   send queue moving ([`Outbox::saw_send_queue`]: `SIOCOUTQ`, what the socket holds that the
+//!   peer has not taken). The second is needed because the first can stand still for seconds
+//!   while the peer reads steadily: a socket's send buffer grows to megabytes (Linux autotunes it
+//!   up to 4 MiB), and a writer blocked on a full one is let in only once the kernel has freed a
+//!   large part of it — at 200 kB/s a reader frees 2 MiB in ten seconds. The send queue changes
+//!   only when the peer takes bytes (TCP: acknowledges them, which a peer that stopped reading
+//!   stops doing once its receive buffer is full; a Unix stream: reads them) or the socket takes
+//!   more of ours (which, on a full buffer, it does only after the peer took some), so any change
+//!   between two looks is progress, and a queue whose socket stands still is not making any.
+//! - **A member is *stuck*** once its queue has been full for `slow_after` with no progress: the
+//!   clock starts at the first message that finds it full and restarts at every progress. Then the
+//!   policy decides ([`Overflow`]): disconnect it, or let it keep missing messages. A member that is
+//!   reading, however slowly, is never stuck; a burst that fills a reading member's queue only
+//!   costs it what did not fit.
+//! - **The owner judges, not the push** ([`Outbox::stuck`]): a push only says a message was missed;
+//!   whoever owns the member's connection (its supervising thread, or its session's turn) first
+//!   looks at the socket's send queue, then asks whether the member is stuck. A push never sees
+//!   the socket, so a verdict there would go by writes alone.
 //!
-//! With `slow_after = 0` a member is stuck as soon as a message finds its queue full: the strict
-//! policy of "every message or disconnected".
+//! With `slow_after = 0` a member is stuck as soon as its owner looks while a message finds its
+//! queue full: the strict policy of "every message or disconnected". (The first look at the send
+//! queue after a write only sets the mark later looks are compared with.)
 //!
 //! **When progress is only known at turns** ([`Progress::AtTurns`]: an event loop writes a
 //! member's output without telling it, and the member learns how much at its next turn), a push
 //! cannot tell a full queue from stale news. There a push checks only what waits, within the same
 //! bounds; at each turn the owner reports what was written, takes what fits beside the unwritten
 //! output ([`Outbox::take_fitting`]), and leaves the rest waiting; the queue is full when a line is
-//! left over, and it is the turn, not the push, that finds a member stuck. What waits and what is
-//! unwritten are then each within the bounds.
+//! left over. What waits and what is unwritten are then each within the bounds.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -57,15 +72,13 @@ impl Overflow {
 
 /// What became of a pushed message. Only `Queued` means it will be written; the caller acts on
 /// `Overflow` (disconnect the member) and says why it may ignore the others.
-#[must_use = "a message that was not queued may need acting on (`Overflow`: disconnect the member)"]
+#[must_use = "a missed message may call for a verdict on the member (see `Outbox::stuck`)"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     /// Queued: the member's writer will write it.
     Queued,
-    /// Missed: the queue was full; the member will hear of it.
+    /// Missed: the queue was full; the member will hear of it, and its owner should judge it.
     Dropped,
-    /// Not queued, and the member is stuck under [`Overflow::Disconnect`]: disconnect it.
-    Overflow,
     /// Not queued: the member's mailbox is closed, its connection closing (only
     /// [`Mailbox::push`](super::mailbox::Mailbox::push) says this).
     Closed,
@@ -74,9 +87,10 @@ pub enum Pushed {
 /// How the outbox learns of its member's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// With every write ([`Outbox::wrote`]): a writer thread. A push judges the member.
+    /// With every write ([`Outbox::wrote`]): a writer thread. A push checks the whole queue.
     Exact,
-    /// At the owner's turns ([`Outbox::unwritten`]): an event loop's session. The turn judges it.
+    /// At the owner's turns ([`Outbox::unwritten`]): an event loop's session. A push checks what
+    /// waits, the turn what is unwritten.
     AtTurns,
 }
 
@@ -87,7 +101,7 @@ pub struct Limits {
     pub messages: usize,
     /// Bytes (≥ 1).
     pub bytes: usize,
-    /// How long the queue may stay full with nothing written before the member is stuck.
+    /// How long the queue may stay full without progress before the member is stuck.
     pub slow_after: Duration,
 }
 
@@ -112,6 +126,9 @@ pub struct Outbox {
     /// Since when the queue has been full with no progress; `None` while it is not full, or since
     /// the last progress.
     full_since: Option<Instant>,
+    /// The connection's socket send queue at the owner's last look since the last write; `None`
+    /// before the first look.
+    send_queue: Option<usize>,
 }
 
 impl Outbox {
@@ -138,11 +155,12 @@ impl Outbox {
             progress,
             missed: 0,
             full_since: None,
+            send_queue: None,
         }
     }
 
-    /// Queues `bytes` unless the queue is full (then the message is missed, and the member may be
-    /// stuck).
+    /// Queues `bytes` unless the queue is full: then the message is missed, the queue is full
+    /// since `now` unless it already was, and the owner should judge the member.
     pub fn push(&mut self, bytes: &Bytes, now: Instant) -> Pushed {
         let fits = match self.progress {
             Progress::Exact => self.fits(bytes.len()),
@@ -150,10 +168,6 @@ impl Outbox {
         };
         if !fits {
             self.full_since.get_or_insert(now);
-            let judged = self.progress == Progress::Exact && self.policy == Overflow::Disconnect;
-            if judged && self.stuck(now) {
-                return Pushed::Overflow;
-            }
             self.missed += 1;
             return Pushed::Dropped;
         }
@@ -229,7 +243,29 @@ impl Outbox {
         {
             self.taken_ends.pop_front();
         }
+        self.progressed();
+    }
+
+    /// The owner looked at the connection's socket: it holds `queued` bytes the peer has not
+    /// taken (its send queue). A change since the last look is progress; the first look after a
+    /// write only sets the mark.
+    pub fn saw_send_queue(&mut self, queued: usize) {
+        let moved = self.send_queue.is_some_and(|last| last != queued);
+        if moved {
+            self.full_since = None;
+        }
+        self.send_queue = Some(queued);
+    }
+
+    /// Whether the queue has been full since its last progress: the owner should look at the
+    /// socket before judging.
+    pub fn is_full(&self) -> bool {
+        self.full_since.is_some()
+    }
+
+    fn progressed(&mut self) {
         self.full_since = None;
+        self.send_queue = None;
     }
 
     /// Of everything taken, `unwritten` bytes are not written yet (the event loop's view): the
@@ -246,7 +282,8 @@ impl Outbox {
         self.policy
     }
 
-    /// Whether the member is stuck: its queue full for `slow_after` with nothing written.
+    /// Whether the member is stuck: its queue full for `slow_after` without progress (writes, or
+    /// the send queue moving between looks).
     pub fn stuck(&self, now: Instant) -> bool {
         self.full_since
             .is_some_and(|since| now.saturating_duration_since(since) >= self.limits.slow_after)
@@ -350,13 +387,20 @@ mod tests {
     fn queues_in_order_up_to_the_message_bound() {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(2, 1000, 0), Overflow::Disconnect);
-        let (queued, overflow) = (Pushed::Queued, Pushed::Overflow);
+        let (queued, dropped) = (Pushed::Queued, Pushed::Dropped);
         assert_eq!(
             push_all(&mut outbox, &["a", "b", "c"], now),
-            [queued, queued, overflow]
+            [queued, queued, dropped]
         );
         assert_eq!(outbox.len(), 2);
-        assert_eq!(drain(&mut outbox), ["a\n", "b\n"]);
+        assert_eq!(
+            drain(&mut outbox),
+            [
+                "a\n",
+                "b\n",
+                "*** you missed 1 message: your connection did not keep up\n"
+            ]
+        );
         assert!(outbox.is_empty());
     }
 
@@ -443,7 +487,8 @@ mod tests {
         outbox.wrote(1);
         assert_eq!(outbox.push(&line("d"), at(150)), Pushed::Dropped);
         assert_eq!(outbox.push(&line("e"), at(249)), Pushed::Dropped);
-        assert_eq!(outbox.push(&line("f"), at(250)), Pushed::Overflow);
+        assert!(!outbox.stuck(at(249)));
+        assert_eq!(outbox.push(&line("f"), at(250)), Pushed::Dropped);
         assert!(outbox.stuck(at(250)));
     }
 
@@ -451,21 +496,65 @@ mod tests {
     fn slow_after_zero_is_stuck_at_the_first_message_that_does_not_fit() {
         let now = Instant::now();
         let mut outbox = Outbox::new(limits(1, 1000, 0), Overflow::Disconnect);
+        assert!(!outbox.is_full() && !outbox.stuck(now));
         assert_eq!(
             push_all(&mut outbox, &["a", "b"], now),
-            [Pushed::Queued, Pushed::Overflow]
+            [Pushed::Queued, Pushed::Dropped]
         );
+        // The owner's first look at the socket only sets the mark: nothing to compare with.
+        assert!(outbox.is_full());
+        outbox.saw_send_queue(4096);
+        assert!(outbox.stuck(now));
+    }
+
+    /// A writer blocked on a full send buffer writes nothing for seconds while its peer reads on:
+    /// the socket's send queue moving is progress, one standing still is not.
+    #[test]
+    fn a_moving_send_queue_is_progress_while_nothing_is_written() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut outbox = Outbox::new(limits(1, 1000, 100), Overflow::Disconnect);
+        assert_eq!(outbox.push(&line("a"), at(0)), Pushed::Queued);
+        let mut batch = Vec::new();
+        assert!(outbox.take_into(&mut batch, usize::MAX)); // the writer blocks on "a\n"
+        assert_eq!(outbox.push(&line("b"), at(10)), Pushed::Dropped);
+        outbox.saw_send_queue(4_000_000);
+        // The peer takes 20 kB every 50 ms: never stuck, however long the write blocks.
+        for (step, ms) in (60..2000).step_by(50).enumerate() {
+            assert_eq!(outbox.push(&line("c"), at(ms)), Pushed::Dropped);
+            outbox.saw_send_queue(4_000_000 - 20_000 * (step + 1));
+            assert!(!outbox.stuck(at(ms)), "at {ms} ms");
+        }
+        // Then the peer stops: the queue stands still, and slow_after later the member is stuck.
+        assert_eq!(outbox.push(&line("d"), at(2000)), Pushed::Dropped);
+        outbox.saw_send_queue(4_000_000 - 20_000 * 39);
+        assert!(!outbox.stuck(at(2099)));
+        outbox.saw_send_queue(4_000_000 - 20_000 * 39);
+        assert!(outbox.stuck(at(2100)));
+        // A write forgets the mark: the next look compares with nothing.
+        outbox.wrote(2);
+        assert!(!outbox.is_full());
+        assert_eq!(outbox.push(&line("e"), at(2200)), Pushed::Queued);
+        assert_eq!(outbox.push(&line("f"), at(2200)), Pushed::Dropped);
+        outbox.saw_send_queue(0);
+        assert!(outbox.stuck(at(2300)));
     }
 
     #[test]
-    fn the_drop_policy_never_says_overflow() {
+    fn a_push_never_judges_whatever_the_policy() {
         let start = Instant::now();
-        let mut outbox = Outbox::new(limits(1, 1000, 0), Overflow::Drop);
-        for ms in [0, 10, 1000] {
-            let pushed = outbox.push(&line("x"), start + Duration::from_millis(ms));
-            assert_ne!(pushed, Pushed::Overflow);
+        for policy in [Overflow::Drop, Overflow::Disconnect] {
+            let mut outbox = Outbox::new(limits(1, 1000, 0), policy);
+            for (ms, want) in [
+                (0, Pushed::Queued),
+                (10, Pushed::Dropped),
+                (1000, Pushed::Dropped),
+            ] {
+                let pushed = outbox.push(&line("x"), start + Duration::from_millis(ms));
+                assert_eq!(pushed, want, "{policy:?}");
+            }
+            assert!(outbox.stuck(start + Duration::from_secs(1)), "{policy:?}");
         }
-        assert!(outbox.stuck(start + Duration::from_secs(1)));
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //! counts what was moved as the member's until `pending` says it is written. So `queue_messages` and
 //! `queue_bytes` bound the outbox and the unwritten output together, and the reactor's output for a
 //! member stays within them (plus one missed-messages notice). Each turn first tells the mailbox how
-//! much was written (the member's progress), then takes, then hears whether the member is stuck;
-//! a stuck member under `disconnect` is kicked (its room told) and closed.
+//! much was written and, while the queue is full, how much the socket still holds for the peer
+//! (`SessionContext::send_queue`; the reactor writes more only when the socket's buffer has freed
+//! much of itself, which can take seconds for a steady but slow reader, while the socket's send
+//! queue moves as the peer reads: both are the member's progress), then takes, then hears whether
+//! the member is stuck; a stuck member under `disconnect` is kicked (its room told) and closed.
 //!
 //! **The rate.** Each read is handed to the hub only as far as the member's tokens go. When they
 //! run out, the session keeps the rest of that read, pauses reading
@@ -130,10 +133,18 @@ impl ChatSession {
         }
     }
 
-    /// Moves the mail into the output (after telling the mailbox what was written), disconnects a
-    /// stuck member under `disconnect`, and closes once the mailbox is closed.
+    /// Moves the mail into the output (after telling the mailbox what was written and, while its
+    /// queue is full, what the socket still holds for the peer), disconnects a stuck member under
+    /// `disconnect`, and closes once the mailbox is closed.
     fn pump(&mut self, ctx: &mut SessionContext<'_>) {
-        let taken = self.mailbox.take(ctx.pending(), |bytes| ctx.write(bytes));
+        let send_queue = if self.mailbox.is_full() {
+            ctx.send_queue()
+        } else {
+            None
+        };
+        let taken = self
+            .mailbox
+            .take(ctx.pending(), send_queue, |bytes| ctx.write(bytes));
         if taken.closing.is_some() {
             ctx.close();
         } else if taken.stuck && self.hub.options().overflow == Overflow::Disconnect {
