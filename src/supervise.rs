@@ -9,7 +9,9 @@
 //!   `drain_timeout`, then closes them; the process exits 0 once all are done — 1 when the drain
 //!   was not clean (requests were still running at its end and were closed). A second SIGINT or
 //!   SIGTERM stops at once (server processes are killed) and exits 1, as with nginx's and systemd's
-//!   "stop, then stop now".
+//!   "stop, then stop now". A clean stop logs one line, naming the signal and how long the drain
+//!   took; only a drain still running after [`DRAIN_NOTICE_AFTER`] is announced before its end, so
+//!   that an operator waiting on a long one is told why.
 //! - A serving server dies (its process exits or is killed, its thread returns or panics, an event
 //!   loop of its dies, at start or later): it is logged with why, every other server is drained, and
 //!   the process exits 1. It is not restarted here: a restart in place would hide a crash loop. A
@@ -27,7 +29,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use nix::sys::signal::SigSet;
+use nix::sys::signal::{SigSet, Signal};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use sockserv_framework::config::{ConfigText, RunAs, ServerConfig};
@@ -41,6 +43,10 @@ use crate::notify::Notifier;
 use crate::pidfile::PidFile;
 use crate::upgrade::{Executable, Handover, Upgrading};
 use crate::watchdog::Watchdog;
+
+/// How long a drain may run before it is announced: an idle server drains in milliseconds and
+/// logs one line when it has stopped; a longer drain says at this point what it is waiting for.
+const DRAIN_NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// SIGINT and SIGTERM held blocked until dropped: a signal arriving during start-up waits for the
 /// handlers instead of killing the process.
@@ -76,6 +82,8 @@ pub struct Supervisor {
     draining: bool,
     /// The drain had to close requests under their handlers: the exit status says so.
     unclean: bool,
+    /// The SIGINT or SIGTERM that started the drain, if one did.
+    stop_signal: Option<i32>,
     /// sd_notify: READY, RELOADING, STOPPING and STATUS for the service manager.
     pub(crate) notifier: Notifier,
     /// systemd's watchdog, when `WATCHDOG_USEC` asks for it.
@@ -140,6 +148,7 @@ impl Supervisor {
             failed: false,
             draining: false,
             unclean: false,
+            stop_signal: None,
             notifier: given.notifier,
             watchdog: given.watchdog,
             dropped_to: given.dropped_to,
@@ -283,7 +292,8 @@ impl Supervisor {
                     }
                 }
                 Event::Signal(signal) => {
-                    log::info!("received signal {signal}: draining every server");
+                    // Logged when the drain ends, or once it has run for DRAIN_NOTICE_AFTER.
+                    self.stop_signal = Some(signal);
                     return;
                 }
                 Event::Ended {
@@ -441,11 +451,22 @@ impl Supervisor {
         // A drain too long to add to the clock waits a year: finite, and no overflow.
         let bound = (longest.checked_add(FORCED_CLOSE_WAIT + DRAIN_MARGIN))
             .unwrap_or(Duration::from_secs(365 * 86_400));
-        let now = Instant::now();
-        let deadline = now.checked_add(bound).unwrap_or(now + DRAIN_MARGIN);
+        let started = Instant::now();
+        let deadline = started.checked_add(bound).unwrap_or(started + DRAIN_MARGIN);
+        let mut announce = self.stop_signal.map(|_| started + DRAIN_NOTICE_AFTER);
         while !self.instances.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
+            let now = Instant::now();
+            if announce.is_some_and(|at| at <= now) {
+                announce = None;
+                log::info!(
+                    "{}draining every server (drain_timeout {:.1} s at most)",
+                    self.stopped_by(),
+                    longest.as_secs_f64()
+                );
+            }
+            let left = deadline.saturating_duration_since(now);
+            let wait = announce.map_or(left, |at| left.min(at.saturating_duration_since(now)));
+            match self.events.recv_timeout(wait) {
                 Ok(Event::Signal(SIGCHLD)) => {
                     self.reap();
                 }
@@ -464,6 +485,7 @@ impl Supervisor {
                     self.thread_ended(id, outcome, forced);
                 }
                 Ok(Event::Upgrade(_)) => {}
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     self.stop_now();
                     bail!("the drain did not end within its bound: stopped at once");
@@ -476,8 +498,22 @@ impl Supervisor {
         if self.unclean {
             bail!("the drain was not clean: requests were closed at drain_timeout (exit status 1)");
         }
-        log::info!("every server stopped cleanly");
+        let took = started.elapsed().as_secs_f64() * 1e3;
+        log::info!(
+            "{}every server stopped cleanly, drained in {took:.0} ms",
+            self.stopped_by()
+        );
         Ok(())
+    }
+
+    /// What started the stop, as the start of its log lines: `received SIGTERM: `, or nothing
+    /// when no signal did (an upgrade's successor took over).
+    fn stopped_by(&self) -> String {
+        match self.stop_signal.map(Signal::try_from) {
+            Some(Ok(name)) => format!("received {name}: "),
+            Some(Err(_)) => format!("received signal {}: ", self.stop_signal.unwrap_or_default()),
+            None => String::new(),
+        }
     }
 
     /// Kill the server processes still running and reap them; the server threads end with this

@@ -1,6 +1,7 @@
 //! Shutdown is bounded under every strategy: SIGTERM completes within the server's `drain_timeout`
 //! plus a small margin even while a handler is blocked writing to a client that never reads, a
-//! second signal stops at once, and a clean drain exits 0 with one line saying so.
+//! second signal stops at once, and a clean drain exits 0 with one line saying so (a drain that
+//! lasts is announced while it runs).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{config, Endpoint, ServeProcess, DIR};
+use common::{config, Endpoint, ServeProcess, DIR, SOCKSERV};
 
 /// The drain the configs below ask for.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -184,4 +185,72 @@ fn an_idle_client_is_a_clean_drain() {
             "{strategy}: {stderr}"
         );
     }
+}
+
+/// `sockserv serve` of `rows` at the default log level, whatever the environment says.
+fn serve_at_info(rows: &[(&str, &str, &str, &str, &str)]) -> ServeProcess {
+    ServeProcess::start_wrapped(&config(rows), |path| {
+        let mut command = std::process::Command::new(SOCKSERV);
+        command.arg("serve").arg(path).env("RUST_LOG", "info");
+        command
+    })
+}
+
+/// A clean stop logs exactly one line, naming the signal and saying every server stopped
+/// cleanly: under every strategy, for SIGTERM and SIGINT alike, with one idle server and no
+/// client, so that nothing else has anything to log.
+#[test]
+fn a_clean_stop_logs_one_line() {
+    for strategy in ["sync", "threading", "pool", "forking", "reactor"] {
+        for signal in ["TERM", "INT"] {
+            let rows = [("e", "tcp://127.0.0.1:0", "echo", strategy, "")];
+            let mut serve = serve_at_info(&rows);
+            serve.signal(signal);
+            let status = serve
+                .wait_exit(DRAIN + MARGIN)
+                .expect("a quick, clean stop");
+            let stderr = serve.stderr();
+            assert!(
+                status.success(),
+                "{strategy} SIG{signal}: {status}\n{stderr}"
+            );
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{strategy} SIG{signal}:\n{stderr}");
+            let said = format!("received SIG{signal}: every server stopped cleanly, drained in ");
+            assert!(lines[0].contains(&said), "{strategy}: {stderr}");
+        }
+    }
+}
+
+/// A drain that lasts is announced once it has run for a second, so that an operator waiting on
+/// it knows why; the second signal then stops it.
+#[test]
+fn a_long_drain_is_announced_while_it_runs() {
+    let listen = format!("unix://{DIR}/e.sock");
+    let rows = [(
+        "e",
+        listen.as_str(),
+        "echo",
+        "threading",
+        "drain_timeout = 60",
+    )];
+    let mut serve = serve_at_info(&rows);
+    let mut client = Silent::connect(serve.endpoint("e"));
+    assert!(client.stall(), "the server kept reading for ever");
+    serve.signal("TERM");
+    let announced = common::eventually(Duration::from_secs(10), || {
+        serve
+            .stderr()
+            .contains("received SIGTERM: draining every server (drain_timeout 60.0 s at most)")
+    });
+    serve.signal("INT");
+    let status = serve.wait_exit(MARGIN);
+    let stderr = serve.stderr();
+    assert!(announced, "no announcement:\n{stderr}");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("draining every server").count(),
+        1,
+        "{stderr}"
+    );
 }
