@@ -541,8 +541,9 @@ fn a_member_that_resets_is_announced_as_leaving(strategy: &str) {
 
 /// A thousand members join one room at once under the reactor, every one reading. Join notices
 /// arrive in bursts far larger than a queue (256 messages), yet nobody is dropped: a member is
-/// judged slow only when its queue stays full with nothing written. What did not fit is missed and
-/// said, so every member accounts for every later joiner, as a notice or in a missed count.
+/// judged slow only when its queue stays full while its peer takes nothing. What did not fit is
+/// missed and said, so every member accounts for every later joiner, as a notice or in a missed
+/// count.
 #[test]
 fn a_thousand_members_join_at_once_under_the_reactor_and_none_is_dropped() {
     const MEMBERS: usize = 1000;

@@ -152,6 +152,8 @@ pub(crate) struct SessionOutput {
     pub(crate) closing: bool,
     pub(crate) paused: bool,
     pub(crate) wake_at: Option<Instant>,
+    /// What the socket's send queue says during the events (`None`: the strategy cannot say).
+    pub(crate) send_queue: Option<usize>,
 }
 
 impl SessionOutput {
@@ -160,7 +162,10 @@ impl SessionOutput {
         let peer = Address::Inet("127.0.0.1:40000".parse().unwrap());
         let local = Address::Inet("127.0.0.1:20000".parse().unwrap());
         let before = self.output.unwritten_len();
-        let mut ctx = SessionContext::over_buffer(&mut self.output, &peer, &local, &Context);
+        let send_queue = self.send_queue;
+        let probe = move || send_queue;
+        let mut ctx = SessionContext::over_buffer(&mut self.output, &peer, &local, &Context)
+            .with_send_queue(&probe);
         event(&mut ctx);
         self.closing |= ctx.closing();
         if let Some(reading) = ctx.wants_reading() {

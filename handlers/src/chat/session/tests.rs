@@ -190,6 +190,42 @@ fn unwritten_output_counts_against_the_queue_and_a_full_one_disconnects() {
     assert!(b.read_all().ends_with("m0\n"));
 }
 
+/// The socket takes none of b's output (its send buffer is full, say, and the kernel lets more in
+/// only once much of it is free), yet b's peer is reading: the send queue moves at every turn, and
+/// b stays. Once it stands still, b is disconnected `slow_after` later.
+#[test]
+fn a_moving_send_queue_keeps_a_member_whose_output_stands_still() {
+    const SLOW_AFTER: Duration = Duration::from_millis(100);
+    let hub = hub("queue_messages = 3\nprefix = ''\nslow_after = 0.1");
+    let mut b = Member::join(&hub, 2);
+    let mut a = Member::join(&hub, 1);
+    a.read_all();
+    b.wake();
+    b.output.send_queue = Some(4_000_000);
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < SLOW_AFTER * 4 {
+        flood(&mut a, &mut b, 1);
+        assert!(!b.output.closing, "b was dropped while its peer read on");
+        b.output.send_queue = b.output.send_queue.map(|queued| queued - 1000);
+        n += 1;
+        std::thread::sleep(SLOW_AFTER / 5);
+    }
+    assert_eq!(hub.members(), 2, "after {n} messages");
+    // The peer stops: nothing moves any more, and b is judged at the next turns.
+    let stopped = Instant::now();
+    while !b.output.closing {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "b was never dropped"
+        );
+        flood(&mut a, &mut b, 1);
+        std::thread::sleep(SLOW_AFTER / 5);
+    }
+    assert!(stopped.elapsed() >= SLOW_AFTER);
+    assert_eq!(hub.members(), 1);
+}
+
 #[test]
 fn reading_makes_room_again() {
     let hub = hub("queue_messages = 3\nprefix = ''");
