@@ -44,11 +44,12 @@ struct Post {
 }
 
 /// What a session's [`Mailbox::take`] did.
-#[must_use = "a closed mailbox means: close the connection; stuck means: apply the overflow policy"]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the batch is to be written; closed means: close the connection; stuck means: apply \
+              the overflow policy"]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
-    /// Bytes handed to the session.
-    pub moved: usize,
+    /// The lines handed to the session, to write to its connection.
+    pub batch: Vec<u8>,
     /// The mailbox is closed: after an `Abort` nothing was taken, after a `Drain` everything was.
     pub closing: Option<Closing>,
     /// The member is stuck (its queue full for `slow_after` without progress) and the policy is
@@ -137,30 +138,17 @@ impl Mailbox {
         pushed
     }
 
-    /// Whether the queue has been full since the member's last progress: its owner should look
-    /// at the socket's send queue before judging (the session's turn asks this first, so that it
-    /// asks the socket only then).
-    pub fn is_full(&self) -> bool {
-        self.lock().outbox.is_full()
-    }
-
     /// The session's turn, which never waits: `unwritten` bytes of what it took before are still in
-    /// its connection's output (the rest was written: progress), and its socket holds `send_queue`
-    /// bytes its peer has not taken, if the session looked (a change since the last look is
-    /// progress too); hands `write` what fits beside the unwritten output (everything when
-    /// draining, nothing once aborted), and judges the member.
-    pub fn take(
-        &self,
-        unwritten: usize,
-        send_queue: Option<usize>,
-        mut write: impl FnMut(&[u8]),
-    ) -> Taken {
+    /// its connection's output (the rest was written: progress); hands `write` what fits beside
+    /// them (everything when draining, nothing once aborted); then, if the queue is full, asks
+    /// `send_queue` what the socket holds that the peer has not taken (a change since the last
+    /// look is progress too; the look that finds the queue newly full sets the mark), and judges
+    /// the member. `send_queue` is asked under the mailbox's lock: it must not wait (an `ioctl`
+    /// on the socket does not).
+    pub fn take(&self, unwritten: usize, send_queue: impl FnOnce() -> Option<usize>) -> Taken {
         let mut post = self.lock();
         let now = Instant::now();
         post.outbox.unwritten(unwritten);
-        if let Some(queued) = send_queue {
-            post.outbox.saw_send_queue(queued);
-        }
         let mut batch = Vec::new();
         match post.closing {
             Some(Closing::Abort) => {}
@@ -169,16 +157,17 @@ impl Mailbox {
                 let _moved = post.outbox.take_fitting(&mut batch, now);
             }
         }
+        if post.closing.is_none() && post.outbox.is_full() {
+            if let Some(queued) = send_queue() {
+                post.outbox.saw_send_queue(queued);
+            }
+        }
         let stuck = post.closing.is_none()
             && post.outbox.policy() == Overflow::Disconnect
             && post.outbox.stuck(now);
         let (closing, owed) = (post.closing, post.outbox.held_back());
-        drop(post);
-        if !batch.is_empty() {
-            write(&batch);
-        }
         Taken {
-            moved: batch.len(),
+            batch,
             closing,
             stuck,
             owed,
@@ -387,9 +376,9 @@ mod tests {
     fn a_full_mailbox_misses_without_waiting_and_calls_the_supervisor() {
         let mailbox = Arc::new(Mailbox::new(outbox(1, Overflow::Disconnect)));
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
-        assert!(!mailbox.is_full());
+        assert!(!mailbox.lock().outbox.is_full());
         assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Dropped);
-        assert!(mailbox.is_full());
+        assert!(mailbox.lock().outbox.is_full());
         // The supervisor's watch returns at once: the socket's first look sets the mark, and with
         // no grace (slow_after = 0) the member is stuck.
         assert!(mailbox.verdict_due());
@@ -453,8 +442,8 @@ mod tests {
             let mailbox = Mailbox::new(outbox(4, Overflow::Drop));
             mailbox.close(how);
             assert_eq!(mailbox.push(&bytes("late\n")), Pushed::Closed, "{how:?}");
-            let taken = mailbox.take(0, None, |line| panic!("{line:?} was queued"));
-            assert_eq!(taken.moved, 0);
+            let taken = mailbox.take(0, || None);
+            assert_eq!(taken.batch, b"", "nothing was queued");
         }
     }
 
@@ -469,21 +458,23 @@ mod tests {
         };
         let outbox = Outbox::with_progress(limits, Overflow::Disconnect, Progress::AtTurns);
         let mailbox = Mailbox::with_waker(outbox, waker);
-        let mut output = Vec::new();
         assert_eq!(mailbox.push(&bytes("a\n")), Pushed::Queued);
-        let taken = mailbox.take(0, None, |bytes| output.extend_from_slice(bytes));
-        assert_eq!((taken.moved, taken.stuck), (2, false));
+        let taken = mailbox.take(0, || None);
+        assert_eq!((&taken.batch[..], taken.stuck), (&b"a\n"[..], false));
         // The queue looks full (a\n unwritten as far as it knows), yet a push waits and wakes.
         assert_eq!(mailbox.push(&bytes("b\n")), Pushed::Queued);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
         // The loop wrote a\n meanwhile: b fits, nobody is stuck.
-        let taken = mailbox.take(0, None, |bytes| output.extend_from_slice(bytes));
-        assert_eq!((taken.moved, taken.stuck, taken.owed), (2, false, false));
+        let taken = mailbox.take(0, || None);
+        assert_eq!(
+            (&taken.batch[..], taken.stuck, taken.owed),
+            (&b"b\n"[..], false, false)
+        );
         // Nothing written since, and c does not fit: stuck at once (slow_after = 0).
         assert_eq!(mailbox.push(&bytes("c\n")), Pushed::Queued);
-        let taken = mailbox.take(2, None, |_| panic!("c does not fit"));
+        let taken = mailbox.take(2, || None);
+        assert!(taken.batch.is_empty(), "c does not fit");
         assert!(taken.stuck && taken.owed);
-        assert_eq!(output, b"a\nb\n");
     }
 
     #[test]

@@ -133,18 +133,14 @@ impl ChatSession {
         }
     }
 
-    /// Moves the mail into the output (after telling the mailbox what was written and, while its
-    /// queue is full, what the socket still holds for the peer), disconnects a stuck member under
-    /// `disconnect`, and closes once the mailbox is closed.
+    /// Moves the mail into the output (after telling the mailbox what was written), tells the
+    /// mailbox, while its queue is full, what the socket still holds for the peer, disconnects a
+    /// stuck member under `disconnect`, and closes once the mailbox is closed.
     fn pump(&mut self, ctx: &mut SessionContext<'_>) {
-        let send_queue = if self.mailbox.is_full() {
-            ctx.send_queue()
-        } else {
-            None
-        };
-        let taken = self
-            .mailbox
-            .take(ctx.pending(), send_queue, |bytes| ctx.write(bytes));
+        let taken = self.mailbox.take(ctx.pending(), || ctx.send_queue());
+        if !taken.batch.is_empty() {
+            ctx.write(&taken.batch);
+        }
         if taken.closing.is_some() {
             ctx.close();
         } else if taken.stuck && self.hub.options().overflow == Overflow::Disconnect {
