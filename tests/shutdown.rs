@@ -214,10 +214,23 @@ fn a_clean_stop_logs_one_line() {
                 status.success(),
                 "{strategy} SIG{signal}: {status}\n{stderr}"
             );
-            let lines: Vec<&str> = stderr.lines().collect();
-            assert_eq!(lines.len(), 1, "{strategy} SIG{signal}:\n{stderr}");
+            let case = format!("{strategy} SIG{signal}:\n{stderr}");
+            let mut lines: Vec<&str> = stderr.lines().collect();
+            let last = lines.pop().unwrap_or_else(|| panic!("no line: {case}"));
             let said = format!("received SIG{signal}: every server stopped cleanly, drained in ");
-            assert!(lines[0].contains(&said), "{strategy}: {stderr}");
+            let (_, took) = last
+                .split_once(&said)
+                .unwrap_or_else(|| panic!("not the clean stop's line: {case}"));
+            let took_ms: u64 = took.trim_end_matches(" ms").parse().expect(&case);
+            // One line. (A drain that a loaded machine stretched past a second was announced too,
+            // as a long one is: that line, and no other, may come first then.)
+            match lines[..] {
+                [] => {}
+                [announced] if took_ms >= 1000 => {
+                    assert!(announced.contains("draining every server"), "{case}");
+                }
+                _ => panic!("more than the one line: {case}"),
+            }
         }
     }
 }
