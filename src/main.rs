@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
 use sockserv_framework::config::{self, Config, ConfigErrors};
+use sockserv_framework::memory;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -125,6 +126,9 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config, pid_file } => {
+            // Before any thread exists, so that freed memory can go back to the kernel once a
+            // peak of connections has passed (see sockserv_framework::memory).
+            memory::limit_malloc_arenas();
             let text = loading::read(config.as_deref()).map_err(Failure::Config)?;
             let source = loading::Source::new(config.as_deref());
             serve::serve(source, text, pid_file)

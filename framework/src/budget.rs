@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use crate::memory;
 use crate::peer_log::log_peer_event;
 
 /// A connection's entry in the budget.
@@ -113,6 +114,7 @@ impl InputBudget {
         if let Some(holder) = state.holders.remove(&id) {
             state.total -= holder.bytes;
         }
+        memory::shrink_sparse_map(&mut state.holders);
     }
 
     #[cfg(test)]

@@ -26,9 +26,9 @@
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
 //! `unsafe` is confined to the fork code (`strategy::forking`, `process`, `spawn`), taking over
-//! passed descriptors (`activation`), the plugin host (`plugin`) and the one `ioctl` that reads a
-//! socket's send queue (`send_queue`), each block with a SAFETY note; the crate denies it
-//! everywhere else.
+//! passed descriptors (`activation`), the plugin host (`plugin`), the one `ioctl` that reads a
+//! socket's send queue (`send_queue`) and the two glibc allocator calls that give memory back
+//! (`memory`), each block with a SAFETY note; the crate denies it everywhere else.
 
 #![deny(unsafe_code)]
 
@@ -44,6 +44,7 @@ mod error;
 pub mod heartbeat;
 mod hooks;
 pub mod limits;
+pub mod memory;
 mod peer_log;
 #[allow(unsafe_code)]
 pub mod plugin;

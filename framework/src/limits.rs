@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::budget::InputBudget;
+use crate::memory;
 use sockserv_plugin::Address;
 
 /// The most distinct sources the gate tracks at once for rates. When the table is full, the
@@ -231,7 +232,8 @@ struct GateState {
 }
 
 /// An admitted connection's place in the counts; dropping it (when the connection ends, wherever
-/// it ran) gives the place back.
+/// it ran) gives the place back. Tickets are also the process's count of open connections, which
+/// decides when freed memory goes back to the kernel (see `memory`).
 #[derive(Debug)]
 pub(crate) struct Ticket {
     gate: Arc<Gate>,
@@ -247,9 +249,11 @@ impl Drop for Ticket {
                 *count -= 1;
                 if *count == 0 {
                     state.per_source.remove(&self.source);
+                    memory::shrink_sparse_map(&mut state.per_source);
                 }
             }
         }
+        memory::connection_closed();
     }
 }
 
@@ -299,6 +303,7 @@ impl Gate {
             *state.per_source.entry(source).or_insert(0) += 1;
         }
         self.open.fetch_add(1, Ordering::AcqRel);
+        memory::connection_opened();
         Ok(Ticket {
             gate: Arc::clone(self),
             source,

@@ -36,6 +36,7 @@ use super::{require_single_thread, Accepted, Dispatcher, Inline};
 use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 use crate::deadline::Expiry;
 use crate::limits::{Limits, Ticket};
+use crate::memory;
 use crate::peer_log::{enter_request_child, log_peer_event};
 use crate::process::become_child_of;
 use crate::request::{serve_datagram, serve_stream, Outcome, Shared, HANDSHAKE_FAILED_STATUS};
@@ -168,6 +169,8 @@ impl ForkingDispatcher {
                 Ok(_) => true,
             },
         );
+        memory::shrink_sparse_map(&mut self.children);
+        memory::give_back_if_due();
     }
 
     /// Fork; the child runs `work` and exits without returning (1 when `work` says it failed), the

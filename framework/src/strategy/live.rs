@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
+use crate::memory;
 
 /// A task's id in [`Live`].
 pub(crate) type TaskId = u64;
@@ -71,7 +72,11 @@ impl Live {
 
     /// The task has ended.
     pub fn remove(&self, id: TaskId) {
-        self.lock().tasks.remove(&id);
+        {
+            let mut state = self.lock();
+            state.tasks.remove(&id);
+            memory::shrink_sparse_map(&mut state.tasks);
+        }
         self.ended.notify_all();
     }
 

@@ -17,6 +17,7 @@ use sockserv_plugin::Address;
 use super::live::{Live, TaskId};
 use super::{Accepted, Dispatcher};
 use crate::limits::Ticket;
+use crate::memory;
 use crate::peer_log::log_peer_event;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
@@ -143,6 +144,7 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
                 serve_stream(&shared, &conn, peer, tls);
                 state.live.set(id, None);
                 drop(ticket);
+                memory::give_back_if_due();
             }
             Job::Datagram(shared, socket, packet, from) => {
                 serve_datagram(&shared, &socket, &packet, &from, &mut Vec::new());

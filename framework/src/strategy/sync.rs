@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Accepted, Dispatcher, Inline};
+use crate::memory;
 use crate::request::{serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 
@@ -29,6 +30,7 @@ impl Dispatcher for SyncDispatcher {
         serve_stream(shared, &socket, peer, tls);
         shared.shutdown.set_in_loop(None);
         drop(ticket);
+        memory::give_back_if_due();
     }
 
     fn datagram(

@@ -7,6 +7,7 @@
 //! Datagrams are answered in the serving thread unless `spawn_per_datagram` asks for socketserver's
 //! thread per datagram.
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sockserv_plugin::Address;
 
 use super::live::Live;
 use super::{Accepted, Dispatcher, Inline};
+use crate::memory::{self, SettleTimer};
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{RequestFailure, Shutdown};
@@ -30,6 +32,10 @@ pub(crate) struct ThreadingDispatcher {
     live: Arc<Live>,
     /// Wakes the serving loop when a thread ends while the bound is reached.
     waker: Shutdown,
+    /// Set by a thread that gave memory back; the serving loop gives back once more when it
+    /// fires, after the threads that were exiting have gone (see `memory`). `None` if no timer
+    /// could be made: the threads' own give-backs still happen.
+    settle: Option<Arc<SettleTimer>>,
 }
 
 impl ThreadingDispatcher {
@@ -46,6 +52,10 @@ impl ThreadingDispatcher {
             inline: Inline::default(),
             live: Arc::default(),
             waker,
+            settle: SettleTimer::new()
+                .inspect_err(|err| log::debug!("{server}: no memory give-back timer: {err}"))
+                .ok()
+                .map(Arc::new),
         }
     }
 
@@ -60,6 +70,7 @@ impl ThreadingDispatcher {
         let id = self.live.add(conn);
         let live = Arc::clone(&self.live);
         let waker = self.max_threads.map(|_| self.waker.clone());
+        let settle = self.settle.clone();
         let spawned = thread::Builder::new()
             .name(format!("{}-request", shared.name))
             .spawn(move || {
@@ -67,6 +78,9 @@ impl ThreadingDispatcher {
                 live.remove(id);
                 if let Some(waker) = waker {
                     waker.wake();
+                }
+                if let (true, Some(settle)) = (memory::give_back_if_due(), &settle) {
+                    settle.arm();
                 }
             });
         if let Err(err) = spawned {
@@ -80,6 +94,16 @@ impl ThreadingDispatcher {
 impl Dispatcher for ThreadingDispatcher {
     fn has_capacity(&self) -> bool {
         self.max_threads.is_none_or(|max| self.live.len() < max)
+    }
+
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.settle.as_deref().map(SettleTimer::fd)
+    }
+
+    fn on_ready(&mut self) {
+        if let Some(settle) = &self.settle {
+            settle.fire();
+        }
     }
 
     fn stream(&mut self, shared: &Arc<Shared>, conn: Accepted) {

@@ -18,10 +18,12 @@ use sockserv_plugin::{Address, Session, SessionInfo, SessionWaker};
 
 use super::connection::{Connection, Next};
 use super::handshake::Handshake;
+use super::slots::Slots;
 use super::timers::Timers;
 use crate::deadline::Deadlines;
 use crate::heartbeat::Pulse;
 use crate::limits::Ticket;
+use crate::memory;
 use crate::request::{guarded, panic_message, Shared};
 use crate::{RequestFailure, Shutdown};
 
@@ -251,8 +253,7 @@ pub(super) fn spawn_loop(
         name: name.clone(),
         poll,
         mailbox: Arc::clone(&mailbox),
-        slots: Vec::new(),
-        free: Vec::new(),
+        slots: Slots::default(),
         lingering: VecDeque::new(),
         timers: Timers::default(),
         draining: None,
@@ -270,9 +271,9 @@ pub(super) fn spawn_loop(
     Ok(LoopHandle { mailbox, thread })
 }
 
-/// A connection's place in the loop; the generation tells a reused slot from its earlier tenant.
+/// A connection in its slot (see `slots`: the slot's generation tells it from an earlier tenant),
+/// with what the loop keeps beside it.
 struct Slot {
-    generation: u64,
     connection: Option<Connection>,
     /// A TLS connection whose handshake is not done: it has no session yet (see `handshake`).
     handshake: Option<Box<Handshake>>,
@@ -280,8 +281,8 @@ struct Slot {
     interest: Option<Interest>,
     /// Lingering before close, with a deadline queued.
     lingers: bool,
-    /// Set while a wake is queued for this slot, so wakes coalesce.
-    wake_pending: Arc<AtomicBool>,
+    /// The session's waker once it has a session, shared with it: its flag says a wake is queued.
+    wake: Option<Arc<Wake>>,
     /// The connection's place in the server's limits, given back when it is removed.
     ticket: Option<Ticket>,
 }
@@ -291,8 +292,7 @@ struct EventLoop {
     name: String,
     poll: Poll,
     mailbox: Arc<Mailbox>,
-    slots: Vec<Slot>,
-    free: Vec<usize>,
+    slots: Slots<Slot>,
     /// Lingering connections' deadlines, oldest first (all lingers last the same time, so the
     /// queue stays in deadline order): (deadline, slot, generation).
     lingering: VecDeque<(Instant, usize, u64)>,
@@ -311,7 +311,8 @@ struct Wake {
     mailbox: Arc<Mailbox>,
     slot: usize,
     generation: u64,
-    pending: Arc<AtomicBool>,
+    /// Set while a wake is queued for this slot, so wakes coalesce.
+    pending: AtomicBool,
 }
 
 impl SessionWaker for Wake {
@@ -372,6 +373,7 @@ impl EventLoop {
             self.run_wakes();
             self.end_lingers();
             self.run_timers();
+            memory::give_back_if_due();
         }
     }
 
@@ -395,7 +397,9 @@ impl EventLoop {
         let Some(deadline) = self.draining else {
             return false;
         };
-        let open = self.slots.iter().filter(|s| s.connection.is_some()).count();
+        let open = (self.slots.tenants())
+            .filter(|s| s.connection.is_some())
+            .count();
         if open > 0 && Instant::now() >= deadline {
             self.mailbox.forced.store(open, Ordering::SeqCst);
             log::warn!(
@@ -411,20 +415,20 @@ impl EventLoop {
     /// its output keeps going out until the deadline, so a reply in flight is finished.
     fn begin_drain(&mut self, deadline: Instant) {
         self.draining = Some(deadline);
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].handshake.is_some() {
+        for slot in self.slots.occupied() {
+            if self.slots.get(slot).is_some_and(|s| s.handshake.is_some()) {
                 // No session yet: nothing in flight to finish.
                 self.remove(slot);
                 continue;
             }
-            let Some(connection) = self.slots[slot].connection.as_ref() else {
+            let Some(connection) = self.slots.get(slot).and_then(|s| s.connection.as_ref()) else {
                 continue;
             };
             let _ = connection.socket.shutdown(std::net::Shutdown::Read);
             self.on_ready(slot, (true, true), false);
             // A session holding input back (paused by a rate) is woken too: it can see the server
             // is stopping and let go rather than use up the drain.
-            if let Some(connection) = self.slots[slot].connection.as_mut() {
+            if let Some(connection) = self.slots.get_mut(slot).and_then(|s| s.connection.as_mut()) {
                 let next = connection.on_wake(&mut self.buffer);
                 self.apply(slot, next);
             }
@@ -433,11 +437,14 @@ impl EventLoop {
 
     /// Queue `slot`'s next time, if it has one (see [`Timers::queue`]).
     fn queue_timer(&mut self, slot: usize) {
-        let entry = &self.slots[slot];
+        let (Some(generation), Some(entry)) = (self.slots.generation(slot), self.slots.get(slot))
+        else {
+            return;
+        };
         let handshake = entry.handshake.as_ref().map(|handshake| handshake.deadline);
         if let Some(at) = (entry.connection.as_ref().and_then(Connection::next_time)).or(handshake)
         {
-            self.timers.queue((slot, entry.generation), at);
+            self.timers.queue((slot, generation), at);
         }
     }
 
@@ -449,10 +456,9 @@ impl EventLoop {
     fn run_timers(&mut self) {
         let now = Instant::now();
         for (slot, generation) in self.timers.take_due(now) {
-            let entry = &mut self.slots[slot];
-            if entry.generation != generation {
+            let Some(entry) = self.slots.get_current(slot, generation) else {
                 continue;
-            }
+            };
             if entry.handshake.is_some() {
                 self.handshake_timer(slot, now);
                 continue;
@@ -480,9 +486,16 @@ impl EventLoop {
                 break;
             }
             self.lingering.pop_front();
-            if self.slots[slot].generation == generation && self.slots[slot].lingers {
+            if self
+                .slots
+                .get_current(slot, generation)
+                .is_some_and(|entry| entry.lingers)
+            {
                 self.remove(slot);
             }
+        }
+        if memory::is_sparse(self.lingering.len(), self.lingering.capacity()) {
+            self.lingering.shrink_to(self.lingering.len() * 2);
         }
     }
 
@@ -530,22 +543,16 @@ impl EventLoop {
             log::warn!("{}: {peer}: {err}", shared.name);
             return;
         }
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot {
-                generation: 0,
-                connection: None,
-                handshake: None,
-                interest: None,
-                lingers: false,
-                wake_pending: Arc::default(),
-                ticket: None,
-            });
-            self.slots.len() - 1
-        });
-        let entry = &mut self.slots[slot];
-        entry.generation += 1;
-        entry.wake_pending = Arc::default();
-        entry.ticket = Some(ticket);
+        let (slot, _) = self.slots.claim();
+        let entry = Slot {
+            connection: None,
+            handshake: None,
+            interest: None,
+            lingers: false,
+            wake: None,
+            ticket: Some(ticket),
+        };
+        self.slots.fill(slot, entry);
         let opening = Opening {
             socket,
             shared,
@@ -568,19 +575,21 @@ impl EventLoop {
             tls,
             registered,
         } = opening;
-        let entry = &mut self.slots[slot];
-        let waker = Arc::new(Wake {
+        let Some(generation) = self.slots.generation(slot) else {
+            return;
+        };
+        let wake = Arc::new(Wake {
             mailbox: Arc::clone(&self.mailbox),
             slot,
-            generation: entry.generation,
-            pending: Arc::clone(&entry.wake_pending),
+            generation,
+            pending: AtomicBool::new(false),
         });
         let identity = tls.as_ref().map(|(tls, _)| crate::tls::identity(tls));
         let info = SessionInfo {
             peer: &peer,
             local: &shared.local,
             server: &*shared,
-            waker,
+            waker: Arc::clone(&wake) as Arc<dyn SessionWaker>,
             tls: identity.as_ref(),
         };
         let fd = socket.as_raw_fd();
@@ -611,31 +620,39 @@ impl EventLoop {
             return self.release(slot);
         }
         let next = connection.on_open(&mut self.buffer);
-        self.slots[slot].connection = Some(connection);
-        if self.slots[slot].interest.is_none() {
-            self.slots[slot].interest = Some(Interest::READABLE);
+        let Some(entry) = self.slots.get_mut(slot) else {
+            return connection.close();
+        };
+        entry.connection = Some(connection);
+        entry.wake = Some(wake);
+        if entry.interest.is_none() {
+            entry.interest = Some(Interest::READABLE);
         }
         self.apply(slot, next);
     }
 
     /// Give a slot that holds nothing back (and its place in the limits).
     fn release(&mut self, slot: usize) {
-        self.slots[slot].ticket = None;
-        self.slots[slot].interest = None;
-        self.free.push(slot);
+        drop(self.take_slot(slot));
+    }
+
+    /// Free `slot`, taking out what it held; the timers forget what the slot table no longer has.
+    fn take_slot(&mut self, slot: usize) -> Option<Slot> {
+        let entry = self.slots.release(slot);
+        self.timers.truncate(self.slots.len());
+        entry
     }
 
     /// Call `on_wake` for every session woken since the last turn.
     fn run_wakes(&mut self) {
         let wakes = std::mem::take(&mut *Mailbox::lock(&self.mailbox.wakes));
         for (slot, generation) in wakes {
-            let Some(entry) = self.slots.get_mut(slot) else {
+            let Some(entry) = self.slots.get_current(slot, generation) else {
                 continue;
             };
-            if entry.generation != generation {
-                continue;
+            if let Some(wake) = &entry.wake {
+                wake.pending.store(false, Ordering::Release);
             }
-            entry.wake_pending.store(false, Ordering::Release);
             let Some(connection) = entry.connection.as_mut() else {
                 continue;
             };
@@ -649,14 +666,18 @@ impl EventLoop {
         if next != Next::Close {
             self.queue_timer(slot);
         }
-        let entry = &mut self.slots[slot];
+        let (Some(generation), Some(entry)) =
+            (self.slots.generation(slot), self.slots.get_mut(slot))
+        else {
+            return;
+        };
         let Some(connection) = entry.connection.as_mut() else {
             return;
         };
         if next == Next::Linger && !entry.lingers {
             entry.lingers = true;
             let deadline = Instant::now() + LINGER_TIME;
-            self.lingering.push_back((deadline, slot, entry.generation));
+            self.lingering.push_back((deadline, slot, generation));
         }
         let interest = match next {
             Next::Close => None,
@@ -690,28 +711,35 @@ impl EventLoop {
         }
     }
 
+    /// Close what `slot` holds and free the slot; its limits ticket goes last, once the loop's
+    /// tables have let go of it (see `memory`).
     fn remove(&mut self, slot: usize) {
-        self.slots[slot].interest = None;
-        self.slots[slot].lingers = false;
-        self.slots[slot].ticket = None;
         self.timers.cancel(slot);
-        if let Some(handshake) = self.slots[slot].handshake.take() {
+        let Some(entry) = self.take_slot(slot) else {
+            return;
+        };
+        let Slot {
+            connection,
+            handshake,
+            ticket,
+            ..
+        } = entry;
+        if let Some(handshake) = handshake {
             let fd = handshake.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             let _ = handshake.socket.shutdown(std::net::Shutdown::Both);
-            self.free.push(slot);
         }
-        if let Some(connection) = self.slots[slot].connection.take() {
+        if let Some(connection) = connection {
             let fd = connection.socket.as_raw_fd();
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             connection.close();
-            self.free.push(slot);
         }
+        drop(ticket);
     }
 
     fn close_all(&mut self) {
         self.adopt_new();
-        for slot in 0..self.slots.len() {
+        for slot in self.slots.occupied() {
             self.remove(slot);
         }
     }

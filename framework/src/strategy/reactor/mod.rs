@@ -29,6 +29,7 @@
 mod connection;
 mod event_loop;
 mod handshake;
+mod slots;
 mod timers;
 mod tls_wire;
 

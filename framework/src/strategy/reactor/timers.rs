@@ -13,6 +13,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use crate::memory;
+
 /// Stale entries tolerated beyond one per slot before they are swept out: enough that sweeping is
 /// rare, few enough that the heap stays within a small multiple of the connections.
 const STALE: usize = 64;
@@ -46,9 +48,23 @@ impl Timers {
         self.live[slot] = Some((generation, at));
         self.heap.push(Reverse((at, slot, generation)));
         if self.heap.len() > 2 * self.live.len() + STALE {
-            let live = &self.live;
-            self.heap
-                .retain(|&Reverse((at, slot, generation))| live[slot] == Some((generation, at)));
+            self.sweep();
+        }
+    }
+
+    /// Drop the stale entries, and the room they took.
+    fn sweep(&mut self) {
+        let live = &self.live;
+        self.heap.retain(|&Reverse((at, slot, generation))| {
+            live.get(slot) == Some(&Some((generation, at)))
+        });
+        self.shrink();
+    }
+
+    /// Give back the heap's capacity if most of it is unused.
+    fn shrink(&mut self) {
+        if memory::is_sparse(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(self.heap.len() * 2);
         }
     }
 
@@ -56,6 +72,21 @@ impl Timers {
     pub fn cancel(&mut self, slot: usize) {
         if let Some(live) = self.live.get_mut(slot) {
             *live = None;
+        }
+    }
+
+    /// The loop's slot table now ends at `slots`: forget the slots beyond it (all cancelled), and
+    /// give back the memory a peak of connections left here, as the slot table does.
+    pub fn truncate(&mut self, slots: usize) {
+        if slots >= self.live.len() {
+            return;
+        }
+        self.live.truncate(slots);
+        memory::shrink_sparse_vec(&mut self.live);
+        if self.heap.len() > 2 * self.live.len() + STALE {
+            self.sweep();
+        } else {
+            self.shrink();
         }
     }
 
@@ -68,17 +99,25 @@ impl Timers {
                 break;
             }
             self.heap.pop();
-            if self.live[slot] == Some((generation, at)) {
-                self.live[slot] = None;
-                due.push((slot, generation));
+            if let Some(live) = self.live.get_mut(slot) {
+                if *live == Some((generation, at)) {
+                    *live = None;
+                    due.push((slot, generation));
+                }
             }
         }
+        self.shrink();
         due
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> (usize, usize) {
+        (self.heap.capacity(), self.live.capacity())
     }
 }
 
@@ -138,5 +177,32 @@ mod tests {
         }
         let due = timers.take_due(ms(start, 100_000));
         assert_eq!(due, [(3, 1)]);
+    }
+
+    #[test]
+    fn a_truncated_table_leaves_no_due_and_gives_its_memory_back() {
+        let start = Instant::now();
+        let mut timers = Timers::default();
+        for slot in 0..10_000 {
+            timers.queue((slot, 1), ms(start, 1_000));
+        }
+        // Every connection but the first closes; the slot table shrinks to one slot.
+        (1..10_000).for_each(|slot| timers.cancel(slot));
+        timers.truncate(1);
+        let (heap, live) = timers.capacity();
+        assert!(
+            heap <= 2 * (2 + STALE) && live <= 64,
+            "heap {heap}, live {live}"
+        );
+        assert_eq!(timers.take_due(ms(start, 1_000)), [(0, 1)]);
+        assert_eq!(timers.next(), None);
+        assert!(
+            timers.capacity().0 <= 64,
+            "an empty heap gave its room back"
+        );
+        // A stale entry of a slot beyond the table, left by an earlier truncation, is skipped.
+        timers.queue((5, 2), ms(start, 2_000));
+        timers.truncate(1);
+        assert_eq!(timers.take_due(ms(start, 3_000)), []);
     }
 }
