@@ -49,6 +49,7 @@
 //! one-line errors starting with `***`. Commands: `/nick NAME`, `/join ROOM`, `/rooms`, `/who`,
 //! `/me ACTION`, `/help`, `/quit` and a bare `quit`.
 
+pub mod cluster;
 pub mod command;
 pub mod core;
 pub mod format;
@@ -106,7 +107,7 @@ pub const BUILTIN: Builtin = Builtin {
 /// The problems of [`ChatOptions::from_table`].
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     let options = Arc::new(ChatOptions::from_table(opts.table)?);
-    let hub = Arc::new(Hub::new(opts.server, options));
+    let hub = Hub::shared(opts.server, options);
     Ok(Arc::new(ChatFactory { hub }))
 }
 
