@@ -492,6 +492,11 @@ impl Chat {
         if !self.is_member(id) {
             return;
         }
+        // The nick is free before anyone hears that its holder left.
+        if let Some(nick) = &self.members[&id].nick {
+            let key = nicks::key(nick);
+            self.free_nick(id, key, out);
+        }
         let reason = match why {
             Leaving::Quit | Leaving::Closed => None,
             Leaving::TooSlow => Some("too slow to keep up"),
@@ -506,10 +511,7 @@ impl Chat {
                 out.send(self.others(&room, id), format::notice(text));
             }
         }
-        let member = self.members.remove(&id).expect("a member");
-        if let Some(nick) = member.nick {
-            self.free_nick(id, nicks::key(&nick), out);
-        }
+        self.members.remove(&id);
         out.0.push(Delivery::Close {
             member: id,
             drain: why != Leaving::TooSlow,

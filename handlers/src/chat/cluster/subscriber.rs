@@ -119,8 +119,8 @@ impl Subscriber {
                     return Ended::Lost(err);
                 }
                 generation = Some(now);
-                self.stats.subscriber_up.store(true, Ordering::Relaxed);
                 hub.subscribed(&heard.iter().cloned().collect::<Vec<_>>());
+                self.stats.subscriber_up.store(true, Ordering::Relaxed);
             }
             if Instant::now() >= next_ping {
                 next_ping = Instant::now() + self.options.heartbeat();
