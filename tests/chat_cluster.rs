@@ -71,7 +71,9 @@ fn join_across(endpoints: &[&Endpoint]) -> Vec<Member> {
         while synced.len() < names.len() - 1 {
             let line = member.line();
             if let Some(rest) = chat::strip_time(&line) {
-                let from = rest.strip_prefix("From ").and_then(|r| r.strip_suffix(". msg=sync\n"));
+                let from = rest
+                    .strip_prefix("From ")
+                    .and_then(|r| r.strip_suffix(". msg=sync\n"));
                 let from = from.unwrap_or_else(|| panic!("{}: {line:?} in the sync", member.name));
                 synced.push(names.iter().find(|name| *name == from).expect("a member"));
             } else {
@@ -261,7 +263,10 @@ fn with_redis_killed_local_chat_goes_on_and_resumes_across_once_redis_is_back() 
     };
     let mut slowest = Duration::ZERO;
     for round in 0..5 {
-        for (from, to, name) in [(&mut *a1, &mut *a2, &names[0]), (&mut *b1, &mut *b2, &names[1])] {
+        for (from, to, name) in [
+            (&mut *a1, &mut *a2, &names[0]),
+            (&mut *b1, &mut *b2, &names[1]),
+        ] {
             let text = format!("while down {round}");
             let sent = Instant::now();
             from.send(format!("{text}\n").as_bytes());
@@ -281,7 +286,9 @@ fn with_redis_killed_local_chat_goes_on_and_resumes_across_once_redis_is_back() 
     let back = Instant::now();
     redis.restart();
     for member in [&mut *a1, &mut *b1] {
-        poll(member, "/rooms", |answer| answer.contains("cluster link up"));
+        poll(member, "/rooms", |answer| {
+            answer.contains("cluster link up")
+        });
     }
     let resumed = back.elapsed();
     eprintln!("link up on both instances {resumed:?} after Redis was started again");
@@ -379,7 +386,10 @@ fn the_password_comes_from_the_environment_and_is_never_logged() {
     for process in [&a, &b] {
         let log = process.stderr();
         assert!(log.contains("through redis://***@127.0.0.1:"), "{log}");
-        assert!(!log.contains("s3cret-pw") && !log.contains("in-url-pw"), "{log}");
+        assert!(
+            !log.contains("s3cret-pw") && !log.contains("in-url-pw"),
+            "{log}"
+        );
     }
     // A wrong password: the link stays down, local chat works, and the log has no password.
     let wrong = ServeProcess::start_limited(

@@ -74,10 +74,19 @@ pub trait ClusterHub: Send + Sync {
     fn nick_claimed(&self, member: MemberId, key: &str, granted: Result<(), String>);
     /// A held nick's key turned out to be another instance's.
     fn nick_lost(&self, member: MemberId, key: &str);
-    /// This instance's presence (room → names) and the nick keys it holds.
-    fn presence(&self) -> (BTreeMap<String, Vec<String>>, Vec<(String, MemberId)>);
+    /// This instance's presence and the nick keys it holds.
+    fn presence(&self) -> Presence;
     /// The other instances' presence, room → names.
     fn heard(&self, rooms: BTreeMap<String, Vec<String>>);
+}
+
+/// What one instance holds, as its heartbeat writes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// Room → the names of its members here.
+    pub rooms: BTreeMap<String, Vec<String>>,
+    /// The nick keys held here, each with its member.
+    pub nicks: Vec<(String, MemberId)>,
 }
 
 /// What the publisher thread is asked to do, in order.
@@ -214,7 +223,8 @@ fn incarnation() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mixed = nanos ^ (u64::from(std::process::id()) << 40) ^ COUNT.fetch_add(1, Ordering::Relaxed);
+    let mixed =
+        nanos ^ (u64::from(std::process::id()) << 40) ^ COUNT.fetch_add(1, Ordering::Relaxed);
     // Kept within 2^53 so that any JSON reader holds it exactly.
     mixed & ((1 << 53) - 1)
 }

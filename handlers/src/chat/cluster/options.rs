@@ -190,9 +190,11 @@ fn connection(table: &Table) -> Result<(redis::ConnectionInfo, String), String> 
             ))
         }
         None => {
-            return Err("option \"cluster.redis\" is missing: the Redis server's URL, such as \
+            return Err(
+                "option \"cluster.redis\" is missing: the Redis server's URL, such as \
                         \"redis://127.0.0.1:6379/0\" or \"unix:///run/redis/redis.sock\""
-                .to_string())
+                    .to_string(),
+            )
         }
     };
     let shown = redact(url);
@@ -290,9 +292,7 @@ mod tests {
     fn a_url_alone_takes_every_default() {
         let options = parse("redis = 'redis://127.0.0.1:6379/0'").unwrap();
         assert_eq!(options.channel_prefix, DEFAULT_CHANNEL_PREFIX);
-        assert!(options
-            .node
-            .ends_with(&format!("-{}", std::process::id())));
+        assert!(options.node.ends_with(&format!("-{}", std::process::id())));
         assert_eq!(options.publish_queue, DEFAULT_PUBLISH_QUEUE);
         assert_eq!(options.heartbeat(), Duration::from_secs(5));
         assert_eq!(options.info.redis_settings().db(), 0);
@@ -317,10 +317,9 @@ mod tests {
     #[test]
     fn the_password_comes_from_the_environment_and_is_never_shown() {
         std::env::set_var("SOCKSERV_TEST_REDIS_PW", "s3cret");
-        let options = parse(
-            "redis = 'redis://:inurl@127.0.0.1:1/'\npassword_env = 'SOCKSERV_TEST_REDIS_PW'",
-        )
-        .unwrap();
+        let options =
+            parse("redis = 'redis://:inurl@127.0.0.1:1/'\npassword_env = 'SOCKSERV_TEST_REDIS_PW'")
+                .unwrap();
         assert_eq!(options.info.redis_settings().password(), Some("s3cret"));
         assert_eq!(options.shown, "redis://***@127.0.0.1:1/");
         assert!(!format!("{options:?}").contains("s3cret"));
@@ -349,13 +348,19 @@ mod tests {
         .unwrap();
         let text: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(errors.len(), 6, "{text:?}");
-        assert!(text.iter().any(|t| t.contains("\"cluster.redis\" is missing")));
-        assert!(text.iter().any(|t| t.contains("unknown option \"cluster.colour\"")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("\"cluster.redis\" is missing")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("unknown option \"cluster.colour\"")));
         let errors = parse("redis = 'rediss://h'").err().unwrap();
         assert!(errors[0].message.contains("TLS"), "{errors:?}");
         let errors = parse("redis = 'http://h'").err().unwrap();
         assert!(errors[0].message.contains("not usable"), "{errors:?}");
-        let not_table = ClusterOptions::from_value(&Value::Integer(1)).err().unwrap();
+        let not_table = ClusterOptions::from_value(&Value::Integer(1))
+            .err()
+            .unwrap();
         assert!(not_table[0].message.contains("must be a table"));
     }
 }

@@ -234,9 +234,9 @@ impl Publisher {
         let Some(hub) = self.hub.upgrade() else {
             return Ok(());
         };
-        let (rooms, nicks) = hub.presence();
-        self.write_presence(con, &rooms)?;
-        self.keep_nicks(con, &*hub, &nicks)?;
+        let presence = hub.presence();
+        self.write_presence(con, &presence.rooms)?;
+        self.keep_nicks(con, &*hub, &presence.nicks)?;
         let others = self.read_presence(con)?;
         hub.heard(others);
         Ok(())
@@ -250,7 +250,11 @@ impl Publisher {
         let prefix = &self.options.channel_prefix;
         let key = wire::presence_key(prefix, &self.instance);
         let mut fields = vec![("@".to_string(), String::new())];
-        fields.extend(rooms.iter().map(|(room, names)| (room.clone(), names.join("\n"))));
+        fields.extend(
+            rooms
+                .iter()
+                .map(|(room, names)| (room.clone(), names.join("\n"))),
+        );
         redis::pipe()
             .atomic()
             .del(&key)
@@ -294,7 +298,10 @@ impl Publisher {
 
     /// The other live instances' presence, merged: room → names. Instances whose hash expired
     /// are removed from the set.
-    fn read_presence(&self, con: &mut Connection) -> redis::RedisResult<BTreeMap<String, Vec<String>>> {
+    fn read_presence(
+        &self,
+        con: &mut Connection,
+    ) -> redis::RedisResult<BTreeMap<String, Vec<String>>> {
         let prefix = &self.options.channel_prefix;
         let instances_key = wire::instances_key(prefix);
         let instances: Vec<String> = redis::cmd("SMEMBERS").arg(&instances_key).query(con)?;
@@ -321,7 +328,10 @@ impl Publisher {
             }
         }
         if !gone.is_empty() {
-            redis::cmd("SREM").arg(&instances_key).arg(gone).query::<()>(con)?;
+            redis::cmd("SREM")
+                .arg(&instances_key)
+                .arg(gone)
+                .query::<()>(con)?;
         }
         Ok(rooms)
     }

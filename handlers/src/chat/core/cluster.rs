@@ -262,3 +262,171 @@ fn cut(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use sockserv_plugin::Address;
+
+    use super::*;
+    use crate::chat::cluster::wire::Origin;
+    use crate::chat::options::ChatOptions;
+
+    const A: MemberId = 1;
+    const B: MemberId = 2;
+
+    fn now() -> DateTime<FixedOffset> {
+        FixedOffset::east_opt(0)
+            .unwrap()
+            .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
+            .unwrap()
+    }
+
+    /// A clustered chat with A and B in the lobby, their greetings taken.
+    fn chat() -> Chat {
+        let text = "prefix = '{from}: '\nmax_line = 12\n[cluster]\nredis = 'redis://127.0.0.1:1/0'";
+        let options = ChatOptions::from_table(&text.parse().unwrap()).unwrap();
+        let mut chat = Chat::new(Arc::new(options));
+        for id in [A, B] {
+            let peer = Address::Inet(format!("127.0.0.1:{}", 5000 + id).parse().unwrap());
+            let _greeting = chat.connect(id, &peer, &now());
+        }
+        chat
+    }
+
+    fn published(deliveries: &[Delivery]) -> Vec<(Kind, String, String)> {
+        deliveries
+            .iter()
+            .filter_map(|delivery| match delivery {
+                Delivery::Publish(o) => Some((o.kind, o.from.clone(), o.text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_members_are_served_before_the_cluster_is_told() {
+        let mut chat = chat();
+        let out = chat.input(A, b"hi\n/me waves\n", &now());
+        assert!(matches!(out[0], Delivery::Send { .. }), "{out:?}");
+        assert!(matches!(out[1], Delivery::Publish(_)), "{out:?}");
+        let from = "127.0.0.1:5001".to_string();
+        assert_eq!(
+            published(&out),
+            [
+                (Kind::Say, from.clone(), "hi".into()),
+                (Kind::Me, from, "waves".into())
+            ]
+        );
+        let out = chat.disconnect(B, &now());
+        assert_eq!(
+            published(&out),
+            [(
+                Kind::Notice,
+                String::new(),
+                "127.0.0.1:5002 left lobby".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_nick_waits_for_the_cluster_and_is_released_when_its_holder_leaves() {
+        let mut chat = chat();
+        let out = chat.input(A, b"/nick ann\n", &now());
+        let key = nicks::key("ann");
+        assert_eq!(
+            out,
+            [Delivery::Claim {
+                member: A,
+                nick: "ann".into(),
+                key: key.clone()
+            }]
+        );
+        let out = chat.input(B, b"/nick Ann\n", &now());
+        assert!(
+            matches!(&out[..], [Delivery::Send { bytes, .. }] if bytes.starts_with(b"*** error: nick \"Ann\" is being taken")),
+            "{out:?}"
+        );
+        let out = chat.nick_claimed(A, &key, Ok(()));
+        assert!(published(&out).contains(&(
+            Kind::Notice,
+            String::new(),
+            "127.0.0.1:5001 is now ann".into()
+        )));
+        assert_eq!(chat.held_nicks(), [(key.clone(), A)]);
+        let out = chat.disconnect(A, &now());
+        assert!(
+            matches!(&out[0], Delivery::Release { key: released, member: A } if *released == key),
+            "released before the room hears it left: {out:?}"
+        );
+        let out = chat.input(B, b"/nick bob\n", &now());
+        assert!(
+            matches!(&out[..], [Delivery::Claim { member: B, .. }]),
+            "{out:?}"
+        );
+        let out = chat.nick_claimed(B, &nicks::key("bob"), Err("taken elsewhere".into()));
+        assert!(
+            matches!(&out[..], [Delivery::Send { bytes, .. }] if &bytes[..] == b"*** error: taken elsewhere\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn remote_messages_reach_the_room_neutralised_and_cut() {
+        let chat = chat();
+        let message = Message {
+            origin: Origin {
+                node: "b".into(),
+                inc: 1,
+            },
+            room: "lobby".into(),
+            run: 1,
+            seq: 1,
+            kind: Kind::Say,
+            from: "carol".into(),
+            time: 0,
+            text: "a\x1b[2Jbcdefghijk".into(),
+        };
+        let out = chat.remote(&message, &now());
+        assert_eq!(
+            out,
+            [Delivery::Send {
+                to: vec![A, B],
+                bytes: b"carol: abcdefgh\n"[..].into()
+            }]
+        );
+        let elsewhere = Message {
+            room: "dev".into(),
+            ..message
+        };
+        assert!(chat.remote(&elsewhere, &now()).is_empty());
+    }
+
+    #[test]
+    fn rooms_and_who_tell_here_from_elsewhere_and_the_link() {
+        let mut chat = chat();
+        let mut rooms = BTreeMap::new();
+        rooms.insert("lobby".to_string(), vec!["carol".to_string()]);
+        rooms.insert(
+            "dev".to_string(),
+            vec!["dan".to_string(), "eve".to_string()],
+        );
+        chat.set_remote(RemoteView {
+            link_up: true,
+            rooms,
+        });
+        let text = |bytes: Bytes| String::from_utf8(bytes.to_vec()).unwrap();
+        assert_eq!(
+            text(chat.rooms_notice()),
+            "*** rooms: dev (2 elsewhere), lobby (2 here, 1 elsewhere); cluster link up\n"
+        );
+        chat.set_link_up(false);
+        assert_eq!(
+            text(chat.who_notice(A)),
+            "*** in lobby: 127.0.0.1:5001, 127.0.0.1:5002 (here); carol (elsewhere); \
+             cluster link down (other instances as last heard)\n"
+        );
+    }
+}

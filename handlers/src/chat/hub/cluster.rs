@@ -11,7 +11,7 @@ use super::{Hub, State};
 use crate::chat::cluster::publisher::LINK_DOWN;
 use crate::chat::cluster::sequence::{Arrival, Sequences};
 use crate::chat::cluster::wire::Message;
-use crate::chat::cluster::{ClusterHub, Job, NotQueued, HELD_MAX};
+use crate::chat::cluster::{ClusterHub, Job, NotQueued, Presence, HELD_MAX};
 use crate::chat::core::{MemberId, Outgoing, RemoteView};
 
 /// The cluster's part of the hub's state.
@@ -207,13 +207,19 @@ impl ClusterHub for Hub {
         self.deliver(&mut state, deliveries);
     }
 
-    fn presence(&self) -> (BTreeMap<String, Vec<String>>, Vec<(String, MemberId)>) {
+    fn presence(&self) -> Presence {
         let state = self.lock();
-        (state.chat.presence(), state.chat.held_nicks())
+        Presence {
+            rooms: state.chat.presence(),
+            nicks: state.chat.held_nicks(),
+        }
     }
 
     fn heard(&self, rooms: BTreeMap<String, Vec<String>>) {
-        let link_up = self.link.as_ref().is_some_and(|link| link.stats().link_up());
+        let link_up = self
+            .link
+            .as_ref()
+            .is_some_and(|link| link.stats().link_up());
         self.lock().chat.set_remote(RemoteView { link_up, rooms });
     }
 }
