@@ -45,17 +45,26 @@ fn config(url: &str, node: &str, strategy: &str, cluster: &str) -> String {
 }
 
 /// Members joined in order, one per endpoint, each having read the join notices of those after
-/// it, wherever they joined; then each says `sync` and reads everyone else's. Once a member has
-/// heard of a newcomer on another instance, both instances hear the room (an instance publishes to
-/// a room only once it is subscribed to it). A member may also hear of one that joined *before* it
-/// on another instance (that notice waits for its instance's subscription, and may still be on its
-/// way when the member joins): such notices are skipped, and the sync round, which each sender's
-/// order puts after its own join notice, makes sure none is left to arrive later.
+/// it, wherever they joined; then each says `sync` and reads everyone else's.
+///
+/// An instance's link starts with its first member: that member waits until its `/rooms` says the
+/// link is up, by when its instance hears the lobby, so that it hears the members who join
+/// elsewhere after it. A member may also hear of one that joined *before* it on another instance
+/// (that notice waits for its own instance's subscription, and may still be on its way when the
+/// member joins): such notices are skipped, and the sync round, which each sender's order puts
+/// after its own join notice, makes sure none is left to arrive later.
 fn join_across(endpoints: &[&Endpoint]) -> Vec<Member> {
     let mut members: Vec<Member> = Vec::new();
+    let mut started: Vec<&Endpoint> = Vec::new();
     for endpoint in endpoints {
-        let newcomer = Member::join(endpoint);
+        let mut newcomer = Member::join(endpoint);
         let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        if !started.contains(endpoint) {
+            started.push(endpoint);
+            poll_skipping(&mut newcomer, "/rooms", &names, |answer| {
+                answer.contains("cluster link up")
+            });
+        }
         for (n, member) in members.iter_mut().enumerate() {
             let want = format!("*** {} joined lobby\n", newcomer.name);
             expect_skipping_earlier(member, &want, &names[..n]);
@@ -109,6 +118,16 @@ fn expect_skipping_earlier(member: &mut Member, want: &str, earlier: &[String]) 
 /// Sends `command` (`/who` or `/rooms`) until its answer satisfies `done`, every 50 ms at most for
 /// [`POLL_LIMIT`]; the answer, and how long it took. Nobody else may talk meanwhile.
 fn poll(member: &mut Member, command: &str, done: impl Fn(&str) -> bool) -> (String, Duration) {
+    poll_skipping(member, command, &[], done)
+}
+
+/// [`poll`], skipping the join notices of the `earlier` members.
+fn poll_skipping(
+    member: &mut Member,
+    command: &str,
+    earlier: &[String],
+    done: impl Fn(&str) -> bool,
+) -> (String, Duration) {
     let started = Instant::now();
     let answer_start = if command == "/rooms" {
         "*** rooms: "
@@ -117,7 +136,10 @@ fn poll(member: &mut Member, command: &str, done: impl Fn(&str) -> bool) -> (Str
     };
     loop {
         member.send(format!("{command}\n").as_bytes());
-        let answer = member.line();
+        let mut answer = member.line();
+        while is_join_of(&answer, earlier) {
+            answer = member.line();
+        }
         assert!(
             answer.starts_with(answer_start),
             "{}: {answer:?} came before the answer to {command}",
