@@ -38,6 +38,10 @@ use crate::chat::core::MemberId;
 /// batch loses little.
 pub const MAX_BATCH: usize = 256;
 
+/// The most names of other instances' members kept for `/who` and `/rooms`: far more than any
+/// `/who` answer is read for, and a bound on what a Redis shared with others can make us hold.
+pub const MAX_PRESENCE_NAMES: usize = 65_536;
+
 /// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` ms if it is absent or already `ARGV[1]`'s; 1 if so.
 pub const CLAIM: &str = "local v = redis.call('GET', KEYS[1]) \
     if v == false or v == ARGV[1] then \
@@ -317,14 +321,21 @@ impl Publisher {
         };
         let mut rooms: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut gone = Vec::new();
+        let mut kept = 0;
         for (instance, hash) in others.into_iter().zip(hashes) {
             if hash.is_empty() {
                 gone.push(instance);
                 continue;
             }
             for (room, names) in hash.into_iter().filter(|(room, _)| room != "@") {
-                let list = rooms.entry(room).or_default();
-                list.extend(names.lines().filter(|n| !n.is_empty()).map(str::to_string));
+                let names: Vec<String> = names
+                    .lines()
+                    .filter(|n| !n.is_empty())
+                    .take(MAX_PRESENCE_NAMES - kept)
+                    .map(str::to_string)
+                    .collect();
+                kept += names.len();
+                rooms.entry(room).or_default().extend(names);
             }
         }
         if !gone.is_empty() {
