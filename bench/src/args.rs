@@ -284,7 +284,9 @@ impl Args {
                 return Err("--rate applies to chat only".into());
             }
             if !(rate.is_finite() && (1.0..=MAX_RATE).contains(&rate)) {
-                return Err(format!("--rate must be from 1 to {MAX_RATE} messages a second"));
+                return Err(format!(
+                    "--rate must be from 1 to {MAX_RATE} messages a second"
+                ));
             }
         }
         let Some(spread) = &self.spread else {
@@ -406,9 +408,40 @@ mod tests {
             &["hold", "tcp://127.0.0.1:1", "-c", "30000"],
             &["hold", "tcp://127.0.0.1:1", "--requests", "5"],
             &["hold", "tcp://127.0.0.1:1", "--ping", "--size", "5000"],
+            &["echo", "tcp://127.0.0.1:1", "--rate", "10"],
+            &["chat", "tcp://127.0.0.1:1", "--rate", "0"],
+            &["echo", "tcp://127.0.0.1:1", "--spread", "tcp://127.0.0.1:2"],
+            &[
+                "chat",
+                "tcp://127.0.0.1:1",
+                "-c",
+                "2",
+                "--spread",
+                "udp://127.0.0.1:2",
+            ],
+            &["chat", "tcp://127.0.0.1:1", "--spread", "tcp://127.0.0.1:2"],
         ] {
             assert!(plan(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn chat_may_spread_listeners_over_two_instances_at_a_rate() {
+        let p = plan(&[
+            "chat",
+            "tcp://127.0.0.1:1",
+            "-c",
+            "4",
+            "--spread",
+            "tcp://127.0.0.1:2",
+            "--rate",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(p.rate, Some(1000.0));
+        assert!(p.spread.is_some());
+        let measured: Vec<bool> = (0..4).map(|i| p.measures(i)).collect();
+        assert_eq!(measured, [false, true, false, true]);
     }
 
     #[test]

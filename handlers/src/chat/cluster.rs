@@ -112,7 +112,7 @@ pub struct Link {
     stats: Arc<ClusterStats>,
     queue: SyncSender<Job>,
     /// The publisher's end of the queue until the threads start.
-    jobs: Mutex<Option<Receiver<Job>>>,
+    pub(crate) jobs: Mutex<Option<Receiver<Job>>>,
 }
 
 impl std::fmt::Debug for Link {

@@ -223,3 +223,125 @@ impl ClusterHub for Hub {
         self.lock().chat.set_remote(RemoteView { link_up, rooms });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::cluster::wire::{Kind, Origin};
+    use crate::chat::mailbox::{Closing, Mailbox};
+    use crate::chat::options::ChatOptions;
+    use sockserv_plugin::Address;
+
+    /// A clustered hub whose link is never started: what it would publish waits in the queue of
+    /// `publish_queue` jobs, and the tests play the link's threads.
+    fn hub() -> Hub {
+        let text =
+            "prefix = '{from}: '\n[cluster]\nredis = 'redis://127.0.0.1:1/0'\nnode = 'here'\n\
+                    publish_queue = 2";
+        let options = ChatOptions::from_table(&text.parse().unwrap()).unwrap();
+        Hub::new("test", Arc::new(options))
+    }
+
+    fn remote(seq: u64, text: &str) -> Message {
+        Message {
+            origin: Origin {
+                node: "there".into(),
+                inc: 7,
+            },
+            room: "lobby".into(),
+            run: 1,
+            seq,
+            kind: Kind::Say,
+            from: "carol".into(),
+            time: 0,
+            text: text.into(),
+        }
+    }
+
+    /// The lines queued in `mailbox` after its greeting, without waiting.
+    fn lines(mailbox: &Mailbox) -> Vec<String> {
+        let (mut all, mut batch) = (Vec::new(), Vec::new());
+        mailbox.close(Closing::Drain);
+        while mailbox.next_batch(&mut batch, usize::MAX) {
+            mailbox.wrote(batch.len());
+            all.append(&mut batch);
+        }
+        let text = String::from_utf8(all).unwrap();
+        text.lines().skip(1).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn remote_messages_are_delivered_once_with_gaps_counted_and_own_ones_dropped() {
+        let hub = hub();
+        let (_id, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        hub.deliver_remote(remote(1, "one"));
+        hub.deliver_remote(remote(2, "two"));
+        hub.deliver_remote(remote(2, "two again"));
+        hub.deliver_remote(remote(5, "five"));
+        let own = Message {
+            origin: hub.link.as_ref().unwrap().origin().clone(),
+            ..remote(6, "mine")
+        };
+        hub.deliver_remote(own);
+        let elsewhere = Message {
+            room: "dev".into(),
+            ..remote(1, "not here")
+        };
+        hub.deliver_remote(elsewhere);
+        assert_eq!(lines(&mailbox), ["carol: one", "carol: two", "carol: five"]);
+        let counters = hub.cluster_counters().unwrap();
+        assert_eq!(
+            (counters.received, counters.gaps, counters.duplicates),
+            (3, 2, 1)
+        );
+    }
+
+    #[test]
+    fn what_is_said_is_held_until_its_room_is_heard_and_a_full_queue_drops() {
+        let hub = hub();
+        let (ann, _) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        // Held: the join notice and two messages (the room is not subscribed yet).
+        assert!(hub.input(ann, b"a\nb\n", usize::MAX).still_member);
+        assert_eq!(hub.lock().cluster.held.len(), 3);
+        // Heard: released in order onto a queue of 2; the third is dropped and counted.
+        hub.subscribed(&["lobby".to_string()]);
+        assert_eq!(hub.lock().cluster.held.len(), 0);
+        assert_eq!(hub.cluster_counters().unwrap().dropped, 1);
+        let link = hub.link.as_ref().unwrap();
+        let jobs = link.jobs.lock().unwrap().take().unwrap();
+        let queued: Vec<(u64, String)> = jobs
+            .try_iter()
+            .map(|job| match job {
+                Job::Publish(message) => (message.seq, message.text),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            queued,
+            [(1, "127.0.0.1:1 joined lobby".to_string()), (2, "a".into())]
+        );
+        // The link is lost: what is said is dropped, not held, and numbered all the same.
+        hub.link_lost();
+        assert!(hub.input(ann, b"c\n", usize::MAX).still_member);
+        assert_eq!(hub.lock().cluster.held.len(), 0);
+        assert_eq!(hub.cluster_counters().unwrap().dropped, 2);
+        hub.subscribed(&["lobby".to_string()]);
+        assert!(hub.input(ann, b"d\n", usize::MAX).still_member);
+        match jobs.try_recv() {
+            Ok(Job::Publish(message)) => assert_eq!((message.seq, message.text.as_str()), (5, "d")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nick_is_refused_at_once_while_the_link_is_down() {
+        let hub = hub();
+        let (ann, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        assert!(hub.input(ann, b"/nick ann\n", usize::MAX).still_member);
+        let got = lines(&mailbox);
+        assert!(
+            got[0].starts_with("*** error: nicks cannot change while the cluster link is down"),
+            "{got:?}"
+        );
+    }
+}
