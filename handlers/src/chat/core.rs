@@ -354,7 +354,12 @@ impl Chat {
     fn first_nick(&mut self, id: MemberId, nick: &str, out: &mut Out) {
         let why = match command::check_name("nick", nick) {
             Err(why) => why.to_string(),
-            Ok(()) => match self.nicks.get(&nicks::key(nick)) {
+            // In a cluster the nick is claimed across instances at the next heartbeat; should
+            // another instance hold it, the member is told and known by its address again.
+            Ok(()) => match self.nicks.get(&nicks::key(nick)).or_else(|| {
+                let claim = self.claims.get(&nicks::key(nick));
+                claim.map(|(owner, _)| owner)
+            }) {
                 Some(&owner) => self.taken(nick, owner),
                 None => {
                     self.nicks.insert(nicks::key(nick), id);

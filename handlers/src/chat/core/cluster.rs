@@ -291,7 +291,7 @@ mod tests {
         let mut chat = Chat::new(Arc::new(options));
         for id in [A, B] {
             let peer = Address::Inet(format!("127.0.0.1:{}", 5000 + id).parse().unwrap());
-            let _greeting = chat.connect(id, &peer, &now());
+            let _greeting = chat.connect(id, &peer, None, &now());
         }
         chat
     }

@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn remote_messages_are_delivered_once_with_gaps_counted_and_own_ones_dropped() {
         let hub = hub();
-        let (_id, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        let (_id, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()), None);
         hub.deliver_remote(remote(1, "one"));
         hub.deliver_remote(remote(2, "two"));
         hub.deliver_remote(remote(2, "two again"));
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn what_is_said_is_held_until_its_room_is_heard_and_a_full_queue_drops() {
         let hub = hub();
-        let (ann, _) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        let (ann, _) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()), None);
         // Held: the join notice and two messages (the room is not subscribed yet).
         assert!(hub.input(ann, b"a\nb\n", usize::MAX).still_member);
         assert_eq!(hub.lock().cluster.held.len(), 3);
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn a_nick_is_refused_at_once_while_the_link_is_down() {
         let hub = hub();
-        let (ann, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()));
+        let (ann, mailbox) = hub.join(&Address::Inet(([127, 0, 0, 1], 1).into()), None);
         assert!(hub.input(ann, b"/nick ann\n", usize::MAX).still_member);
         let got = lines(&mailbox);
         assert!(
