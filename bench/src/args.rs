@@ -30,6 +30,8 @@ const MAX_SIZE: usize = 16 << 20;
 const MAX_UDP_SIZE: usize = 65_507;
 /// Chat senders; each is a connection plus a thread draining it.
 const MAX_SENDERS: usize = 256;
+/// Chat `--rate`'s ceiling, messages a second.
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// sockserv's load generator: round trips against an echo, search or chat server on loopback, or
 /// connections held open and idle (`hold`).
@@ -102,6 +104,16 @@ pub struct Args {
     /// going quiet (the server has then accepted and served it)
     #[arg(long)]
     pub ping: bool,
+
+    /// Chat: a second instance of the same cluster; every other listener joins there, and only
+    /// those listeners' deliveries (the ones that crossed instances) are measured
+    #[arg(long)]
+    pub spread: Option<String>,
+
+    /// Chat: messages a second, across all senders (the window still applies) [default: as fast
+    /// as the window allows]
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,12 +156,29 @@ pub struct Plan {
     pub bind: Option<IpAddr>,
     /// Hold: one echo round trip on each connection before it goes quiet.
     pub ping: bool,
+    /// Chat `--spread`: the second instance every other listener joins.
+    pub spread: Option<Target>,
+    /// Chat `--rate`: messages a second across all senders.
+    pub rate: Option<f64>,
 }
 
 impl Plan {
     /// A stream connection to the target, from `--bind` if given, within `--timeout`.
     pub fn connect(&self) -> std::io::Result<crate::target::Conn> {
         self.target.connect_from(self.bind, self.timeout)
+    }
+
+    /// Chat listener `i`'s connection: to `--spread` for every odd `i` when given.
+    pub fn connect_listener(&self, i: usize) -> std::io::Result<crate::target::Conn> {
+        match &self.spread {
+            Some(spread) if i % 2 == 1 => spread.connect_from(self.bind, self.timeout),
+            _ => self.connect(),
+        }
+    }
+
+    /// Whether listener `i`'s deliveries are measured: all, or with `--spread` those across.
+    pub fn measures(&self, i: usize) -> bool {
+        self.spread.is_none() || i % 2 == 1
     }
 }
 
@@ -181,6 +210,7 @@ impl Args {
             return Err("--requests must be at least 1".into());
         }
         self.check_mode(&target)?;
+        let spread = self.check_chat()?;
         Ok(Plan {
             mode: self.mode,
             target,
@@ -197,6 +227,8 @@ impl Args {
             timeout: Duration::from_secs_f64(timeout),
             bind: self.bind,
             ping: self.ping,
+            spread,
+            rate: self.rate,
         })
     }
 
@@ -244,6 +276,35 @@ impl Args {
 }
 
 impl Args {
+    /// `--spread` and `--rate`: chat only, a stream target, a rate from 1 to [`MAX_RATE`].
+    fn check_chat(&self) -> Result<Option<Target>, String> {
+        let chat = self.mode == Mode::Chat;
+        if let Some(rate) = self.rate {
+            if !chat {
+                return Err("--rate applies to chat only".into());
+            }
+            if !(rate.is_finite() && (1.0..=MAX_RATE).contains(&rate)) {
+                return Err(format!(
+                    "--rate must be from 1 to {MAX_RATE} messages a second"
+                ));
+            }
+        }
+        let Some(spread) = &self.spread else {
+            return Ok(None);
+        };
+        if !chat {
+            return Err("--spread applies to chat only".into());
+        }
+        let spread: Target = spread.parse()?;
+        if !spread.is_stream() {
+            return Err("--spread needs a stream (tcp:// or unix://)".into());
+        }
+        if self.connections < 2 {
+            return Err("--spread needs at least 2 listeners (-c 2)".into());
+        }
+        Ok(Some(spread))
+    }
+
     /// The flags a hold takes: it sends nothing after its ping, so the load's flags do not apply.
     fn check_hold(&self, target: &Target) -> Result<(), String> {
         if !target.is_stream() {
@@ -347,9 +408,40 @@ mod tests {
             &["hold", "tcp://127.0.0.1:1", "-c", "30000"],
             &["hold", "tcp://127.0.0.1:1", "--requests", "5"],
             &["hold", "tcp://127.0.0.1:1", "--ping", "--size", "5000"],
+            &["echo", "tcp://127.0.0.1:1", "--rate", "10"],
+            &["chat", "tcp://127.0.0.1:1", "--rate", "0"],
+            &["echo", "tcp://127.0.0.1:1", "--spread", "tcp://127.0.0.1:2"],
+            &[
+                "chat",
+                "tcp://127.0.0.1:1",
+                "-c",
+                "2",
+                "--spread",
+                "udp://127.0.0.1:2",
+            ],
+            &["chat", "tcp://127.0.0.1:1", "--spread", "tcp://127.0.0.1:2"],
         ] {
             assert!(plan(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn chat_may_spread_listeners_over_two_instances_at_a_rate() {
+        let p = plan(&[
+            "chat",
+            "tcp://127.0.0.1:1",
+            "-c",
+            "4",
+            "--spread",
+            "tcp://127.0.0.1:2",
+            "--rate",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(p.rate, Some(1000.0));
+        assert!(p.spread.is_some());
+        let measured: Vec<bool> = (0..4).map(|i| p.measures(i)).collect();
+        assert_eq!(measured, [false, true, false, true]);
     }
 
     #[test]

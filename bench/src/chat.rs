@@ -105,7 +105,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
             .map_err(|e| anyhow::anyhow!("cannot connect {role} {i} to {}: {e}", plan.target))
     };
     let listeners: Vec<Conn> = (0..plan.connections)
-        .map(|i| connect("listener", i))
+        .map(|i| {
+            plan.connect_listener(i)
+                .map_err(|e| anyhow::anyhow!("cannot connect listener {i}: {e}"))
+        })
         .collect::<Result<_, _>>()?;
     let senders: Vec<Conn> = (0..plan.senders)
         .map(|i| connect("sender", i))
@@ -211,9 +214,20 @@ fn send(room: &Room<'_>, id: usize, mut conn: Conn) -> (Tally, u64) {
     let (mut tally, mut line) = (Tally::default(), Vec::new());
     let (mut seq, mut delivered, mut sent) = (0u64, 0u64, 0u64);
     let depth = room.plan.depth as u64;
+    // `--rate`: this sender's share, one message every `every`, on a fixed schedule.
+    let every = room
+        .plan
+        .rate
+        .map(|rate| Duration::from_secs_f64(room.plan.senders as f64 / rate));
+    let mut next_at = Instant::now();
     loop {
         if let Err(e) = wait_window(room, id, seq, depth, &mut delivered, &clock) {
             tally.error(e);
+        }
+        if let Some(every) = every {
+            let wait = next_at.saturating_duration_since(Instant::now());
+            thread::sleep(wait.min(clock.deadline.saturating_duration_since(Instant::now())));
+            next_at += every;
         }
         let now = Instant::now();
         if now >= clock.deadline || room.stopped() || !room.budget.take(&clock, now) {
@@ -289,7 +303,7 @@ fn listen(room: &Room<'_>, id: usize, conn: Conn) -> Tally {
             return;
         };
         let now = Instant::now();
-        if let Some(clock) = room.clock.get() {
+        if let Some(clock) = room.clock.get().filter(|_| room.plan.measures(id)) {
             if nanos >= room.nanos(clock.measure_from) {
                 let latency = Duration::from_nanos(room.nanos(now).saturating_sub(nanos));
                 tally.record(latency, 0, line.len(), now);

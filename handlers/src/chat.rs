@@ -43,6 +43,10 @@
 //!   mail arrives. There its queue counts the output the reactor has not written yet too, and a
 //!   member over its rate has its reading paused and a wake set, on the reactor's own timers, for
 //!   when it may send again.
+//! - **Across instances** ([`cluster`]): with the `cluster` option, rooms span several instances
+//!   through Redis pub/sub. The core hands what the other instances should hear to the hub as
+//!   [`Delivery::Publish`] after serving its own members; the hub queues it for a publisher
+//!   thread without waiting, and a subscriber thread brings the others' messages in.
 //! - **Strategies**: threading, pool and reactor. Under a pool each member holds a worker for its
 //!   whole stay, so `workers` should be at least the members expected (beyond it, members wait in
 //!   the pool's queue until someone leaves). Members of different processes (forking) share no
@@ -53,6 +57,7 @@
 //! one-line errors starting with `***`. Commands: `/nick NAME`, `/join ROOM`, `/rooms`, `/who`,
 //! `/me ACTION`, `/help`, `/quit` and a bare `quit`.
 
+pub mod cluster;
 pub mod command;
 pub mod core;
 pub mod format;
@@ -92,7 +97,7 @@ pub const BUILTIN: Builtin = Builtin {
     name: "chat",
     summary: "rooms where every message reaches the other members (commands /nick /join /rooms \
               /who /me /help /quit; options: prefix, room, echo, queue_messages, queue_bytes, \
-              slow_after, overflow, rate, burst, ...)",
+              slow_after, overflow, rate, burst, cluster, ...)",
     socket_kinds: &[SocketKind::Tcp, SocketKind::UnixStream],
     strategies: &[
         StrategyKind::Threading,
@@ -110,7 +115,7 @@ pub const BUILTIN: Builtin = Builtin {
 /// The problems of [`ChatOptions::from_table`].
 pub fn build(opts: &HandlerOptions<'_>) -> Result<Arc<dyn HandlerFactory>, OptionErrors> {
     let options = Arc::new(ChatOptions::from_table(opts.table)?);
-    let hub = Arc::new(Hub::new(opts.server, options));
+    let hub = Hub::shared(opts.server, options);
     Ok(Arc::new(ChatFactory { hub }))
 }
 

@@ -18,6 +18,9 @@ use super::lines::{Line, LineAssembler};
 use super::nicks;
 use super::options::ChatOptions;
 
+pub use super::cluster::wire::Kind;
+pub use cluster::RemoteView;
+
 /// Names a member; the caller picks it (a connection counter, an event loop's token) and never
 /// reuses one while the member is connected.
 pub type MemberId = u64;
@@ -40,6 +43,32 @@ pub enum Delivery {
         /// Write what is queued first (it quit, or its peer closed) rather than drop it (too slow).
         drain: bool,
     },
+    /// In a cluster: tell the other instances (only with the `cluster` option).
+    Publish(Outgoing),
+    /// In a cluster: claim the nick's key for `member` across instances, then answer
+    /// [`Chat::nick_claimed`] (only with the `cluster` option).
+    Claim {
+        member: MemberId,
+        nick: String,
+        /// Its [`nicks::key`].
+        key: String,
+    },
+    /// In a cluster: the nick's key is free again.
+    Release {
+        /// The [`nicks::key`] `member` held.
+        key: String,
+        member: MemberId,
+    },
+}
+
+/// What a cluster's other instances are told of one event here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub room: String,
+    pub kind: Kind,
+    /// The sender's name; empty for a notice.
+    pub from: String,
+    pub text: String,
 }
 
 /// What one read did: the deliveries, and how much of the read the chat took.
@@ -90,6 +119,12 @@ pub struct Chat {
     /// Nicks in use by their [`nicks::key`], so that `Bob`, `bob`, `ｂob` and `bоb` (Cyrillic o)
     /// cannot all be taken.
     nicks: HashMap<String, MemberId>,
+    /// In a cluster: nicks being claimed across instances, by key: who asked, and the nick.
+    claims: HashMap<String, (MemberId, String)>,
+    /// In a cluster: what the other instances hold, as last heard.
+    remote: Option<RemoteView>,
+    /// Counts the times a room opened or closed here.
+    rooms_changed: u64,
 }
 
 /// The deliveries of one step, in order.
@@ -111,10 +146,13 @@ impl Out {
 impl Chat {
     pub fn new(options: Arc<ChatOptions>) -> Chat {
         Chat {
-            options,
             members: HashMap::new(),
+            remote: options.cluster.as_ref().map(|_| RemoteView::default()),
+            options,
             rooms: BTreeMap::new(),
             nicks: HashMap::new(),
+            claims: HashMap::new(),
+            rooms_changed: 0,
         }
     }
 
@@ -274,12 +312,18 @@ impl Chat {
         }
         let text = decode(&line);
         match command::parse(&text) {
-            Command::Say(text) => self.say(id, &self.message(id, text, now), out),
-            Command::Me(action) => self.say(id, &format::action(self.name(id), action), out),
+            Command::Say(text) => {
+                self.say(id, &self.message(id, text, now), out);
+                self.share_said(id, Kind::Say, text, out);
+            }
+            Command::Me(action) => {
+                self.say(id, &format::action(self.name(id), action), out);
+                self.share_said(id, Kind::Me, action, out);
+            }
             Command::Nick(nick) => self.nick(id, nick, out),
             Command::Join(room) => self.join(id, room, out),
-            Command::Rooms => out.reply(id, self.rooms()),
-            Command::Who => out.reply(id, self.who(id)),
+            Command::Rooms => out.reply(id, self.rooms_notice()),
+            Command::Who => out.reply(id, self.who_notice(id)),
             Command::Help => out.reply(id, format::notice(HELP)),
             Command::Quit => {
                 out.reply(id, format::notice("bye"));
@@ -310,7 +354,12 @@ impl Chat {
     fn first_nick(&mut self, id: MemberId, nick: &str, out: &mut Out) {
         let why = match command::check_name("nick", nick) {
             Err(why) => why.to_string(),
-            Ok(()) => match self.nicks.get(&nicks::key(nick)) {
+            // In a cluster the nick is claimed across instances at the next heartbeat; should
+            // another instance hold it, the member is told and known by its address again.
+            Ok(()) => match self.nicks.get(&nicks::key(nick)).or_else(|| {
+                let claim = self.claims.get(&nicks::key(nick));
+                claim.map(|(owner, _)| owner)
+            }) {
                 Some(&owner) => self.taken(nick, owner),
                 None => {
                     self.nicks.insert(nicks::key(nick), id);
@@ -341,19 +390,36 @@ impl Chat {
                 return out.reply(id, format::error(format_args!("you are already {nick}")));
             }
         }
+        if self.remote.is_some() && self.nicks.get(&key) != Some(&id) {
+            return self.claim(id, nick, key, out);
+        }
+        self.rename(id, nick, key, out);
+    }
+
+    /// Gives `id` the nick `nick` (of key `key`), tells it and its room; the old nick's key is
+    /// freed.
+    fn rename(&mut self, id: MemberId, nick: &str, key: String, out: &mut Out) {
         let old_name = self.name(id).to_string();
         let member = self.members.get_mut(&id).expect("a member");
-        if let Some(old) = member.nick.replace(nick.to_string()) {
-            self.nicks.remove(&nicks::key(&old));
-        }
+        let old = member.nick.replace(nick.to_string());
         let room = member.room.clone();
+        if let Some(old_key) = old.map(|old| nicks::key(&old)).filter(|old| *old != key) {
+            self.free_nick(id, old_key, out);
+        }
         self.nicks.insert(key, id);
         out.reply(id, format::notice(format_args!("you are now {nick}")));
         let others = self.others(&room, id);
-        out.send(
-            others,
-            format::notice(format_args!("{old_name} is now {nick}")),
-        );
+        let text = format!("{old_name} is now {nick}");
+        self.share_notice(&room, &text, out);
+        out.send(others, format::notice(text));
+    }
+
+    /// `key` is no longer `id`'s: here, and across the cluster.
+    fn free_nick(&mut self, id: MemberId, key: String, out: &mut Out) {
+        self.nicks.remove(&key);
+        if self.remote.is_some() {
+            out.0.push(Delivery::Release { key, member: id });
+        }
     }
 
     /// Why `nick` cannot be had: `owner` has it, or one that passes for it.
@@ -380,7 +446,7 @@ impl Chat {
         self.enter(id, room, out);
     }
 
-    fn rooms(&self) -> Bytes {
+    fn local_rooms(&self) -> Bytes {
         let list: Vec<String> = self
             .rooms
             .iter()
@@ -389,7 +455,7 @@ impl Chat {
         format::notice(format_args!("rooms: {}", list.join(", ")))
     }
 
-    fn who(&self, id: MemberId) -> Bytes {
+    fn local_who(&self, id: MemberId) -> Bytes {
         let room = &self.members[&id].room;
         let names: Vec<&str> = self.rooms[room].iter().map(|&m| self.name(m)).collect();
         format::notice(format_args!("in {room}: {}", names.join(", ")))
@@ -398,17 +464,22 @@ impl Chat {
     /// Adds the member to `room` (its `room` field already says so) and tells the others.
     fn enter(&mut self, id: MemberId, room: &str, out: &mut Out) {
         let others = self.others(room, id);
-        let notice = format::notice(format_args!("{} joined {room}", self.name(id)));
+        let text = format!("{} joined {room}", self.name(id));
+        if !self.rooms.contains_key(room) {
+            self.rooms_changed += 1;
+        }
         self.rooms.entry(room.to_string()).or_default().push(id);
-        out.send(others, notice);
+        self.share_notice(room, &text, out);
+        out.send(others, format::notice(text));
     }
 
     /// Takes the member out of its room, telling the others; a room left empty goes.
     fn exit_room(&mut self, id: MemberId, out: &mut Out) {
         let room = self.members[&id].room.clone();
-        let notice = format::notice(format_args!("{} left {room}", self.name(id)));
+        let text = format!("{} left {room}", self.name(id));
         self.remove_from_room(id, &room);
-        out.send(self.others(&room, id), notice);
+        self.share_notice(&room, &text, out);
+        out.send(self.others(&room, id), format::notice(text));
     }
 
     fn remove_from_room(&mut self, id: MemberId, room: &str) {
@@ -416,6 +487,7 @@ impl Chat {
             members.retain(|&m| m != id);
             if members.is_empty() {
                 self.rooms.remove(room);
+                self.rooms_changed += 1;
             }
         }
     }
@@ -425,6 +497,11 @@ impl Chat {
         if !self.is_member(id) {
             return;
         }
+        // The nick is free before anyone hears that its holder left.
+        if let Some(nick) = &self.members[&id].nick {
+            let key = nicks::key(nick);
+            self.free_nick(id, key, out);
+        }
         let reason = match why {
             Leaving::Quit | Leaving::Closed => None,
             Leaving::TooSlow => Some("too slow to keep up"),
@@ -433,16 +510,13 @@ impl Chat {
             None => self.exit_room(id, out),
             Some(reason) => {
                 let room = self.members[&id].room.clone();
-                let notice =
-                    format::notice(format_args!("{} was disconnected: {reason}", self.name(id)));
+                let text = format!("{} was disconnected: {reason}", self.name(id));
                 self.remove_from_room(id, &room);
-                out.send(self.others(&room, id), notice);
+                self.share_notice(&room, &text, out);
+                out.send(self.others(&room, id), format::notice(text));
             }
         }
-        let member = self.members.remove(&id).expect("a member");
-        if let Some(nick) = member.nick {
-            self.nicks.remove(&nicks::key(&nick));
-        }
+        self.members.remove(&id);
         out.0.push(Delivery::Close {
             member: id,
             drain: why != Leaving::TooSlow,
@@ -474,6 +548,8 @@ fn decode(line: &Line) -> String {
     }
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+mod cluster;
 
 #[cfg(test)]
 mod tests;

@@ -14,12 +14,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use sockserv_plugin::{Address, SessionWaker};
 
+use super::cluster::stats::ClusterCounters;
+use super::cluster::Link;
 use super::core::{Chat, Delivery, MemberId};
 use super::mailbox::{Closing, Mailbox};
 use super::options::ChatOptions;
@@ -34,6 +36,11 @@ pub struct Hub {
     options: Arc<ChatOptions>,
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// With the `cluster` option: the link to the other instances (see [`cluster`](super::cluster)).
+    link: Option<Link>,
+    /// This hub, for the link's threads (which hold it weakly); empty for a hub made by
+    /// [`Hub::new`], which never starts them.
+    me: Weak<Hub>,
 }
 
 /// What the chat took of one read.
@@ -52,19 +59,39 @@ pub struct Read {
 struct State {
     chat: Chat,
     mailboxes: HashMap<MemberId, Arc<Mailbox>>,
+    /// What the cluster's side of the hub keeps (unused without the `cluster` option).
+    cluster: cluster::Shared,
 }
 
 impl Hub {
+    /// A hub for tests and single-instance use: the `cluster` option, if any, is not acted on.
     pub fn new(server: &str, options: Arc<ChatOptions>) -> Hub {
+        Hub::with_me(server, options, Weak::new())
+    }
+
+    /// The server's hub; with the `cluster` option its link starts with the first member.
+    pub fn shared(server: &str, options: Arc<ChatOptions>) -> Arc<Hub> {
+        Arc::new_cyclic(|me| Hub::with_me(server, options, me.clone()))
+    }
+
+    fn with_me(server: &str, options: Arc<ChatOptions>, me: Weak<Hub>) -> Hub {
         Hub {
             server: server.to_string(),
             state: Mutex::new(State {
                 chat: Chat::new(Arc::clone(&options)),
                 mailboxes: HashMap::new(),
+                cluster: cluster::Shared::default(),
             }),
+            link: options.cluster.as_ref().map(|o| Link::new(Arc::clone(o))),
             options,
             next_id: AtomicU64::new(1),
+            me,
         }
+    }
+
+    /// The cluster link's counters, with the `cluster` option.
+    pub fn cluster_counters(&self) -> Option<ClusterCounters> {
+        self.link.as_ref().map(|link| link.stats().snapshot())
     }
 
     /// A token bucket with the chat's `rate` and `burst`, full at `now`, for one member's reader.
@@ -107,6 +134,7 @@ impl Hub {
         };
         let outbox = Outbox::with_progress(limits, self.options.overflow, progress);
         let mailbox = Arc::new(mailbox(outbox));
+        self.start_link();
         let mut state = self.lock();
         state.mailboxes.insert(id, Arc::clone(&mailbox));
         let deliveries = state.chat.connect(id, peer, nick, &self.now());
@@ -118,6 +146,9 @@ impl Hub {
     /// member's tokens): what was taken, and whether `id` is still a member.
     pub fn input(&self, id: MemberId, bytes: &[u8], max: usize) -> Read {
         let mut state = self.lock();
+        if let Some(link) = &self.link {
+            state.chat.set_link_up(link.stats().link_up());
+        }
         let input = state.chat.input_up_to(id, bytes, max, &self.now());
         self.deliver(&mut state, input.deliveries);
         Read {
@@ -213,6 +244,17 @@ impl Hub {
                         });
                     }
                 }
+                Delivery::Publish(outgoing) => self.publish(state, outgoing),
+                Delivery::Claim { member, nick, key } => {
+                    let refused = self.claim(member, nick, key.clone());
+                    if let Some(why) = refused {
+                        let answer = state.chat.nick_claimed(member, &key, Err(why));
+                        for delivery in answer.into_iter().rev() {
+                            work.push_front(delivery);
+                        }
+                    }
+                }
+                Delivery::Release { member, key } => self.release(member, key),
             }
         }
     }
@@ -223,6 +265,8 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+mod cluster;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,9 @@ use std::time::Duration;
 use sockserv_framework::config::{OptionError, OptionErrors};
 use toml::{Table, Value};
 
+use std::sync::Arc;
+
+use super::cluster::options::ClusterOptions;
 use super::command;
 use super::format::Prefix;
 use super::outbox::Overflow;
@@ -62,6 +65,7 @@ const KEYS: &[&str] = &[
     "burst",
     "max_line",
     "max_members",
+    "cluster",
 ];
 
 /// The validated options of a chat server.
@@ -102,6 +106,9 @@ pub struct ChatOptions {
     pub max_line: usize,
     /// `max_members`: the most members at once; default [`DEFAULT_MAX_MEMBERS`].
     pub max_members: usize,
+    /// `cluster`: rooms shared with other instances through Redis (see
+    /// [`cluster`](super::cluster)); default none: this instance alone.
+    pub cluster: Option<Arc<ClusterOptions>>,
 }
 
 impl Default for ChatOptions {
@@ -120,6 +127,7 @@ impl Default for ChatOptions {
             burst: DEFAULT_BURST,
             max_line: DEFAULT_MAX_LINE,
             max_members: DEFAULT_MAX_MEMBERS,
+            cluster: None,
         }
     }
 }
@@ -164,6 +172,12 @@ impl ChatOptions {
             parsed.overflow = overflow;
         }
         parsed.read_pace(table, &mut problems);
+        if let Some(value) = table.get("cluster") {
+            match ClusterOptions::from_value(value) {
+                Ok(cluster) => parsed.cluster = Some(Arc::new(cluster)),
+                Err(errors) => errors.into_iter().for_each(|error| problems.push(error)),
+            }
+        }
         problems.finish(parsed)
     }
 
