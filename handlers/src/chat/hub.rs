@@ -12,7 +12,7 @@
 //! The hub also hands out what paces the members: each reader asks [`Hub::input`] for at most as
 //! many messages as its member's [`TokenBucket`] allows (see [`rate`](super::rate)).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
@@ -218,7 +218,8 @@ impl Hub {
 
     /// Carries out `deliveries` in order.
     fn deliver(&self, state: &mut State, deliveries: Vec<Delivery>) {
-        for delivery in deliveries {
+        let mut work = VecDeque::from(deliveries);
+        while let Some(delivery) = work.pop_front() {
             match delivery {
                 Delivery::Send { to, bytes } => {
                     for id in to {
