@@ -3,7 +3,7 @@
 //! it writes this instance's presence, keeps its nicks claimed and reads the other instances'
 //! presence for `/who` and `/rooms`.
 //!
-//! **Keys** (all under `channel_prefix`, see [`wire`](super::wire)):
+//! **Keys** (all under `channel_prefix`, see [`wire`]):
 //!
 //! - `PREFIX:presence:NODE:INC`, a hash: room → its members' names here, one a line, plus a field
 //!   `@` so the hash exists with no member; rewritten whole at each heartbeat and expiring
