@@ -83,11 +83,13 @@ impl Publisher {
     /// Runs until the hub is gone (its end of the queue closes).
     pub fn run(mut self, jobs: Receiver<Job>) {
         let mut backoff = Backoff::new(FIRST_BACKOFF, self.options.reconnect_max);
-        let mut failed = false;
+        // `failed`: attempts have failed since the last connection (logged once); `lost`: a
+        // connection was up, so the next one that works is a reconnection.
+        let (mut failed, mut lost) = (false, false);
         loop {
             match connect(&self.options) {
                 Ok(mut con) => {
-                    if failed {
+                    if failed || lost {
                         self.stats.reconnected();
                         log::info!("{}: chat cluster: publishing again", self.server);
                     }
@@ -98,8 +100,10 @@ impl Publisher {
                         self.leave(&mut con);
                         return;
                     }
+                    lost = true;
                 }
                 Err(err) => {
+                    log::debug!("{}: chat cluster: cannot publish: {err}", self.server);
                     if !failed {
                         log::warn!(
                             "{}: chat cluster: cannot publish to {}: {err}",
@@ -133,18 +137,22 @@ impl Publisher {
                     batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
                     if let Err(batch) = self.send(con, batch) {
                         // Once more on a new connection; a duplicate is dropped by its receivers.
-                        match connect(&self.options) {
+                        let retried = match connect(&self.options) {
                             Ok(new) => {
                                 *con = new;
-                                if let Err(batch) = self.send(con, batch) {
-                                    self.fail(batch);
-                                    return Some(());
-                                }
+                                self.send(con, batch)
                             }
-                            Err(_) => {
-                                self.fail(batch);
-                                return Some(());
-                            }
+                            Err(_) => Err(batch),
+                        };
+                        if let Err(batch) = retried {
+                            log::warn!(
+                                "{}: chat cluster: lost {}; {} jobs not sent",
+                                self.server,
+                                self.options.shown,
+                                batch.len()
+                            );
+                            self.fail(batch);
+                            return Some(());
                         }
                     }
                 }
