@@ -378,13 +378,15 @@ pub const LINK_DOWN: &str =
     "nicks cannot change while the cluster link is down (uniqueness across instances cannot be \
      checked); try again later";
 
-/// A connection with [`COMMAND_TIMEOUT`] on connecting, reading and writing.
+/// A connection with [`COMMAND_TIMEOUT`] on connecting, reading and writing, and `TCP_NODELAY`
+/// (redis-rs leaves Nagle's algorithm on; a message should not wait for the last one's ACK).
 ///
 /// # Errors
 ///
 /// redis-rs's: the server unreachable or slow, a refused password.
 pub fn connect(options: &ClusterOptions) -> redis::RedisResult<Connection> {
-    let client = redis::Client::open(options.info.clone())?;
+    let tcp = options.info.tcp_settings().clone().set_nodelay(true);
+    let client = redis::Client::open(options.info.clone().set_tcp_settings(tcp))?;
     let con = client.get_connection_with_timeout(COMMAND_TIMEOUT)?;
     con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
     con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
