@@ -9,8 +9,6 @@
 //! saying so, only where the binary is not installed. Every read is bounded by the clients' read
 //! timeout, every poll by a deadline.
 
-// The chat tests' helpers; this file uses some of them.
-#[allow(dead_code)]
 mod chat;
 mod cluster;
 mod common;
