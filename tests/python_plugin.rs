@@ -703,3 +703,37 @@ fn check_resolves_the_module_against_the_config_and_reports_what_is_wrong() {
         "a blocking socketserver class is refused under the reactor"
     );
 }
+
+#[test]
+fn the_example_python_config_checks_once_the_plugin_is_built() {
+    let Some(setup) = setup() else { return };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/python.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    // The example points at a release build; point it at the one this run built, and keep it in
+    // its folder, whose python/handlers.py its servers name.
+    let text = text.replace(
+        "../../target/release/libsockserv_python.so",
+        setup.plugin.to_str().unwrap(),
+    );
+    let dir = common::temp_dir();
+    let path = write_config(dir.path(), "python.toml", &text);
+    let handlers = dir.path().join("python");
+    std::fs::create_dir_all(&handlers).unwrap();
+    std::fs::copy(
+        example.parent().unwrap().join("python/handlers.py"),
+        handlers.join("handlers.py"),
+    )
+    .unwrap();
+    let output = Command::new(SOCKSERV)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.ends_with("ok, 2 server(s)\n"), "{stdout}");
+}
