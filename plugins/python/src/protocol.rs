@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyNotImplementedError, PyOSError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sockserv_plugin::{
@@ -263,7 +264,6 @@ impl ProtocolSession {
                 ctx.server.log(LogLevel::Error, &message);
                 lock(&self.state).closing = true;
             }
-            interpreter::flush_std(py);
         });
         self.apply(ctx);
     }
@@ -308,7 +308,7 @@ impl Session for ProtocolSession {
             Some(live) => live
                 .protocol
                 .bind(py)
-                .call_method1("data_received", (PyBytes::new(py, data),))
+                .call_method1(intern!(py, "data_received"), (PyBytes::new(py, data),))
                 .map(drop),
             None => Ok(()),
         });
@@ -405,9 +405,11 @@ fn serve_events(
         }
         live.protocol
             .bind(py)
-            .call_method1("data_received", (PyBytes::new(py, &buf[..read]),))
+            .call_method1(
+                intern!(py, "data_received"),
+                (PyBytes::new(py, &buf[..read]),),
+            )
             .map_err(failed)?;
-        interpreter::flush_std(py);
     }
 }
 

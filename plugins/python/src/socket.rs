@@ -93,6 +93,9 @@ pub struct Connection {
     /// What `settimeout` set (seconds; `None`: blocking).
     timeout: Mutex<Option<f64>>,
     closed: AtomicBool,
+    /// `recv`'s read buffer, kept between calls (zeroed once, not at every call), up to
+    /// [`RECV_LIMIT`] bytes.
+    received: Mutex<Vec<u8>>,
 }
 
 impl Connection {
@@ -104,6 +107,7 @@ impl Connection {
             local,
             timeout: Mutex::new(None),
             closed: AtomicBool::new(false),
+            received: Mutex::default(),
         }
     }
 
@@ -156,15 +160,16 @@ impl Connection {
         let len = usize::try_from(bufsize)
             .map_err(|_| PyValueError::new_err("negative buffersize in recv"))?
             .min(RECV_LIMIT);
+        // Taken out for the read (a concurrent recv on another thread gets a buffer of its own).
+        let mut buf = std::mem::take(&mut *self.received.lock().unwrap_or_else(|e| e.into_inner()));
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
         let lease = Arc::clone(&self.lease);
-        let data = py.detach(move || {
-            let mut buf = vec![0u8; len];
-            lease.read(&mut buf).map(|n| {
-                buf.truncate(n);
-                buf
-            })
-        });
-        Ok(PyBytes::new(py, &data.map_err(os_error)?))
+        let (read, buf) = py.detach(move || (lease.read(&mut buf[..len]), buf));
+        let data = read.map(|n| PyBytes::new(py, &buf[..n]));
+        *self.received.lock().unwrap_or_else(|e| e.into_inner()) = buf;
+        data.map_err(os_error)
     }
 
     #[pyo3(signature = (buffer, nbytes = 0, flags = 0))]
