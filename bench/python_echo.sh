@@ -13,7 +13,8 @@
 #
 # Needs Python's development files (python3-dev) for the plugin; PYTHON names the interpreter
 # (default /usr/bin/python3), used both to build the plugin (PYO3_PYTHON) and to run the anchors.
-# Knobs: CONNECTIONS, SIZE, DURATION, WARMUP, RUNS, POOL_WORKERS (default: CONNECTIONS),
+# Knobs: RECONNECT=1 (a new connection per request: the accept path, a thread and a handler
+# instance per request), CONNECTIONS, SIZE, DURATION, WARMUP, RUNS, POOL_WORKERS (default: CONNECTIONS),
 # LOOPS (the reactor's event loops; default: sockserv's, one per core). Loopback only;
 # loadgen bounds every run itself.
 set -euo pipefail
@@ -27,6 +28,8 @@ duration=${DURATION:-5}
 warmup=${WARMUP:-1}
 runs=${RUNS:-3}
 python=${PYTHON:-/usr/bin/python3}
+extra=()
+[ "${RECONNECT:-0}" = 1 ] && extra+=(--reconnect)
 
 bench_setup python-echo
 PYO3_PYTHON=$python cargo build --release -p sockserv-python >&2
@@ -82,7 +85,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 measure() {
   local json rate
   json=$("$loadgen" echo "$2" -c "$connections" --size "$size" --duration "$duration" \
-    --warmup "$warmup" --server-pid "$3" --json)
+    --warmup "$warmup" --server-pid "$3" "${extra[@]}" --json)
   rate=$(field requests_per_s <<<"$json")
   echo "run $run $1 $2: $rate round trips/s" >&2
   for f in requests_per_s latency_p50_us latency_p99_us server_cpu_us_per_request errors; do
@@ -132,7 +135,7 @@ row() {
     "$(med "$2" latency_p50_us)" "$(med "$2" latency_p99_us)" "$(med "$2" server_cpu_us_per_request)"
 }
 version=$("$python" -c 'import platform; print(platform.python_version())')
-echo "TCP 127.0.0.1, C=$connections persistent, $size B, ${duration} s per run after ${warmup} s" \
+echo "TCP 127.0.0.1, C=$connections ${extra[*]:-persistent}, $size B, ${duration} s per run after ${warmup} s" \
   "warm-up, $runs runs each (alternating), medians; Python $version; loadgen shares the machine" \
   "($(nproc) cores)."
 echo
