@@ -190,8 +190,8 @@ fn plugins_command_lists_versions_abi_and_handlers() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("kv-example 0.1.0 (ABI 1.2)"), "{stdout}");
-    assert!(stdout.contains("shout-example 0.1.0 (ABI 1.2)"), "{stdout}");
+    assert!(stdout.contains("kv-example 0.1.0 (ABI 1.3)"), "{stdout}");
+    assert!(stdout.contains("shout-example 0.1.0 (ABI 1.3)"), "{stdout}");
     assert!(
         stdout.contains("  kv: line-based key-value store"),
         "{stdout}"

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sockserv_plugin::abi::{
-    Bytes, CreateFn, DestroyFn, HandleFn, HostIo, TlsPeer, STATUS_OK, STATUS_PANIC,
+    Bytes, CreateFn, CreateInFn, DestroyFn, HandleFn, HostIo, TlsPeer, STATUS_OK, STATUS_PANIC,
 };
 use sockserv_plugin::abi::{SessionCloseFn, SessionEventFn, SessionOpenFn};
 use sockserv_plugin::{
@@ -27,6 +27,8 @@ use super::PanicPolicy;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entries {
     pub create: CreateFn,
+    /// ABI 1.3's `create_in`, called instead of `create` when the handler has it.
+    pub create_in: Option<CreateInFn>,
     pub handle_stream: HandleFn,
     pub handle_datagram: HandleFn,
     pub destroy: DestroyFn,
@@ -82,22 +84,27 @@ impl Drop for Instance {
     }
 }
 
-/// Create the plugin's instance from the server's options table (passed as JSON).
+/// Create the plugin's instance from the server's options table (passed as JSON) and the folder
+/// of the config file (for a handler with ABI 1.3's `create_in`).
 pub(super) fn create(
     entries: Entries,
     handler: &str,
     options: &toml::Table,
+    config_dir: &std::path::Path,
     policy: PanicPolicy,
 ) -> Result<PluginFactory, String> {
+    use std::os::unix::ffi::OsStrExt;
     let json = serde_json::to_vec(options).map_err(|err| format!("options as JSON: {err}"))?;
     let mut error: Option<String> = None;
-    // SAFETY: `json` lives for the call; `error` outlives it and `record_error` only writes there.
+    let error_ctx = (&mut error as *mut Option<String>).cast();
+    let dir = Bytes::of(config_dir.as_os_str().as_bytes());
+    // SAFETY: `json` and `config_dir` live for the call; `error` outlives it and `record_error`
+    // only writes there.
     let pointer = unsafe {
-        (entries.create)(
-            Bytes::of(&json),
-            (&mut error as *mut Option<String>).cast(),
-            record_error,
-        )
+        match entries.create_in {
+            Some(create_in) => create_in(Bytes::of(&json), dir, error_ctx, record_error),
+            None => (entries.create)(Bytes::of(&json), error_ctx, record_error),
+        }
     };
     if pointer.is_null() {
         return Err(error.unwrap_or_else(|| "the plugin refused its options".into()));

@@ -89,7 +89,8 @@ impl PluginHandlerInfo {
             strategies: self.strategies.clone(),
             strategy_note: Some(format!("plugin {plugin} does not declare it")),
             build: Box::new(move |options| {
-                let factory = host::create(entries, &handler, options.table, policy)?;
+                let factory =
+                    host::create(entries, &handler, options.table, options.base_dir, policy)?;
                 Ok(Arc::new(factory) as Arc<dyn sockserv_plugin::HandlerFactory>)
             }),
         }

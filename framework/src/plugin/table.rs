@@ -25,7 +25,9 @@ use crate::{SocketKind, StrategyKind};
 const PLUGIN_TABLE_V1: usize = size_of::<PluginTable>();
 const HANDLER_TABLE_V1: usize = offset_of!(HandlerTable, session_open);
 /// A handler table this large has ABI 1.1's session entries.
-const HANDLER_TABLE_V1_1: usize = size_of::<HandlerTable>();
+const HANDLER_TABLE_V1_1: usize = offset_of!(HandlerTable, create_in);
+/// A handler table this large has ABI 1.3's `create_in`.
+const HANDLER_TABLE_V1_3: usize = size_of::<HandlerTable>();
 
 /// Read and check the plugin table at `table` (what the entry returned).
 ///
@@ -229,8 +231,10 @@ fn entries(table: &HandlerTable) -> Result<Entries, &'static str> {
         }
         _ => None,
     };
+    let create_in = table.create_in.filter(|_| table.size >= HANDLER_TABLE_V1_3);
     Ok(Entries {
         create: table.create.ok_or("create")?,
+        create_in,
         handle_stream: table.handle_stream.ok_or("handle_stream")?,
         handle_datagram: table.handle_datagram.ok_or("handle_datagram")?,
         destroy: table.destroy.ok_or("destroy")?,

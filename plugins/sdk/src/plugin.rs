@@ -57,6 +57,15 @@ pub trait PluginHandler: RequestHandler + Sized + 'static {
     /// Parse the options (the config's table as a JSON object) or say what is wrong with them.
     fn options(json: &str) -> Result<Self::Options, String>;
 
+    /// [`options`](Self::options), for a handler whose options name files: `config_dir` is the
+    /// folder of the config file that names the handler (absolute), against which relative paths
+    /// are resolved. A host older than ABI 1.3 does not know the folder and calls `options`.
+    /// Default: `options(json)`.
+    fn options_in(json: &str, config_dir: &std::path::Path) -> Result<Self::Options, String> {
+        let _ = config_dir;
+        Self::options(json)
+    }
+
     /// A handler for one request.
     fn new(options: &Arc<Self::Options>) -> Self;
 

@@ -10,6 +10,9 @@ use super::*;
 unsafe extern "C" fn create(_: Bytes, _: *mut c_void, _: ErrorFn) -> *mut c_void {
     std::ptr::null_mut()
 }
+unsafe extern "C" fn create_in(_: Bytes, _: Bytes, _: *mut c_void, _: ErrorFn) -> *mut c_void {
+    std::ptr::null_mut()
+}
 unsafe extern "C" fn handle(_: *const c_void, _: *const HostIo) -> i32 {
     0
 }
@@ -22,7 +25,7 @@ unsafe extern "C" fn event(_: *mut c_void, _: u32, _: Bytes, _: *const SessionIo
 }
 unsafe extern "C" fn close(_: *mut c_void) {}
 
-/// A complete 1.1 handler table with sessions, allowed under every strategy.
+/// A complete 1.3 handler table with sessions and `create_in`, allowed under every strategy.
 fn handler(name: &'static str) -> HandlerTable {
     HandlerTable {
         size: size_of::<HandlerTable>(),
@@ -37,6 +40,7 @@ fn handler(name: &'static str) -> HandlerTable {
         session_open: Some(open),
         session_event: Some(event),
         session_close: Some(close),
+        create_in: Some(create_in),
     }
 }
 
@@ -96,6 +100,12 @@ fn tables_are_read_at_any_alignment_and_at_their_own_size() {
     assert_eq!(plugin.abi, (ABI_MAJOR, ABI_MINOR));
     assert_eq!(plugin.handlers[1].name, "two");
     assert!(plugin.handlers[1].entries.sessions.is_some());
+    assert!(plugin.handlers[1].entries.create_in.is_some());
+    // ABI 1.1's size: sessions, but `create_in` lies past each table's end, and is not read.
+    let v1_1 = |name| at_size(handler(name), HANDLER_TABLE_V1_1);
+    let older = read_laid_out(&[v1_1("one"), v1_1("two")], HANDLER_TABLE_V1_1, |_| {}).unwrap();
+    assert!(older.handlers[1].entries.sessions.is_some());
+    assert!(older.handlers.iter().all(|h| h.entries.create_in.is_none()));
     assert!(plugin.handlers[1]
         .strategies
         .contains(&StrategyKind::Reactor));

@@ -91,6 +91,7 @@ pub const fn handler_table<H: PluginHandler>() -> HandlerTable {
         session_open: Some(super::session_glue::session_open::<H>),
         session_event: Some(super::session_glue::session_event),
         session_close: Some(super::session_glue::session_close),
+        create_in: Some(create_in::<H>),
     }
 }
 
@@ -106,11 +107,44 @@ unsafe extern "C" fn create<H: PluginHandler>(
 ) -> *mut c_void {
     // SAFETY: the host passes its own buffer of `len` bytes, alive for this call.
     let json = unsafe { bytes(options) };
+    let parsed = catch_unwind(|| H::options(options_text(json)?));
+    // SAFETY: the host's promise, passed on.
+    unsafe { created::<H>(parsed, error_ctx, error) }
+}
+
+/// # Safety
+/// `options` and `config_dir` point at their lengths of readable bytes; `error` may be called with
+/// `error_ctx`.
+unsafe extern "C" fn create_in<H: PluginHandler>(
+    options: Bytes,
+    config_dir: Bytes,
+    error_ctx: *mut c_void,
+    error: ErrorFn,
+) -> *mut c_void {
+    // SAFETY: the host passes its own buffers, alive for this call.
+    let (json, dir) = unsafe { (bytes(options), bytes(config_dir)) };
     let parsed = catch_unwind(|| {
-        let text =
-            std::str::from_utf8(json).map_err(|err| format!("options are not UTF-8: {err}"))?;
-        H::options(text)
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::path::Path::new(std::ffi::OsStr::from_bytes(dir));
+        H::options_in(options_text(json)?, dir)
     });
+    // SAFETY: the host's promise, passed on.
+    unsafe { created::<H>(parsed, error_ctx, error) }
+}
+
+fn options_text(json: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(json).map_err(|err| format!("options are not UTF-8: {err}"))
+}
+
+/// The instance made from parsed options, or null after passing the reason to `error`.
+///
+/// # Safety
+/// `error` may be called with `error_ctx`.
+unsafe fn created<H: PluginHandler>(
+    parsed: std::thread::Result<Result<H::Options, String>>,
+    error_ctx: *mut c_void,
+    error: ErrorFn,
+) -> *mut c_void {
     match parsed {
         Ok(Ok(options)) => Box::into_raw(Box::new(Arc::new(options) as Instance<H>)).cast(),
         Ok(Err(message)) => {

@@ -32,8 +32,9 @@ pub const ABI_MAGIC: [u8; 8] = *b"SOCKSERV";
 pub const ABI_MAJOR: u32 = 1;
 /// Changes when fields or flags are appended; a host accepts any minor of its major.
 /// 1.1 appended the event-driven session entries to [`HandlerTable`] and [`STRATEGY_REACTOR`];
-/// 1.2 appended `tls` ([`TlsPeer`]) to [`HostIo`] and [`SessionIo`].
-pub const ABI_MINOR: u32 = 2;
+/// 1.2 appended `tls` ([`TlsPeer`]) to [`HostIo`] and [`SessionIo`];
+/// 1.3 appended `create_in` (the config file's folder at creation) to [`HandlerTable`].
+pub const ABI_MINOR: u32 = 3;
 /// The symbol the host looks up, with its terminating NUL.
 pub const ENTRY_SYMBOL: &[u8] = b"sockserv_plugin_entry\0";
 
@@ -45,6 +46,13 @@ pub type ErrorFn = unsafe extern "C" fn(error_ctx: *mut c_void, message: Bytes);
 /// [`HandlerTable::create`].
 pub type CreateFn =
     unsafe extern "C" fn(options: Bytes, error_ctx: *mut c_void, error: ErrorFn) -> *mut c_void;
+/// [`HandlerTable::create_in`] (ABI 1.3).
+pub type CreateInFn = unsafe extern "C" fn(
+    options: Bytes,
+    config_dir: Bytes,
+    error_ctx: *mut c_void,
+    error: ErrorFn,
+) -> *mut c_void;
 /// [`HandlerTable::handle_stream`] and [`HandlerTable::handle_datagram`].
 pub type HandleFn = unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32;
 /// [`HandlerTable::destroy`].
@@ -149,25 +157,51 @@ pub struct HandlerTable {
     pub strategies: u32,
     /// Required. Make an instance from the handler's options (a JSON object). On failure return
     /// null after passing a message to `error(error_ctx, message)`.
-    pub create: Option<CreateFn>,
+    pub create: Option<
+        unsafe extern "C" fn(options: Bytes, error_ctx: *mut c_void, error: ErrorFn) -> *mut c_void,
+    >,
     /// Required. Serve one connection; the instance is shared by concurrent requests.
-    pub handle_stream: Option<HandleFn>,
+    pub handle_stream:
+        Option<unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32>,
     /// Required. Serve one datagram: `read` gives the packet, `write` appends to the one reply
     /// datagram.
-    pub handle_datagram: Option<HandleFn>,
+    pub handle_datagram:
+        Option<unsafe extern "C" fn(instance: *const c_void, io: *const HostIo) -> i32>,
     /// Required. Release an instance. The host calls it once, when no request uses the instance
     /// any more.
-    pub destroy: Option<DestroyFn>,
+    pub destroy: Option<unsafe extern "C" fn(instance: *mut c_void)>,
 
     // --- ABI 1.1: event-driven sessions, for the reactor strategy. A host reads these only from a
     // table whose `size` covers them, and only when all three are there.
     /// Open a session for one connection; null when the handler has none. The waker in `io` belongs
     /// to the plugin from this call on, whatever it returns: it must release it exactly once.
-    pub session_open: Option<SessionOpenFn>,
+    pub session_open:
+        Option<unsafe extern "C" fn(instance: *const c_void, io: *const SessionIo) -> *mut c_void>,
     /// Deliver one `EVENT_*` (with its bytes for `EVENT_DATA`); returns a `STATUS_*`.
-    pub session_event: Option<SessionEventFn>,
+    pub session_event: Option<
+        unsafe extern "C" fn(
+            session: *mut c_void,
+            event: u32,
+            data: Bytes,
+            io: *const SessionIo,
+        ) -> i32,
+    >,
     /// Release a session: its connection is gone.
-    pub session_close: Option<SessionCloseFn>,
+    pub session_close: Option<unsafe extern "C" fn(session: *mut c_void)>,
+
+    // --- ABI 1.3. A host reads it only from a table whose `size` covers it.
+    /// Optional. As `create`, and also given the folder of the config file that names the handler
+    /// (its path's bytes: absolute, UTF-8 on any usual system), against which the handler resolves
+    /// relative paths in its options. A 1.3 host calls it instead of `create` when it is not
+    /// null; an older host calls `create`, so a handler that has it keeps `create` as well.
+    pub create_in: Option<
+        unsafe extern "C" fn(
+            options: Bytes,
+            config_dir: Bytes,
+            error_ctx: *mut c_void,
+            error: ErrorFn,
+        ) -> *mut c_void,
+    >,
 }
 
 /// The host's side of one session event (ABI 1.1). `ctx` and `server` are valid during the call
