@@ -23,6 +23,7 @@ use crate::watchdog::{Watchdog, HEARTBEAT_FD, HEARTBEAT_MS};
 use anyhow::Context;
 use sockserv_framework::config::{ConfigText, ServerConfig};
 use sockserv_framework::heartbeat::Heartbeat;
+use sockserv_framework::metrics;
 use sockserv_framework::spawn::{self, memory_file, Exec};
 use sockserv_framework::{
     termination_signals, Listener, ProcessExit, Server, ServerProcess, Shutdown, StrategyKind,
@@ -287,6 +288,7 @@ impl Starter<'_> {
             .context("cannot duplicate the listening socket")?;
         let mut server =
             Server::from_socket(config.settings.clone(), config.factory.clone(), socket)?;
+        server.set_handler_name(&config.handler);
         if let Some(watchdog) = self.watchdog {
             let heartbeat = Heartbeat::new(watchdog.beat_interval());
             server.set_heartbeat(heartbeat.clone());
@@ -314,6 +316,10 @@ impl Starter<'_> {
             let ms = watchdog.beat_interval().as_millis().max(1);
             env.push((HEARTBEAT_MS.into(), ms.to_string().into()));
             extra.push((HEARTBEAT_FD, tx.as_fd()));
+        }
+        // Its counts go where the metrics server reads them (see `metrics`).
+        if let Some(board) = metrics::shared_descriptor() {
+            extra.push((metrics::METRICS_FD, board));
         }
         let text = memory_file("sockserv-config", self.text.text.as_bytes())
             .context("cannot hand the config to a server process")?;

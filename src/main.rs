@@ -7,6 +7,7 @@
 mod client;
 mod fleet;
 mod loading;
+mod logging;
 mod notify;
 mod pidfile;
 mod privileges;
@@ -30,11 +31,23 @@ use sockserv_framework::memory;
     version,
     about = "Socket servers from a TOML config, like Python's socketserver",
     after_help = "Logging goes to stderr; RUST_LOG sets how much (RUST_LOG=debug for more, \
-RUST_LOG=warn for less; the default is info).\n\n\
+RUST_LOG=warn for less; the default is info, which logs nothing per request: each connection's \
+line, with its id and close reason, is at debug). --log-format json (or \
+SOCKSERV_LOG_FORMAT=json) writes one JSON object per line.\n\n\
 Exit codes: 0 ok (serve: every server drained cleanly), 1 runtime failure (an address in use, a \
 server that died, a drain cut short by a second signal), 2 bad usage or config."
 )]
 struct Cli {
+    /// How log lines are written: `text` for people, `json` for log collectors (one object per
+    /// line: ts, level, target, message, and server, conn, peer, reason where a line has them).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SOCKSERV_LOG_FORMAT",
+        default_value_t
+    )]
+    log_format: logging::Format,
     /// What to do; without a command, `serve` the embedded default config.
     #[command(subcommand)]
     command: Option<Command>,
@@ -104,7 +117,7 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    logging::init(cli.log_format);
     let command = cli.command.unwrap_or(Command::Serve {
         config: None,
         pid_file: None,

@@ -135,7 +135,9 @@ impl Supervisor {
     /// Reload the config, telling the service manager (`RELOADING=1`, then `READY=1`).
     pub fn reload(&mut self) {
         self.notifier.reloading();
-        match self.try_reload() {
+        let reloaded = self.try_reload();
+        sockserv_framework::metrics::reload_finished(reloaded.is_ok());
+        match reloaded {
             Ok(summary) => log::info!("reloaded {}: {summary}", self.text.origin),
             Err(why) => log::error!("reload refused, the running config is kept: {why}"),
         }

@@ -91,6 +91,9 @@ fn serve_blocked(
     plan: BindPlan,
     pid_file: Option<PathBuf>,
 ) -> Result<(), Failure> {
+    // The memory every process counts in (see `metrics`): made before any server is, and handed
+    // to the forking servers' processes.
+    sockserv_framework::metrics::init();
     // Before any thread exists: these read and clear the environment.
     let mut passed = ListenFds::from_env()
         .map_err(anyhow::Error::from)?
@@ -202,6 +205,8 @@ fn remove_socket_files(listeners: Vec<Listener>) {
 /// on the socket passed as socket activation passes one. The main process starts it for a
 /// forking server (see `fleet`); it is not for people to run.
 pub fn run_server_process(name: &str, origin: String, base_dir: PathBuf) -> anyhow::Result<i32> {
+    // The main process's metrics board, before anything (loading the config included) counts.
+    sockserv_framework::metrics::init();
     let mut passed = ListenFds::from_env()?.unwrap_or_default();
     let mut text = String::new();
     std::io::stdin()
@@ -220,7 +225,9 @@ pub fn run_server_process(name: &str, origin: String, base_dir: PathBuf) -> anyh
     let Some(socket) = passed.take(name, &settings.endpoint) else {
         bail!("no socket was passed for server {name:?}");
     };
+    let handler = server.handler;
     let mut server = Server::from_socket(settings, server.factory, socket)?;
+    server.set_handler_name(&handler);
     if let Some(heartbeat) = heartbeat_to_parent()? {
         server.set_heartbeat(heartbeat);
     }

@@ -31,6 +31,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use sockserv_framework::metrics;
 use sockserv_framework::spawn::{self, take_fd_from_env, Exec};
 use sockserv_framework::termination_signals;
 
@@ -164,7 +165,11 @@ impl Supervisor {
             listeners: (serving.iter())
                 .map(|(name, listener)| (name.clone(), listener.socket().as_fd()))
                 .collect(),
-            extra: vec![(READY_FD, ready_tx.as_fd())],
+            extra: [(READY_FD, ready_tx.as_fd())]
+                .into_iter()
+                // The counts, and the connection ids, go on where they were (see `metrics`).
+                .chain(metrics::shared_descriptor().map(|fd| (metrics::METRICS_FD, fd)))
+                .collect(),
             stdin: None,
             die_with_parent: false,
             blocked: termination_signals(),

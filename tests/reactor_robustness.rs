@@ -105,13 +105,17 @@ fn a_session_panic_closes_one_connection_and_both_loops_serve_on() {
             assert_eq!(reply, message.to_uppercase().as_bytes());
         }
     }
-    // Each panic is logged with the server's name and the peer.
+    // Each panic is logged with the server's name, the connection's id and the peer.
     let logged = eventually(Duration::from_secs(5), || {
         let stderr = serve.stderr();
         doomed_peers.iter().all(|peer| {
-            stderr.contains(&format!(
-                "loops: request from {peer}: on_data panicked: asked to panic on \"boom\""
-            ))
+            let tail =
+                format!(": request from {peer}: on_data panicked: asked to panic on \"boom\"");
+            stderr.lines().any(|line| {
+                line.split_once("loops: c")
+                    .and_then(|(_, rest)| rest.strip_suffix(&tail))
+                    .is_some_and(|id| id.parse::<u64>().is_ok())
+            })
         })
     });
     assert!(logged, "{}", serve.stderr());

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sockserv_framework::{
-    Endpoint, Hooks, RequestFailure, Server, ServerError, ServerSettings, Strategy,
+    Client, Endpoint, Hooks, RequestFailure, Server, ServerError, ServerSettings, Strategy,
 };
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler,
@@ -188,11 +188,11 @@ impl Hooks for Recorder {
         !self.refuse
     }
 
-    fn handle_error(&self, server: &str, peer: &Address, failure: &RequestFailure) {
+    fn handle_error(&self, server: &str, client: Client<'_>, failure: &RequestFailure) {
         self.failures
             .lock()
             .unwrap()
-            .push(format!("{server} {peer} {failure}"));
+            .push(format!("{server} {} {failure}", client.peer));
     }
 
     fn handle_timeout(&self) {
@@ -515,7 +515,7 @@ impl Hooks for Panicky {
         true
     }
 
-    fn handle_error(&self, _server: &str, _peer: &Address, _failure: &RequestFailure) {
+    fn handle_error(&self, _server: &str, _client: Client<'_>, _failure: &RequestFailure) {
         panic!("handle_error panics too");
     }
 

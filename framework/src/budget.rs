@@ -8,15 +8,18 @@
 //! The budget is per process: a forking server's children each hold their own input, in memory
 //! of their own, which `max_children` bounds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Shutdown as Direction;
 use std::sync::{Mutex, MutexGuard};
 
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use crate::log_peer_event;
 use crate::memory;
-use crate::peer_log::log_peer_event;
+use crate::metrics::{CloseReason, ConnId};
+use crate::peer_log::Fields;
+use crate::Client;
 
 /// A connection's entry in the budget.
 pub(crate) type HolderId = u64;
@@ -33,15 +36,19 @@ struct State {
     total: usize,
     next_id: HolderId,
     holders: HashMap<HolderId, Holder>,
+    /// The holders the budget closed, until they leave (each leaves once, when its connection
+    /// ends, so this holds at most the connections open at once).
+    closed: HashSet<HolderId>,
 }
 
 #[derive(Debug)]
 struct Holder {
     bytes: usize,
     peer: Address,
+    conn: Option<ConnId>,
     /// A duplicate of the connection's descriptor, to shut it down from whichever thread passes
     /// the budget; made when it first holds anything.
-    conn: Option<Socket>,
+    socket: Option<Socket>,
 }
 
 impl InputBudget {
@@ -59,15 +66,16 @@ impl InputBudget {
     }
 
     /// Register a connection; `None` without a budget.
-    pub fn enter(&self, peer: &Address) -> Option<HolderId> {
+    pub fn enter(&self, client: Client<'_>) -> Option<HolderId> {
         self.max?;
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
         let holder = Holder {
             bytes: 0,
-            peer: peer.clone(),
-            conn: None,
+            peer: client.peer.clone(),
+            conn: client.conn,
+            socket: None,
         };
         state.holders.insert(id, holder);
         Some(id)
@@ -80,8 +88,8 @@ impl InputBudget {
         let Some(holder) = state.holders.get_mut(&id) else {
             return;
         };
-        if holder.conn.is_none() && bytes > 0 {
-            holder.conn = conn.try_clone().ok();
+        if holder.socket.is_none() && bytes > 0 {
+            holder.socket = conn.try_clone().ok();
         }
         let before = std::mem::replace(&mut holder.bytes, bytes);
         state.total = state.total - before + bytes;
@@ -95,26 +103,37 @@ impl InputBudget {
             // Forgotten once closed: what its handler still reads from the kernel's buffers
             // afterwards is not counted (or logged) again.
             let holder = state.holders.remove(&victim).expect("found above");
+            state.closed.insert(victim);
             let held = holder.bytes;
-            if let Some(conn) = &holder.conn {
-                let _ = conn.shutdown(Direction::Both);
+            if let Some(socket) = &holder.socket {
+                let _ = socket.shutdown(Direction::Both);
             }
-            log_peer_event(format_args!(
-                "{server}: closing {}: limit: max_buffered_input ({max} bytes held by the \
-                 server's connections): it held {held}",
-                holder.peer
-            ));
+            let client = Client {
+                peer: &holder.peer,
+                conn: holder.conn,
+            };
+            let reason = CloseReason::MaxBufferedInput.name();
+            log_peer_event!(
+                &Fields::of(server, client).because(reason),
+                format_args!(
+                    "{server}: {}closing {}: limit: max_buffered_input ({max} bytes held by \
+                     the server's connections): it held {held}",
+                    client.tag(),
+                    client.peer
+                ),
+            );
             state.total -= held;
         }
     }
 
-    /// The connection has ended: what it held is given back.
-    pub fn leave(&self, id: HolderId) {
+    /// The connection has ended: what it held is given back. Whether the budget had closed it.
+    pub fn leave(&self, id: HolderId) -> bool {
         let mut state = self.lock();
         if let Some(holder) = state.holders.remove(&id) {
             state.total -= holder.bytes;
         }
         memory::shrink_sparse_map(&mut state.holders);
+        state.closed.remove(&id)
     }
 
     #[cfg(test)]
@@ -136,7 +155,8 @@ mod tests {
         let peer = Address::UnixUnnamed;
         let (small, _small_peer) = socket_pair();
         let (big, mut big_peer) = socket_pair();
-        let (a, b) = (budget.enter(&peer).unwrap(), budget.enter(&peer).unwrap());
+        let client = Client::datagram(&peer);
+        let (a, b) = (budget.enter(client).unwrap(), budget.enter(client).unwrap());
         budget.hold("t", a, &small, 30);
         budget.hold("t", b, &big, 60);
         assert_eq!(budget.total(), 90);
@@ -145,14 +165,14 @@ mod tests {
         assert_eq!(budget.total(), 50);
         let mut buf = [0u8; 1];
         assert_eq!(big_peer.read(&mut buf).unwrap(), 0);
-        budget.leave(a);
-        budget.leave(b);
+        assert!(!budget.leave(a));
+        assert!(budget.leave(b), "the budget closed it");
         assert_eq!(budget.total(), 0);
     }
 
     #[test]
     fn without_a_budget_nothing_is_tracked() {
         let budget = InputBudget::new(None);
-        assert_eq!(budget.enter(&Address::UnixUnnamed), None);
+        assert_eq!(budget.enter(Client::datagram(&Address::UnixUnnamed)), None);
     }
 }

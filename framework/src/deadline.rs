@@ -45,6 +45,16 @@ impl Expiry {
         io::Error::new(io::ErrorKind::TimedOut, self)
     }
 
+    /// The close reason this limit is, in the metrics and the connection's log line.
+    pub fn reason(self) -> crate::metrics::CloseReason {
+        use crate::metrics::CloseReason;
+        match self {
+            Expiry::FirstByte(_) => CloseReason::FirstByteTimeout,
+            Expiry::Idle(_) => CloseReason::IdleTimeout,
+            Expiry::MaxDuration(_) => CloseReason::MaxConnectionDuration,
+        }
+    }
+
     /// The limit behind `err`, if a limit made it.
     pub fn of(err: &io::Error) -> Option<Expiry> {
         err.get_ref()?.downcast_ref::<Expiry>().copied()

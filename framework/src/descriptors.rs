@@ -66,8 +66,8 @@ impl Reserve {
     }
 
     /// accept failed with `err`, out of descriptors: refuse the waiting connection with the reserve,
-    /// or pause the listener when there is no reserve to use.
-    pub fn refuse_one(&mut self, server: &str, listener: &Socket, err: &io::Error) {
+    /// or pause the listener when there is no reserve to use. Whether a connection was refused.
+    pub fn refuse_one(&mut self, server: &str, listener: &Socket, err: &io::Error) -> bool {
         let refused = self.refused.get_or_insert_with(|| {
             log::warn!(
                 "{server}: out of file descriptors ({err}): refusing new connections until some \
@@ -79,17 +79,19 @@ impl Reserve {
         match self.spare.take() {
             Some(spare) => {
                 drop(spare);
-                if let Ok((conn, _)) = listener.accept() {
-                    drop(conn);
+                let accepted = listener.accept().is_ok();
+                if accepted {
                     *refused += 1;
                 }
                 self.spare = open_spare();
+                accepted
             }
             None => {
                 self.spare = open_spare();
                 if self.spare.is_none() {
                     self.paused_until = Some(Instant::now() + PAUSE);
                 }
+                false
             }
         }
     }

@@ -11,7 +11,55 @@ use std::io;
 
 use sockserv_plugin::{Address, HandlerError};
 
-use crate::peer_log::log_peer_event;
+use crate::metrics::ConnId;
+use crate::peer_log::Fields;
+use crate::{log_peer_event, log_with};
+
+/// Who a request is for: its peer, and for a connection, the connection's id, which begins every
+/// log line about it after the server's name (`echo: c12: request from 127.0.0.1:40000: …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client<'a> {
+    /// The peer: the connection's or datagram's source, or the client a PROXY header named.
+    pub peer: &'a Address,
+    /// The connection's id; `None` for a datagram.
+    pub conn: Option<ConnId>,
+}
+
+impl<'a> Client<'a> {
+    /// A connection's client.
+    pub fn connection(peer: &'a Address, conn: ConnId) -> Client<'a> {
+        Client {
+            peer,
+            conn: Some(conn),
+        }
+    }
+
+    /// A datagram's sender.
+    pub fn datagram(peer: &'a Address) -> Client<'a> {
+        Client { peer, conn: None }
+    }
+}
+
+impl Client<'_> {
+    /// What a log line about this client writes after the server's name: `c12: `, or nothing
+    /// for a datagram.
+    pub fn tag(&self) -> Tag {
+        Tag(self.conn)
+    }
+}
+
+/// A connection's id as a log line's prefix (see [`Client::tag`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Tag(Option<ConnId>);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(conn) => write!(f, "{conn}: "),
+            None => Ok(()),
+        }
+    }
+}
 
 /// How one request failed. Reported to `handle_error`; the request is closed and the server goes on.
 #[derive(Debug)]
@@ -125,14 +173,31 @@ pub trait Hooks: Send + Sync {
         true
     }
 
-    /// A request failed. Default: one line with the server name and the peer — at error level for
-    /// a failure of the server's or its handler's, at info level and a bounded rate for the peer's
-    /// doing ([`RequestFailure::is_peer_fault`]).
-    fn handle_error(&self, server: &str, peer: &Address, failure: &RequestFailure) {
+    /// A request failed. Default: one line with the server name, the connection's id and the
+    /// peer — at error level for a failure of the server's or its handler's, at info level and a
+    /// bounded rate for the peer's doing ([`RequestFailure::is_peer_fault`]).
+    fn handle_error(&self, server: &str, client: Client<'_>, failure: &RequestFailure) {
         if failure.is_peer_fault() {
-            log_peer_event(format_args!("{server}: request from {peer}: {failure}"));
+            let fields = Fields::of(server, client);
+            log_peer_event!(
+                &fields,
+                format_args!(
+                    "{server}: {}request from {}: {failure}",
+                    client.tag(),
+                    client.peer
+                ),
+            );
         } else {
-            log::error!("{server}: request from {peer}: {failure}");
+            let fields = Fields::of(server, client);
+            log_with!(
+                log::Level::Error,
+                &fields,
+                format_args!(
+                    "{server}: {}request from {}: {failure}",
+                    client.tag(),
+                    client.peer
+                ),
+            );
         }
     }
 

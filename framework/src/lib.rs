@@ -25,10 +25,17 @@
 //!
 //! [`plugin`] loads handler plugins through the SDK's versioned C ABI.
 //!
+//! [`metrics`] counts what every server does (accepts, refusals and closes by reason, bytes,
+//! durations, failures) in memory shared by the whole process tree, forked children included, for
+//! the `metrics` handler to serve; every connection gets an id ([`metrics::ConnId`]) that begins
+//! each log line about it, and log lines carry their fields (server, conn, peer, reason) as
+//! structured key-values ([`Fields`]).
+//!
 //! `unsafe` is confined to the fork code (`strategy::forking`, `process`, `spawn`), taking over
 //! passed descriptors (`activation`), the plugin host (`plugin`), the one `ioctl` that reads a
-//! socket's send queue (`send_queue`) and the two glibc allocator calls that give memory back
-//! (`memory`), each block with a SAFETY note; the crate denies it everywhere else.
+//! socket's send queue (`send_queue`), the two glibc allocator calls that give memory back
+//! (`memory`) and the memory the forked processes count in (`metrics`), each block with a SAFETY
+//! note; the crate denies it everywhere else.
 
 #![deny(unsafe_code)]
 
@@ -45,7 +52,9 @@ pub mod heartbeat;
 mod hooks;
 pub mod limits;
 pub mod memory;
-mod peer_log;
+pub mod metrics;
+#[doc(hidden)]
+pub mod peer_log;
 #[allow(unsafe_code)]
 pub mod plugin;
 #[allow(unsafe_code)]
@@ -69,10 +78,8 @@ mod transport;
 pub use close::FORCED_CLOSE_WAIT;
 pub use endpoint::{Endpoint, EndpointError, Resolved, SocketKind};
 pub use error::ServerError;
-pub use hooks::{DefaultHooks, Hooks, RequestFailure};
-pub use peer_log::{
-    log_peer_event, LINES_PER_WINDOW, PEER_FAULT_STATUS, WINDOW as PEER_LOG_WINDOW,
-};
+pub use hooks::{Client, DefaultHooks, Hooks, RequestFailure};
+pub use peer_log::{Fields, LINES_PER_WINDOW, PEER_FAULT_STATUS, WINDOW as PEER_LOG_WINDOW};
 pub use process::{
     serve_process, termination_signals, ProcessExit, ServerProcess, UNCLEAN_DRAIN_STATUS,
 };

@@ -1,6 +1,8 @@
 //! One request's life, the same under every strategy: make a handler, run `setup`, `handle`, `finish`
 //! with panics caught at this boundary, report failures through `handle_error`, close the request
-//! gracefully (see `close`), and log one line with the peer, the duration and the bytes in and out.
+//! gracefully (see `close`), count it (see `metrics`), and log one line (at debug level: nothing is
+//! logged per request at info) with the connection's id, the peer, the duration, the bytes in and
+//! out, and why it closed.
 //! On a TLS server the handshake comes first and the handler's `rfile`/`wfile` carry plaintext
 //! (`wire`).
 //!
@@ -9,7 +11,7 @@
 //! and is reported, it never ends a serving loop or a worker.
 
 use std::any::Any;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader};
 use std::net::Shutdown as Direction;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -23,13 +25,18 @@ use sockserv_plugin::{
 
 use crate::budget::HolderId;
 use crate::close::close_gracefully;
-use crate::deadline::{timed_out, Deadlines, Expiry, SetTimeout, Watched};
+use crate::deadline::{Deadlines, Expiry, Watched};
 use crate::limits::Gate;
+use crate::log_with;
+use crate::metrics::{CloseReason, ConnId, DatagramDrop, Refusal, ServerMetrics, Tally};
+use crate::peer_log::Fields;
 use crate::tls::blocking::{TlsReader, TlsShared, TlsWriter};
 use crate::transport::{Datagram, ReplyTo};
-use crate::{Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
+use crate::{Client, Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
+use streams::{Counted, Reply};
 use wire::{shake_hands, ReadWire, WriteWire};
 
+mod streams;
 mod wire;
 
 /// The read buffer of a stream request's `rfile`.
@@ -50,6 +57,8 @@ pub(crate) struct Shared {
     pub nodelay: Option<bool>,
     /// The server's limits, and the counts they are checked against.
     pub gate: Arc<Gate>,
+    /// The server's counters (see `metrics`).
+    pub metrics: ServerMetrics,
 }
 
 impl ServerContext for Shared {
@@ -66,20 +75,22 @@ impl ServerContext for Shared {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        let level = match level {
-            LogLevel::Error => log::Level::Error,
-            LogLevel::Warn => log::Level::Warn,
-            LogLevel::Info => log::Level::Info,
-            LogLevel::Debug => log::Level::Debug,
-        };
-        log::log!(level, "{}: {message}", self.name);
+        log::log!(level_of(level), server = self.name.as_str(); "{}: {message}", self.name);
     }
 }
 
 impl Shared {
     /// `handle_error`, with a panic of the hook itself caught and logged beside the failure. While
-    /// the server closes, an I/O failure is the drain's doing and is reported as such.
-    pub fn report(&self, peer: &Address, failure: &RequestFailure) {
+    /// the server closes, an I/O failure is the drain's doing and is reported as such. A handler's
+    /// panic, or its failure of its own (not the peer's), is counted.
+    pub fn report(&self, client: Client<'_>, failure: &RequestFailure) {
+        match failure {
+            RequestFailure::Panic { .. } => self.metrics.handler_panic(),
+            RequestFailure::Hook { .. } if !failure.is_peer_fault() => {
+                self.metrics.handler_error();
+            }
+            _ => {}
+        }
         let drained;
         let failure = if self.shutdown.is_closing() && failure.io_error().is_some() {
             drained = RequestFailure::ClosedByDrain(Box::new(clone_io_failure(failure)));
@@ -88,25 +99,31 @@ impl Shared {
             failure
         };
         let reported = catch_unwind(AssertUnwindSafe(|| {
-            self.hooks.handle_error(&self.name, peer, failure)
+            self.hooks.handle_error(&self.name, client, failure)
         }));
         if let Err(payload) = reported {
-            log::error!(
-                "{}: request from {peer}: {failure} (and handle_error panicked: {})",
-                self.name,
-                panic_message(payload.as_ref())
+            let name = &self.name;
+            let panic = panic_message(payload.as_ref());
+            log_with!(
+                log::Level::Error,
+                &Fields::of(name, client),
+                format_args!(
+                    "{name}: {}request from {}: {failure} (and handle_error panicked: {panic})",
+                    client.tag(),
+                    client.peer
+                ),
             );
         }
     }
 
     /// `verify_request`; a panic refuses the peer and is reported.
-    pub fn verify(&self, peer: &Address) -> bool {
-        match catch_unwind(AssertUnwindSafe(|| self.hooks.verify_request(peer))) {
+    pub fn verify(&self, client: Client<'_>) -> bool {
+        match catch_unwind(AssertUnwindSafe(|| self.hooks.verify_request(client.peer))) {
             Ok(verdict) => verdict,
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
                 let hook = "verify_request";
-                self.report(peer, &RequestFailure::Panic { hook, message });
+                self.report(client, &RequestFailure::Panic { hook, message });
                 false
             }
         }
@@ -190,47 +207,62 @@ fn clone_io_failure(failure: &RequestFailure) -> RequestFailure {
     }
 }
 
-/// Serve one connection to its end, then close it gracefully. With `tls`, the handshake comes
-/// first (bounded by `first_byte_timeout`, see `tls::handshake_timeout`), and the handler's
-/// `rfile` and `wfile` carry plaintext.
+/// Serve connection `conn` (its id) to its end, then close it gracefully, count it and log its
+/// line. With `tls`, the handshake comes first (bounded by `first_byte_timeout`, see
+/// `tls::handshake_timeout`; a failed one is counted as refused, `tls_handshake`), and the
+/// handler's `rfile` and `wfile` carry plaintext.
 pub(crate) fn serve_stream(
     shared: &Shared,
-    conn: &Socket,
+    socket: &Socket,
     peer: Address,
+    conn: ConnId,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Outcome {
     let started = Instant::now();
     if let Some(nodelay) = shared.nodelay {
         if peer.inet().is_some() {
-            let _ = conn.set_tcp_nodelay(nodelay);
+            let _ = socket.set_tcp_nodelay(nodelay);
         }
     }
+    let client = Client::connection(&peer, conn);
+    let metrics = shared.metrics;
     let watched = Deadlines::of(shared.gate.limits()).map(|d| Watched::new(d, started));
     let mut handshake_bytes = (0, 0);
-    let tls = match tls.map(|config| shake_hands(shared, conn, config, &mut handshake_bytes)) {
+    let shaken = tls.map(|config| shake_hands(shared, socket, config, &mut handshake_bytes));
+    let tls = match shaken {
         None => None,
         Some(Ok((session, info))) => Some((TlsShared::new(session), info)),
         Some(Err(failure)) => {
-            shared.report(&peer, &failure);
-            close_gracefully(conn, true);
+            metrics.refused(Refusal::TlsHandshake);
+            shared.report(client, &failure);
+            close_gracefully(socket, true);
             return Outcome::HandshakeFailed;
         }
     };
+    metrics.opened();
+    metrics.received(handshake_bytes.0);
+    metrics.sent(handshake_bytes.1);
     if let Some(watched) = &watched {
         if handshake_bytes.0 > 0 {
             // The handshake was the client's first bytes.
             watched.touch(true);
         }
     }
-    let counted = || Counted::new(conn, watched.as_ref());
+    let reader = || Counted::new(socket, watched.as_ref(), metrics, Tally::received());
+    let writer = || Counted::new(socket, watched.as_ref(), metrics, Tally::sent());
     let (mut rfile, mut wfile) = match &tls {
-        None => (ReadWire::Plain(counted()), WriteWire::Plain(counted())),
+        None => (ReadWire::Plain(reader()), WriteWire::Plain(writer())),
         Some((shared_tls, _)) => (
-            ReadWire::Tls(TlsReader::new(shared_tls, counted(), counted())),
-            WriteWire::Tls(TlsWriter::new(shared_tls, counted())),
+            ReadWire::Tls(TlsReader::new(shared_tls, reader(), writer())),
+            WriteWire::Tls(TlsWriter::new(shared_tls, writer())),
         ),
     };
     let mut rfile = BufReader::with_capacity(RFILE_CAPACITY, &mut rfile);
+    let control = Control {
+        conn: socket,
+        shared,
+        holder: shared.gate.budget.enter(client),
+    };
     let mut req = Request {
         kind: RequestKind::Stream,
         rfile: &mut rfile,
@@ -238,32 +270,94 @@ pub(crate) fn serve_stream(
         peer: &peer,
         local: &shared.local,
         packet: None,
-        server: shared,
-        control: &Control {
-            conn,
-            shared,
-            holder: shared.gate.budget.enter(&peer),
-        },
+        server: &Scoped { shared, client },
+        control: &control,
         tls: tls.as_ref().map(|(_, info)| info),
     };
-    let outcome = run_handler(shared, &mut req);
+    let outcome = run_handler(shared, client, &mut req);
+    let over_budget = control.leave();
     let rfile = rfile.into_inner();
     // A connection a limit ended has an idle (or over-long) peer: nothing to wait for at close.
     let expired = watched.as_ref().is_some_and(Watched::has_expired);
     if let Some((shared_tls, _)) = &tls {
         if !expired {
-            shared_tls.close_notify(conn);
+            shared_tls.close_notify(socket);
         }
     }
-    close_gracefully(conn, rfile.eof() || expired);
-    let (bytes_in, bytes_out) = (rfile.bytes_in() + handshake_bytes.0, handshake_bytes.1);
-    log::info!(
-        "{}: {peer} served in {:.1} ms, {bytes_in} bytes in, {} bytes out",
-        shared.name,
-        started.elapsed().as_secs_f64() * 1e3,
-        bytes_out + rfile.bytes_out() + wfile.bytes_out()
+    let eof = rfile.eof();
+    close_gracefully(socket, eof || expired);
+    let reason = if over_budget {
+        CloseReason::MaxBufferedInput
+    } else {
+        close_reason(outcome, eof, shared.shutdown.is_closing())
+    };
+    let lasted = started.elapsed();
+    rfile.flush_metrics();
+    wfile.flush_metrics();
+    metrics.closed(reason, lasted);
+    let bytes_in = rfile.bytes_in() + handshake_bytes.0;
+    let bytes_out = handshake_bytes.1 + rfile.bytes_out() + wfile.bytes_out();
+    let name = &shared.name;
+    log_with!(
+        log::Level::Debug,
+        &Fields::of(name, client).because(reason.name()),
+        format_args!(
+            "{name}: {}{peer} served in {:.1} ms, {bytes_in} bytes in, {bytes_out} bytes out, \
+             closed: {reason}",
+            client.tag(),
+            lasted.as_secs_f64() * 1e3,
+        ),
     );
     outcome
+}
+
+/// Why a blocking connection ended, from its outcome, whether its peer had closed (`eof`), and
+/// whether its server was draining.
+pub(crate) fn close_reason(outcome: Outcome, eof: bool, draining: bool) -> CloseReason {
+    match outcome {
+        Outcome::Expired(expiry) => expiry.reason(),
+        _ if draining => CloseReason::Drain,
+        Outcome::Clean if eof => CloseReason::Eof,
+        Outcome::Clean => CloseReason::Handler,
+        Outcome::EndedByPeer => CloseReason::PeerReset,
+        Outcome::Failed | Outcome::HandshakeFailed => CloseReason::Error,
+    }
+}
+
+/// The server's context as one request's handler sees it: a line the handler logs names its
+/// connection.
+pub(crate) struct Scoped<'a> {
+    pub shared: &'a Shared,
+    pub client: Client<'a>,
+}
+
+impl ServerContext for Scoped<'_> {
+    fn server_name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn shutdown(&self) {
+        self.shared.shutdown.shutdown();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.shared.shutdown.is_closing()
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let (name, client) = (&self.shared.name, self.client);
+        let line = format_args!("{name}: {}{message}", client.tag());
+        log_with!(level_of(level), &Fields::of(name, client), line);
+    }
+}
+
+fn level_of(level: LogLevel) -> log::Level {
+    match level {
+        LogLevel::Error => log::Level::Error,
+        LogLevel::Warn => log::Level::Warn,
+        LogLevel::Info => log::Level::Info,
+        LogLevel::Debug => log::Level::Debug,
+    }
 }
 
 /// Serve one datagram: the handler reads `packet`, and what it writes goes back as one datagram.
@@ -277,6 +371,7 @@ pub(crate) fn serve_datagram(
     reply: &mut Vec<u8>,
 ) -> Outcome {
     let peer = from.address();
+    let client = Client::datagram(&peer);
     let mut rfile = packet;
     reply.clear();
     let mut wfile = Reply {
@@ -294,27 +389,34 @@ pub(crate) fn serve_datagram(
         control: &NoControl,
         tls: None,
     };
-    let mut outcome = run_handler(shared, &mut req);
+    let mut outcome = run_handler(shared, client, &mut req);
     if wfile.written {
-        if let Err(err) = socket.send_to(wfile.bytes, from) {
-            let failure = RequestFailure::Reply(err);
-            shared.report(&peer, &failure);
-            outcome = outcome.worse(Outcome::of(&[failure]));
+        match socket.send_to(wfile.bytes, from) {
+            Ok(_) => shared.metrics.datagram_sent(wfile.bytes.len()),
+            Err(err) => {
+                shared.metrics.datagram_dropped(DatagramDrop::ReplyFailed);
+                let failure = RequestFailure::Reply(err);
+                shared.report(client, &failure);
+                outcome = outcome.worse(Outcome::of(&[failure]));
+            }
         }
     }
-    log::debug!(
-        "{}: datagram from {peer}, {} bytes in, {} bytes out",
-        shared.name,
-        packet.len(),
-        wfile.bytes.len()
+    let name = &shared.name;
+    log_with!(
+        log::Level::Debug,
+        &Fields::of(name, client),
+        format_args!(
+            "{name}: datagram from {peer}, {} bytes in, {} bytes out",
+            packet.len(),
+            wfile.bytes.len()
+        ),
     );
     outcome
 }
 
 /// `setup`, then `handle` and `finish` (finish even when handle failed or panicked), as socketserver's
 /// BaseRequestHandler does.
-fn run_handler(shared: &Shared, req: &mut Request<'_>) -> Outcome {
-    let peer = req.peer.clone();
+fn run_handler(shared: &Shared, client: Client<'_>, req: &mut Request<'_>) -> Outcome {
     let mut failures = Vec::new();
     match guarded("new_handler", || Ok(shared.factory.new_handler())) {
         Err(failure) => failures.push(failure),
@@ -328,7 +430,7 @@ fn run_handler(shared: &Shared, req: &mut Request<'_>) -> Outcome {
         },
     }
     for failure in &failures {
-        shared.report(&peer, failure);
+        shared.report(client, failure);
     }
     Outcome::of(&failures)
 }
@@ -386,109 +488,10 @@ impl RequestControl for Control<'_> {
     }
 }
 
-impl Drop for Control<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.holder {
-            self.shared.gate.budget.leave(id);
-        }
-    }
-}
-
-/// A reader or writer over the connection that counts the bytes it moves, for the log line, and
-/// keeps the connection's time limits (see `deadline`).
-struct Counted<'a> {
-    conn: &'a Socket,
-    bytes: u64,
-    /// A read returned end of stream: the peer has closed its sending side.
-    eof: bool,
-    /// The connection's time limits, shared by its reader and writer; `None` without limits.
-    watched: Option<&'a Watched>,
-    /// The socket timeout this side last set.
-    timeout: SetTimeout,
-}
-
-impl<'a> Counted<'a> {
-    fn new(conn: &'a Socket, watched: Option<&'a Watched>) -> Self {
-        Counted {
-            conn,
-            bytes: 0,
-            eof: false,
-            watched,
-            timeout: SetTimeout::default(),
-        }
-    }
-
-    /// Run one read or write under the connection's time limits: a wait that outlasts the socket
-    /// timeout is tried again unless a limit has passed (bytes may have moved on the other side).
-    fn limited(
-        &mut self,
-        reading: bool,
-        mut io: impl FnMut(&Socket) -> io::Result<usize>,
-    ) -> io::Result<usize> {
-        let Some(watched) = self.watched else {
-            return io(self.conn);
-        };
-        loop {
-            let limit = watched.wait_limit(Instant::now()).map_err(Expiry::error)?;
-            if reading {
-                self.timeout.read(self.conn, limit)?;
-            } else {
-                self.timeout.write(self.conn, limit)?;
-            }
-            match io(self.conn) {
-                Ok(n) => {
-                    if n > 0 {
-                        watched.touch(reading);
-                    }
-                    return Ok(n);
-                }
-                Err(err) if timed_out(&err) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-    }
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.limited(true, |conn| (&mut &*conn).read(buf))?;
-        self.bytes += n as u64;
-        self.eof |= n == 0 && !buf.is_empty();
-        Ok(n)
-    }
-}
-
-impl Write for Counted<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.limited(false, |conn| (&mut &*conn).write(buf))?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A datagram's reply, sent as one datagram if the handler wrote at all (even zero bytes, so an echo
-/// of an empty datagram is answered).
-struct Reply<'a> {
-    bytes: &'a mut Vec<u8>,
-    written: bool,
-}
-
-impl Write for Reply<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.written = true;
-        self.bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.write(buf).map(drop)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl Control<'_> {
+    /// Leave the server's input budget: whether the budget closed this connection.
+    fn leave(&self) -> bool {
+        self.holder
+            .is_some_and(|id| self.shared.gate.budget.leave(id))
     }
 }

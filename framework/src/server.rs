@@ -30,13 +30,15 @@ use sockserv_plugin::{Address, HandlerFactory};
 use crate::descriptors::Reserve;
 use crate::heartbeat::{Heartbeat, Pulse};
 use crate::limits::{Gate, Peer};
-use crate::peer_log::log_peer_event;
+use crate::log_peer_event;
+use crate::metrics::{DatagramDrop, ServerMetrics};
+use crate::peer_log::Fields;
 use crate::proxy::awaiting::Awaiting;
 use crate::request::Shared;
 use crate::strategy::{dispatcher, Dispatcher};
 use crate::transport::{adopt, bind, Bound, Datagram, UnixFile};
 use crate::{
-    DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown,
+    Client, DefaultHooks, Endpoint, Hooks, RequestFailure, ServerError, ServerSettings, Shutdown,
     StrategyKind,
 };
 
@@ -143,7 +145,10 @@ impl Server {
             source,
         })?;
         shutdown.set_drain_timeout(settings.drain_timeout);
+        let metrics = ServerMetrics::for_server(&settings.name);
+        metrics.set_labels("", settings.endpoint.kind(), settings.strategy.kind());
         let shared = Arc::new(Shared {
+            metrics,
             name: settings.name.clone(),
             factory,
             hooks: Arc::new(DefaultHooks),
@@ -154,7 +159,7 @@ impl Server {
         });
         let awaiting = (settings.proxy_protocol.clone())
             .filter(|_| settings.endpoint.kind().is_stream())
-            .map(|proxy| Awaiting::new(&settings.name, proxy));
+            .map(|proxy| Awaiting::new(&settings.name, proxy, metrics));
         Ok(Server {
             recv_buf: Vec::new(),
             reserve: Reserve::new(),
@@ -189,8 +194,25 @@ impl Server {
             local: self.shared.local.clone(),
             nodelay: self.shared.nodelay,
             gate: Arc::clone(&self.shared.gate),
+            metrics: self.shared.metrics,
         };
         self.shared = Arc::new(shared);
+    }
+
+    /// Name the handler in the server's metrics labels (the `handler` label is empty until
+    /// then: the server knows its handler's factory, not its name). Call before serving.
+    pub fn set_handler_name(&self, handler: &str) {
+        let settings = &self.settings;
+        (self.shared.metrics).set_labels(
+            handler,
+            settings.endpoint.kind(),
+            settings.strategy.kind(),
+        );
+    }
+
+    /// The server's counters (see [`metrics`](crate::metrics)).
+    pub fn metrics(&self) -> ServerMetrics {
+        self.shared.metrics
     }
 
     pub fn name(&self) -> &str {
@@ -416,26 +438,35 @@ impl Server {
             Err(err) => return self.accept_failed(err).map(|()| false),
         };
         let peer = from.address();
+        let client = Client::datagram(&peer);
+        let metrics = self.shared.metrics;
+        metrics.datagram_received(len.min(limit));
         if len > limit {
+            metrics.datagram_dropped(DatagramDrop::Oversized);
             self.shared
-                .report(&peer, &RequestFailure::Oversized { limit });
+                .report(client, &RequestFailure::Oversized { limit });
             return Ok(true);
         }
+        let server = &self.settings.name;
         if let Err(refusal) = self
             .shared
             .gate
             .admit_datagram(Peer::of(&peer, None), Instant::now())
         {
-            let server = &self.settings.name;
-            log_peer_event(format_args!(
-                "{server}: refused a datagram from {peer}: {refusal}"
-            ));
+            let drop = DatagramDrop::from(refusal);
+            metrics.datagram_dropped(drop);
+            log_peer_event!(
+                &Fields::of(server, client).because(drop.name()),
+                format_args!("{server}: refused a datagram from {peer}: {refusal}"),
+            );
             return Ok(true);
         }
-        if !self.shared.verify(&peer) {
-            log::info!(
-                "{}: refused a datagram from {peer} (verify_request)",
-                self.settings.name
+        if !self.shared.verify(client) {
+            let drop = DatagramDrop::VerifyRequest;
+            metrics.datagram_dropped(drop);
+            log_peer_event!(
+                &Fields::of(server, client).because(drop.name()),
+                format_args!("{server}: refused a datagram from {peer} (verify_request)"),
             );
             return Ok(true);
         }

@@ -12,12 +12,15 @@
 //! handler writes goes back as one datagram. Under the `reactor` strategy the factory makes an
 //! event-driven `Session` per connection instead, over the same core (`echo.rs`, and a `session.rs`
 //! in each other handler's folder); datagrams still go to the blocking handler there.
+//!
+//! `metrics` serves the other servers' counters (see `sockserv_framework::metrics`) over HTTP.
 
 #![forbid(unsafe_code)]
 
 pub mod chat;
 pub mod echo;
 mod input;
+pub mod metrics;
 mod options;
 pub mod search;
 #[cfg(test)]
@@ -87,6 +90,7 @@ pub static BUILTINS: &[Builtin] = &[
     },
     search::BUILTIN,
     chat::BUILTIN,
+    metrics::BUILTIN,
 ];
 
 /// Registers every built-in.

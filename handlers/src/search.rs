@@ -45,7 +45,7 @@ mod tutorial;
 use std::sync::Arc;
 
 use sockserv_framework::config::OptionErrors;
-use sockserv_framework::{log_peer_event, HandlerOptions, SocketKind, StrategyKind};
+use sockserv_framework::{log_peer_event, Fields, HandlerOptions, SocketKind, StrategyKind};
 use sockserv_plugin::{
     Address, HandlerError, HandlerFactory, HandlerResult, Request, RequestHandler, RequestKind,
     Session, SessionInfo,
@@ -205,9 +205,15 @@ fn end_of_input(req: &mut Request<'_>, decoder: &Decoder, pending: &[u8]) {
 /// One line per bad frame: the peer's doing, so at the server's bounded rate for such lines (a
 /// client sending bad frames in a loop cannot flood the log).
 fn warn(server: &str, peer: &Address, err: &FrameError, outcome: &str) {
-    log_peer_event(format_args!(
-        "{server}: search request from {peer}: {err} ({outcome})"
-    ));
+    let fields = Fields {
+        server,
+        peer: Some(peer),
+        ..Fields::default()
+    };
+    log_peer_event!(
+        &fields,
+        format_args!("{server}: search request from {peer}: {err} ({outcome})"),
+    );
 }
 
 #[cfg(test)]

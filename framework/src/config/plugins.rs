@@ -22,7 +22,11 @@ pub(super) fn load_plugins(
     for table in raw {
         match load_one(table, source, base_dir, registry) {
             Ok(plugin) => loaded.push(plugin),
-            Err((span, kind)) => errors.push(source.error(Some(span), None, kind)),
+            Err((span, kind)) => {
+                // `sockserv_plugin_load_failures_total`: seen after a reload that failed so.
+                crate::metrics::plugin_load_failed();
+                errors.push(source.error(Some(span), None, kind));
+            }
         }
     }
     loaded

@@ -28,7 +28,10 @@ use sockserv_plugin::Address;
 use super::header::{self, Sniff, V1_MAX_LEN, V1_SIGNATURE, V2_MAX_LEN, V2_SIGNATURE};
 use super::{ProxyProtocol, HEADER_TIMEOUT, MAX_AWAITING, SNIFF_WINDOW};
 use crate::limits::Ticket;
-use crate::peer_log::log_peer_event;
+use crate::log_peer_event;
+use crate::metrics::{ConnId, Refusal, ServerMetrics};
+use crate::peer_log::Fields;
+use crate::Client;
 
 /// The most bytes a header may take (v2's bound is the larger).
 const MAX_HEADER_LEN: usize = if V2_MAX_LEN > V1_MAX_LEN {
@@ -49,6 +52,8 @@ pub(crate) struct Awaiting {
     server: String,
     proxy: ProxyProtocol,
     entries: Vec<Entry>,
+    /// The server's counters: a connection closed here is refused (`proxy_header`).
+    metrics: ServerMetrics,
 }
 
 /// How a new connection comes to the set.
@@ -70,12 +75,15 @@ pub(crate) struct Ready {
     pub via: Option<Address>,
     /// The connection's place in the limits, when it was admitted at accept (untrusted).
     pub ticket: Option<Ticket>,
+    /// The connection's id, given at accept.
+    pub id: ConnId,
 }
 
 struct Entry {
     socket: Socket,
     /// The address the connection comes from (a trusted one's: the proxy's).
     from: Address,
+    id: ConnId,
     deadline: Instant,
     state: State,
 }
@@ -97,11 +105,12 @@ enum Step {
 }
 
 impl Awaiting {
-    pub fn new(server: &str, proxy: ProxyProtocol) -> Awaiting {
+    pub fn new(server: &str, proxy: ProxyProtocol, metrics: ServerMetrics) -> Awaiting {
         Awaiting {
             server: server.to_string(),
             proxy,
             entries: Vec::new(),
+            metrics,
         }
     }
 
@@ -117,6 +126,7 @@ impl Awaiting {
         &mut self,
         socket: Socket,
         from: Address,
+        id: ConnId,
         arrival: Arrival,
         now: Instant,
     ) -> Option<Ready> {
@@ -133,6 +143,7 @@ impl Awaiting {
         let entry = Entry {
             socket,
             from,
+            id,
             deadline,
             state,
         };
@@ -201,6 +212,7 @@ impl Awaiting {
         for entry in self.entries.drain(..) {
             // Shut down, not only closed: a forked request child may hold a copy.
             let _ = entry.socket.shutdown(Shutdown::Both);
+            self.metrics.refused(Refusal::ProxyHeader);
         }
     }
 
@@ -253,6 +265,7 @@ impl Awaiting {
                 let via = header.client.map(|_| entry.from.clone());
                 let peer = header.client.map_or(entry.from, Address::Inet);
                 Step::Ready(Ready {
+                    id: entry.id,
                     socket: entry.socket,
                     peer,
                     via,
@@ -294,6 +307,7 @@ impl Awaiting {
                     unreachable!("only untrusted entries are sniffed");
                 };
                 Step::Ready(Ready {
+                    id: entry.id,
                     socket: entry.socket,
                     peer: entry.from,
                     via: None,
@@ -312,6 +326,7 @@ impl Awaiting {
                 None
             }
             State::Sniffing { ticket, .. } => Some(Ready {
+                id: entry.id,
                 socket: entry.socket,
                 peer: entry.from,
                 via: None,
@@ -324,8 +339,14 @@ impl Awaiting {
     fn close(&self, entry: Entry, reason: &str) -> Step {
         // Shut down, not only closed: a forked request child may hold a copy of the socket.
         let _ = entry.socket.shutdown(Shutdown::Both);
-        let (server, from) = (&self.server, &entry.from);
-        log_peer_event(format_args!("{server}: closed {from}: {reason}"));
+        let server = &self.server;
+        let client = Client::connection(&entry.from, entry.id);
+        let why = Refusal::ProxyHeader;
+        self.metrics.refused(why);
+        log_peer_event!(
+            &Fields::of(server, client).because(why.name()),
+            format_args!("{server}: {}closed {}: {reason}", client.tag(), client.peer),
+        );
         Step::Closed
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use socket2::Socket;
 use sockserv_plugin::TlsInfo;
 
-use super::{Counted, Shared};
+use super::streams::Counted;
+use super::Shared;
 use crate::tls::blocking::{TlsReader, TlsWriter};
 use crate::tls::{self, handshake_timeout};
 use crate::RequestFailure;
@@ -48,8 +49,19 @@ impl ReadWire<'_> {
     /// Bytes read from the connection (ciphertext under TLS).
     pub fn bytes_in(&self) -> u64 {
         match self {
-            ReadWire::Plain(counted) => counted.bytes,
-            ReadWire::Tls(reader) => reader.raw.bytes,
+            ReadWire::Plain(counted) => counted.tally.total,
+            ReadWire::Tls(reader) => reader.raw.tally.total,
+        }
+    }
+
+    /// Add what this side counted to the server's metrics (at the connection's close).
+    pub fn flush_metrics(&mut self) {
+        match self {
+            ReadWire::Plain(counted) => counted.flush_metrics(),
+            ReadWire::Tls(reader) => {
+                reader.raw.flush_metrics();
+                reader.out.flush_metrics();
+            }
         }
     }
 
@@ -57,7 +69,7 @@ impl ReadWire<'_> {
     pub fn bytes_out(&self) -> u64 {
         match self {
             ReadWire::Plain(_) => 0,
-            ReadWire::Tls(reader) => reader.out.bytes,
+            ReadWire::Tls(reader) => reader.out.tally.total,
         }
     }
 }
@@ -81,8 +93,16 @@ impl WriteWire<'_> {
     /// Bytes written to the connection (ciphertext under TLS).
     pub fn bytes_out(&self) -> u64 {
         match self {
-            WriteWire::Plain(counted) => counted.bytes,
-            WriteWire::Tls(writer) => writer.raw.bytes,
+            WriteWire::Plain(counted) => counted.tally.total,
+            WriteWire::Tls(writer) => writer.raw.tally.total,
+        }
+    }
+
+    /// Add what this side counted to the server's metrics (at the connection's close).
+    pub fn flush_metrics(&mut self) {
+        match self {
+            WriteWire::Plain(counted) => counted.flush_metrics(),
+            WriteWire::Tls(writer) => writer.raw.flush_metrics(),
         }
     }
 }

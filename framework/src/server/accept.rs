@@ -5,8 +5,11 @@
 //! the client a trusted proxy's header names, once the header is whole (see `proxy`): such a
 //! connection waits in the server's [`Awaiting`] set, polled by the loop, and comes back here
 //! through [`Server::take_awaiting`]. Either way admission, `verify_request` and dispatch are the
-//! same ([`Server::hand_on`]); a proxied connection's refusal names the proxy (`refused CLIENT via
-//! PROXY: denied`), and so does the line of one that is served (`CLIENT via PROXY`).
+//! same ([`Server::hand_on`]); a proxied connection's refusal names the proxy (`c7 CLIENT:
+//! refused: denied via PROXY`), and so does the (debug) line of one that is served.
+//!
+//! Every accepted connection gets its id here (see `metrics::ConnId`), and every refusal is
+//! counted by its reason and logged at a bounded rate (see `peer_log`).
 
 use std::time::Instant;
 
@@ -16,11 +19,13 @@ use sockserv_plugin::Address;
 use super::Server;
 use crate::descriptors::is_out_of_descriptors;
 use crate::limits::{Peer, Ticket};
-use crate::peer_log::log_peer_event;
+use crate::metrics::{ConnId, Refusal};
+use crate::peer_log::Fields;
 use crate::proxy::awaiting::{Arrival, Ready};
 use crate::strategy::Accepted;
 use crate::transport::to_address;
-use crate::ServerError;
+use crate::{log_peer_event, log_with};
+use crate::{Client, ServerError};
 
 impl Server {
     /// Accept one connection and serve it, refuse it, or let it await its header. True unless it
@@ -32,29 +37,45 @@ impl Server {
         let (conn, addr) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(err) if is_out_of_descriptors(&err) => {
-                self.reserve.refuse_one(&self.settings.name, listener, &err);
+                if self.reserve.refuse_one(&self.settings.name, listener, &err) {
+                    self.shared.metrics.accepted();
+                    self.shared.metrics.refused(Refusal::Descriptors);
+                }
                 return Ok(true);
             }
             Err(err) => return self.accept_failed(err).map(|()| true),
         };
+        let id = self.shared.metrics.accepted();
         self.reserve.accepted(&self.settings.name);
         let from = to_address(&addr);
         if self.awaiting.is_some() {
-            return Ok(self.await_peer(conn, from));
+            return Ok(self.await_peer(conn, from, id));
         }
         self.hand_on(Ready {
             socket: conn,
             peer: from,
             via: None,
             ticket: None,
+            id,
         });
         Ok(true)
+    }
+
+    /// Count and log (at a bounded rate) the refusal of connection `client` (`via` a proxy,
+    /// `uid`: a Unix peer's) for `why`; `detail` says more than the reason's name.
+    fn refuse(&self, client: Client<'_>, why: Refusal, detail: std::fmt::Arguments<'_>) {
+        self.shared.metrics.refused(why);
+        let server = &self.settings.name;
+        log_peer_event!(
+            &Fields::of(server, client).because(why.name()),
+            format_args!("{server}: {}refused {}{detail}", client.tag(), client.peer),
+        );
     }
 
     /// A connection to a server that reads PROXY headers: a trusted source's waits for its header;
     /// any other is admitted by its own address now, and waits (briefly) to show it sends none.
     /// True unless it waits.
-    fn await_peer(&mut self, conn: Socket, from: Address) -> bool {
+    fn await_peer(&mut self, conn: Socket, from: Address, id: ConnId) -> bool {
         let Some(awaiting) = self.awaiting.as_ref() else {
             return true;
         };
@@ -62,14 +83,14 @@ impl Server {
         let arrival = if awaiting.trusts(&from, uid) {
             Arrival::Trusted
         } else {
-            match self.admit(&conn, &from, None) {
+            match self.admit(&conn, Client::connection(&from, id), None) {
                 Some(ticket) => Arrival::Untrusted(ticket),
                 None => return true,
             }
         };
         let awaiting = self.awaiting.as_mut().expect("looked at above");
         let before = awaiting.len();
-        let ready = awaiting.arrive(conn, from, arrival, Instant::now());
+        let ready = awaiting.arrive(conn, from, id, arrival, Instant::now());
         let waits = awaiting.len() > before;
         if let Some(ready) = ready {
             self.hand_on(ready);
@@ -108,25 +129,37 @@ impl Server {
             peer,
             via,
             ticket,
+            id,
         } = ready;
+        let client = Client::connection(&peer, id);
         let ticket = match ticket {
             Some(ticket) => ticket,
-            None => match self.admit(&conn, &peer, via.as_ref()) {
+            None => match self.admit(&conn, client, via.as_ref()) {
                 Some(ticket) => ticket,
                 None => return,
             },
         };
         let server = &self.settings.name;
         let via = via.map(|proxy| format!(" via {proxy}")).unwrap_or_default();
-        if !self.shared.verify(&peer) {
-            log::info!("{server}: refused {peer}{via} (verify_request)");
+        if !self.shared.verify(client) {
+            self.refuse(
+                client,
+                Refusal::VerifyRequest,
+                format_args!("{via} (verify_request)"),
+            );
             return;
         }
         if !via.is_empty() {
-            log::info!("{server}: {peer}{via}");
+            let line = format_args!("{server}: {}{peer}{via}", client.tag());
+            log_with!(log::Level::Debug, &Fields::of(server, client), line);
         }
         if let Err(err) = conn.set_nonblocking(false) {
-            log::warn!("{server}: {peer}: cannot make the connection blocking: {err}");
+            self.shared.metrics.refused(Refusal::Dispatch);
+            let line = format_args!(
+                "{server}: {}{peer}: cannot make the connection blocking: {err}",
+                client.tag()
+            );
+            log_with!(log::Level::Warn, &Fields::of(server, client), line);
             return;
         }
         let dispatcher = self.dispatcher.as_mut().expect("started before taking");
@@ -135,6 +168,7 @@ impl Server {
             socket: conn,
             peer,
             ticket,
+            id,
             tls,
         };
         dispatcher.stream(&self.shared, accepted);
@@ -143,17 +177,17 @@ impl Server {
     /// The server's limits for a new connection from `peer` (through the proxy `via`): its
     /// ticket, or `None` when refused (logged at a bounded rate; the connection is closed without
     /// a byte when dropped).
-    fn admit(&self, conn: &Socket, peer: &Address, via: Option<&Address>) -> Option<Ticket> {
-        let uid = peer.inet().is_none().then(|| peer_uid(conn)).flatten();
-        match self.shared.gate.admit(Peer::of(peer, uid), Instant::now()) {
+    fn admit(&self, conn: &Socket, client: Client<'_>, via: Option<&Address>) -> Option<Ticket> {
+        let uid = (client.peer.inet().is_none())
+            .then(|| peer_uid(conn))
+            .flatten();
+        match (self.shared.gate).admit(Peer::of(client.peer, uid), Instant::now()) {
             Ok(ticket) => Some(ticket),
             Err(refusal) => {
                 let uid = uid.map(|uid| format!(" (uid {uid})")).unwrap_or_default();
                 let via = via.map(|proxy| format!(" via {proxy}")).unwrap_or_default();
-                let server = &self.settings.name;
-                log_peer_event(format_args!(
-                    "{server}: refused {peer}{uid}{via}: {refusal}"
-                ));
+                let detail = format_args!("{uid}{via}: {refusal}");
+                self.refuse(client, Refusal::from(refusal), detail);
                 None
             }
         }

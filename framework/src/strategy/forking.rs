@@ -37,11 +37,13 @@ use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 use crate::deadline::Expiry;
 use crate::limits::{Limits, Ticket};
 use crate::memory;
-use crate::peer_log::{enter_request_child, log_peer_event};
+use crate::metrics::{CloseReason, ConnId, Refusal, ServerMetrics};
+use crate::peer_log::{enter_request_child, Fields};
 use crate::process::become_child_of;
 use crate::request::{serve_datagram, serve_stream, Outcome, Shared, HANDSHAKE_FAILED_STATUS};
 use crate::transport::{Datagram, ReplyTo};
-use crate::{RequestFailure, ServerError, PEER_FAULT_STATUS};
+use crate::{log_peer_event, log_with};
+use crate::{Client, RequestFailure, ServerError, PEER_FAULT_STATUS};
 
 struct Child {
     /// The parent's copy of the child's connection, for `close` to shut it down.
@@ -50,6 +52,20 @@ struct Child {
     _ticket: Option<Ticket>,
     /// For the log line when the child dies of a signal.
     peer: Address,
+    /// The connection's id (`None`: a datagram's child).
+    id: Option<ConnId>,
+    /// When the child was forked: a child killed by a signal could not count its connection's
+    /// close, so the server counts it, with this duration.
+    started: Instant,
+}
+
+impl Child {
+    fn client(&self) -> Client<'_> {
+        Client {
+            peer: &self.peer,
+            conn: self.id,
+        }
+    }
 }
 
 pub(crate) struct ForkingDispatcher {
@@ -69,6 +85,8 @@ pub(crate) struct ForkingDispatcher {
     old_mask: SigSet,
     /// `close` has begun: a child's connection may have been closed by the drain.
     closing: bool,
+    /// The server's counters, for the children that die before they can count their close.
+    metrics: ServerMetrics,
 }
 
 impl ForkingDispatcher {
@@ -83,6 +101,7 @@ impl ForkingDispatcher {
         server: &str,
         limits: Limits,
         listener: Option<RawFd>,
+        metrics: ServerMetrics,
     ) -> Result<Self, ServerError> {
         require_single_thread()?;
         let failed = |step: &'static str| {
@@ -110,6 +129,7 @@ impl ForkingDispatcher {
             sigchld,
             old_mask,
             closing: false,
+            metrics,
         })
     }
 
@@ -119,8 +139,12 @@ impl ForkingDispatcher {
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.sigchld.read_signal() {}
         let (server, limits, closing) = (&self.server, &self.limits, self.closing);
-        self.children.retain(
-            |&pid, child| match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        let metrics = self.metrics;
+        self.children.retain(|&pid, child| {
+            let client = child.client();
+            let (tag, peer) = (client.tag(), client.peer);
+            let fields = Fields::of(server, client);
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, 0)) | Err(_) => false,
                 Ok(WaitStatus::Exited(_, PEER_FAULT_STATUS)) => {
                     let failure = if closing {
@@ -128,47 +152,51 @@ impl ForkingDispatcher {
                     } else {
                         RequestFailure::EndedByPeer
                     };
-                    log_peer_event(format_args!(
-                        "{server}: request from {}: {failure} (child {pid})",
-                        child.peer
-                    ));
+                    let line =
+                        format_args!("{server}: {tag}request from {peer}: {failure} (child {pid})");
+                    log_peer_event!(&fields, line);
                     false
                 }
                 Ok(WaitStatus::Exited(_, HANDSHAKE_FAILED_STATUS)) => {
-                    log_peer_event(format_args!(
-                        "{server}: request from {}: TLS handshake failed (child {pid}; its \
-                         debug log says why)",
-                        child.peer
-                    ));
+                    let fields = fields.because(Refusal::TlsHandshake.name());
+                    let line = format_args!(
+                        "{server}: {tag}request from {peer}: TLS handshake failed (child {pid}; \
+                         its debug log says why)"
+                    );
+                    log_peer_event!(&fields, line);
                     false
                 }
                 Ok(WaitStatus::Exited(_, code))
                     if Expiry::from_exit_status(code, limits).is_some() =>
                 {
                     let expiry = Expiry::from_exit_status(code, limits).expect("checked");
-                    log_peer_event(format_args!(
-                        "{server}: request from {}: {expiry} (child {pid})",
-                        child.peer
-                    ));
+                    let fields = fields.because(expiry.reason().name());
+                    log_peer_event!(
+                        &fields,
+                        format_args!("{server}: {tag}request from {peer}: {expiry} (child {pid})"),
+                    );
                     false
                 }
                 Ok(WaitStatus::Exited(_, code)) => {
-                    log::debug!(
-                        "{server}: request from {}: child {pid} exited with status {code}",
-                        child.peer
+                    let line = format_args!(
+                        "{server}: {tag}request from {peer}: child {pid} exited with status {code}"
                     );
+                    log_with!(log::Level::Debug, &fields, line);
                     false
                 }
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    log::error!(
-                        "{server}: request from {}: child {pid} killed by {signal}",
-                        child.peer
+                    if child.id.is_some() {
+                        metrics.closed(CloseReason::Error, child.started.elapsed());
+                    }
+                    let line = format_args!(
+                        "{server}: {tag}request from {peer}: child {pid} killed by {signal}"
                     );
+                    log_with!(log::Level::Error, &fields.because("error"), line);
                     false
                 }
                 Ok(_) => true,
-            },
-        );
+            }
+        });
         memory::shrink_sparse_map(&mut self.children);
         memory::give_back_if_due();
     }
@@ -178,14 +206,19 @@ impl ForkingDispatcher {
     fn spawn(
         &mut self,
         shared: &Shared,
-        peer: &Address,
+        client: Client<'_>,
         conn: Option<Socket>,
         ticket: Option<Ticket>,
         work: impl FnOnce() -> Outcome,
     ) {
+        let refuse = |failure: RequestFailure| {
+            if client.conn.is_some() {
+                shared.metrics.refused(Refusal::Dispatch);
+            }
+            shared.report(client, &failure);
+        };
         if let Err(err) = require_single_thread() {
-            let failure = RequestFailure::Dispatch(err.to_string());
-            return shared.report(peer, &failure);
+            return refuse(RequestFailure::Dispatch(err.to_string()));
         }
         let server_pid = nix::unistd::getpid();
         // SAFETY: the process has exactly one thread (checked just above), so the child inherits no
@@ -203,21 +236,16 @@ impl ForkingDispatcher {
                 unsafe { libc::_exit(code) }
             }
             Ok(ForkResult::Parent { child }) => {
-                let peer = peer.clone();
-                let _ticket = ticket;
-                self.children.insert(
-                    child,
-                    Child {
-                        conn,
-                        _ticket,
-                        peer,
-                    },
-                );
+                let child_entry = Child {
+                    conn,
+                    _ticket: ticket,
+                    peer: client.peer.clone(),
+                    id: client.conn,
+                    started: Instant::now(),
+                };
+                self.children.insert(child, child_entry);
             }
-            Err(errno) => {
-                let failure = RequestFailure::Dispatch(format!("fork failed: {errno}"));
-                shared.report(peer, &failure);
-            }
+            Err(errno) => refuse(RequestFailure::Dispatch(format!("fork failed: {errno}"))),
         }
     }
 
@@ -286,14 +314,16 @@ impl Dispatcher for ForkingDispatcher {
             peer,
             ticket,
             tls,
+            id,
         } = conn;
         let parent_copy = socket.try_clone().ok();
+        let client_peer = peer.clone();
         self.spawn(
             shared,
-            &peer.clone(),
+            Client::connection(&client_peer, id),
             parent_copy,
             Some(ticket),
-            move || serve_stream(shared, &socket, peer, tls),
+            move || serve_stream(shared, &socket, peer, id, tls),
         );
     }
 
@@ -307,7 +337,8 @@ impl Dispatcher for ForkingDispatcher {
         if !self.spawn_per_datagram {
             return self.inline.serve(shared, socket, packet, &from);
         }
-        self.spawn(shared, &from.address(), None, None, || {
+        let peer = from.address();
+        self.spawn(shared, Client::datagram(&peer), None, None, || {
             serve_datagram(shared, socket, packet, &from, &mut Vec::new())
         });
     }
@@ -331,15 +362,21 @@ impl Dispatcher for ForkingDispatcher {
             self.wait_children(FORCED_CLOSE_WAIT);
         }
         for (&pid, child) in &self.children {
-            log::error!(
-                "{}: request from {}: child {pid} did not end; killing it",
-                self.server,
-                child.peer
+            let (server, client) = (&self.server, child.client());
+            let line = format_args!(
+                "{server}: {}request from {}: child {pid} did not end; killing it",
+                client.tag(),
+                client.peer
             );
+            log_with!(log::Level::Error, &Fields::of(server, client), line);
             let _ = kill(pid, Signal::SIGKILL);
         }
-        for (pid, _) in self.children.drain() {
+        for (pid, child) in self.children.drain() {
             let _ = waitpid(pid, None);
+            if child.id.is_some() {
+                self.metrics
+                    .closed(CloseReason::Drain, child.started.elapsed());
+            }
         }
         let _ = self.old_mask.thread_set_mask();
         forced

@@ -23,6 +23,7 @@ use sockserv_plugin::Address;
 
 use crate::heartbeat::Heartbeat;
 use crate::limits::Ticket;
+use crate::metrics::ConnId;
 use crate::request::{serve_datagram, Shared};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{ServerError, ServerSettings, Strategy};
@@ -34,6 +35,8 @@ pub(crate) struct Accepted {
     pub socket: Socket,
     pub peer: Address,
     pub ticket: Ticket,
+    /// The connection's id, in every log line about it.
+    pub id: ConnId,
     /// On a server with `[server.tls]`: the TLS configuration its handshake uses, taken when it
     /// was accepted (a reload later does not change it).
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -128,6 +131,7 @@ pub(crate) fn dispatcher(
             &shared.name,
             shared.gate.limits().clone(),
             listener,
+            shared.metrics,
         )?),
     })
 }

@@ -17,11 +17,13 @@ use sockserv_plugin::Address;
 use super::live::{Live, TaskId};
 use super::{Accepted, Dispatcher};
 use crate::limits::Ticket;
+use crate::log_peer_event;
 use crate::memory;
-use crate::peer_log::log_peer_event;
+use crate::metrics::{ConnId, DatagramDrop, Refusal};
+use crate::peer_log::Fields;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
-use crate::RequestFailure;
+use crate::{Client, RequestFailure};
 
 /// One unit of work for a worker.
 enum Job {
@@ -36,6 +38,8 @@ struct StreamJob {
     peer: Address,
     ticket: Ticket,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The connection's id.
+    id: ConnId,
 }
 
 pub(crate) struct PoolDispatcher {
@@ -71,22 +75,38 @@ impl PoolDispatcher {
         }
     }
 
-    /// Queue `job`, or refuse it when the queue is full: a refusal like the limits' (logged at a
-    /// bounded rate with its reason), since a full queue is load, not a failure.
-    fn submit(&self, shared: &Shared, peer: &Address, job: Job) {
+    /// Queue `job`, or refuse it when the queue is full: a refusal like the limits' (counted,
+    /// and logged at a bounded rate with its reason), since a full queue is load, not a failure.
+    fn submit(&self, shared: &Shared, client: Client<'_>, job: Job) {
         let Some(queue) = &self.queue else { return };
         match queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let server = &shared.name;
-                log_peer_event(format_args!(
-                    "{server}: refused {peer}: limit: queue (every worker busy, {} waiting)",
-                    self.queue_size
-                ));
+                let reason = if client.conn.is_some() {
+                    shared.metrics.refused(Refusal::Queue);
+                    Refusal::Queue.name()
+                } else {
+                    shared.metrics.datagram_dropped(DatagramDrop::Queue);
+                    DatagramDrop::Queue.name()
+                };
+                log_peer_event!(
+                    &Fields::of(server, client).because(reason),
+                    format_args!(
+                        "{server}: {}refused {}: limit: queue (every worker busy, {} \
+                         waiting)",
+                        client.tag(),
+                        client.peer,
+                        self.queue_size
+                    ),
+                );
             }
             Err(TrySendError::Disconnected(_)) => {
+                if client.conn.is_some() {
+                    shared.metrics.refused(Refusal::Dispatch);
+                }
                 let failure = RequestFailure::Dispatch("the pool has no workers".into());
-                shared.report(peer, &failure);
+                shared.report(client, &failure);
             }
         }
     }
@@ -139,9 +159,10 @@ fn work(receiver: &Mutex<Receiver<Job>>, state: &PoolState, id: TaskId) {
                     peer,
                     ticket,
                     tls,
+                    id: conn_id,
                 } = *job;
                 state.live.set(id, Some(Arc::clone(&conn)));
-                serve_stream(&shared, &conn, peer, tls);
+                serve_stream(&shared, &conn, peer, conn_id, tls);
                 state.live.set(id, None);
                 drop(ticket);
                 memory::give_back_if_due();
@@ -160,6 +181,7 @@ impl Dispatcher for PoolDispatcher {
             peer,
             ticket,
             tls,
+            id,
         } = conn;
         let job = Job::Stream(Box::new(StreamJob {
             shared: Arc::clone(shared),
@@ -167,8 +189,9 @@ impl Dispatcher for PoolDispatcher {
             peer: peer.clone(),
             ticket,
             tls,
+            id,
         }));
-        self.submit(shared, &peer, job);
+        self.submit(shared, Client::connection(&peer, id), job);
     }
 
     /// Datagrams go to the workers like connections: the pool bounds the threads either way.
@@ -186,7 +209,7 @@ impl Dispatcher for PoolDispatcher {
             packet.to_vec(),
             from,
         );
-        self.submit(shared, &peer, job);
+        self.submit(shared, Client::datagram(&peer), job);
     }
 
     fn close(&mut self, drain_timeout: Duration) -> usize {

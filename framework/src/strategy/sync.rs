@@ -24,10 +24,11 @@ impl Dispatcher for SyncDispatcher {
             peer,
             ticket,
             tls,
+            id,
         } = conn;
         let socket = Arc::new(socket);
         shared.shutdown.set_in_loop(Some(Arc::clone(&socket)));
-        serve_stream(shared, &socket, peer, tls);
+        serve_stream(shared, &socket, peer, id, tls);
         shared.shutdown.set_in_loop(None);
         drop(ticket);
         memory::give_back_if_due();

@@ -13,14 +13,14 @@ use std::thread;
 use std::time::Duration;
 
 use socket2::Socket;
-use sockserv_plugin::Address;
 
 use super::live::Live;
 use super::{Accepted, Dispatcher, Inline};
 use crate::memory::{self, SettleTimer};
+use crate::metrics::Refusal;
 use crate::request::{serve_datagram, serve_stream, Shared};
 use crate::transport::{Datagram, ReplyTo};
-use crate::{RequestFailure, Shutdown};
+use crate::{Client, RequestFailure, Shutdown};
 
 pub(crate) struct ThreadingDispatcher {
     /// The server's name, for log lines.
@@ -59,11 +59,12 @@ impl ThreadingDispatcher {
         }
     }
 
-    /// Start `work` on its own thread, registered in `live` until it ends.
+    /// Start `work` on its own thread, registered in `live` until it ends. `client`: whom it
+    /// serves (a connection's, which is refused should no thread be had).
     fn spawn(
         &self,
         shared: &Arc<Shared>,
-        peer: &Address,
+        client: Client<'_>,
         conn: Option<Arc<Socket>>,
         work: impl FnOnce() + Send + 'static,
     ) {
@@ -85,8 +86,11 @@ impl ThreadingDispatcher {
             });
         if let Err(err) = spawned {
             self.live.remove(id);
+            if client.conn.is_some() {
+                shared.metrics.refused(Refusal::Dispatch);
+            }
             let failure = RequestFailure::Dispatch(format!("cannot start a thread: {err}"));
-            shared.report(peer, &failure);
+            shared.report(client, &failure);
         }
     }
 }
@@ -113,13 +117,15 @@ impl Dispatcher for ThreadingDispatcher {
             peer,
             ticket,
             tls,
+            id,
         } = conn;
         let socket = Arc::new(socket);
         let task_conn = Arc::clone(&socket);
         let task_shared = Arc::clone(shared);
         let task_peer = peer.clone();
-        self.spawn(shared, &peer, Some(socket), move || {
-            serve_stream(&task_shared, &task_conn, task_peer, tls);
+        let client = Client::connection(&peer, id);
+        self.spawn(shared, client, Some(socket), move || {
+            serve_stream(&task_shared, &task_conn, task_peer, id, tls);
             drop(ticket);
         });
     }
@@ -137,7 +143,8 @@ impl Dispatcher for ThreadingDispatcher {
         let task_shared = Arc::clone(shared);
         let socket = Arc::clone(socket);
         let packet = packet.to_vec();
-        self.spawn(shared, &from.address(), None, move || {
+        let peer = from.address();
+        self.spawn(shared, Client::datagram(&peer), None, move || {
             serve_datagram(&task_shared, &socket, &packet, &from, &mut Vec::new());
         });
     }

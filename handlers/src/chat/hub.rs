@@ -27,6 +27,7 @@ use super::mailbox::{Closing, Mailbox};
 use super::options::ChatOptions;
 use super::outbox::{Limits, Outbox, Progress, Pushed};
 use super::rate::TokenBucket;
+use sockserv_framework::metrics::ServerMetrics;
 
 /// One server's chat.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub struct Hub {
     /// This hub, for the link's threads (which hold it weakly); empty for a hub made by
     /// [`Hub::new`], which never starts them.
     me: Weak<Hub>,
+    /// The server's counters: messages delivered, and missed by slow members.
+    metrics: ServerMetrics,
 }
 
 /// What the chat took of one read.
@@ -75,7 +78,10 @@ impl Hub {
     }
 
     fn with_me(server: &str, options: Arc<ChatOptions>, me: Weak<Hub>) -> Hub {
+        let metrics = ServerMetrics::for_server(server);
+        metrics.has_chat();
         Hub {
+            metrics,
             server: server.to_string(),
             state: Mutex::new(State {
                 chat: Chat::new(Arc::clone(&options)),
@@ -228,11 +234,13 @@ impl Hub {
                             continue;
                         };
                         match mailbox.push(&bytes) {
+                            Pushed::Queued => self.metrics.chat_delivered(1),
                             // Dropped: missed; the member hears of it once it catches up, and its
-                            // owner judges whether it is stuck. Closed: its writer stopped (a
-                            // failed write); its connection is being shut down and it leaves the
-                            // chat when its handler ends.
-                            Pushed::Queued | Pushed::Dropped | Pushed::Closed => {}
+                            // owner judges whether it is stuck.
+                            Pushed::Dropped => self.metrics.chat_dropped(1),
+                            // Closed: its writer stopped (a failed write); its connection is being
+                            // shut down and it leaves the chat when its handler ends.
+                            Pushed::Closed => {}
                         }
                     }
                 }

@@ -18,7 +18,11 @@ fn set() -> Awaiting {
         trusted: vec![SourceRule::Net("127.0.0.0/8".parse().unwrap())],
         versions: Versions::BOTH,
     };
-    Awaiting::new("test", proxy)
+    Awaiting::new(
+        "test",
+        proxy,
+        crate::metrics::ServerMetrics::for_server("test"),
+    )
 }
 
 /// A client and the server's side of its connection, with the address it comes from.
@@ -81,7 +85,13 @@ fn a_header_cut_anywhere_is_read_and_the_clients_bytes_stay_for_the_handler() {
         let mut set = set();
         let (mut client, socket, from) = connection();
         client.write_all(&HEADER[..cut]).unwrap();
-        let arrived = set.arrive(socket, from.clone(), Arrival::Trusted, Instant::now());
+        let arrived = set.arrive(
+            socket,
+            from.clone(),
+            crate::metrics::ConnId(1),
+            Arrival::Trusted,
+            Instant::now(),
+        );
         assert!(
             arrived.is_none(),
             "cut {cut}: ready before the header was whole"
@@ -110,7 +120,13 @@ fn half_a_header_is_consumed_so_poll_does_not_spin_on_it() {
     let mut set = set();
     let (mut client, socket, from) = connection();
     assert!(set
-        .arrive(socket, from, Arrival::Trusted, Instant::now())
+        .arrive(
+            socket,
+            from,
+            crate::metrics::ConnId(1),
+            Arrival::Trusted,
+            Instant::now()
+        )
         .is_none());
     client.write_all(&HEADER[..20]).unwrap();
     let places = readable(&set, Duration::from_secs(5));
@@ -144,7 +160,13 @@ fn advance_after(
     from: Address,
     arrival: Arrival,
 ) -> Option<Ready> {
-    match set.arrive(socket, from, arrival, Instant::now()) {
+    match set.arrive(
+        socket,
+        from,
+        crate::metrics::ConnId(1),
+        arrival,
+        Instant::now(),
+    ) {
         Some(ready) => Some(ready),
         None => advance_until_ready(set),
     }
@@ -178,12 +200,26 @@ fn deadlines_close_a_silent_proxy_and_serve_an_undecided_client() {
     let mut set = set();
     let now = Instant::now();
     let (mut proxy, socket, from) = connection();
-    assert!(set.arrive(socket, from, Arrival::Trusted, now).is_none());
+    assert!(set
+        .arrive(
+            socket,
+            from,
+            crate::metrics::ConnId(1),
+            Arrival::Trusted,
+            now
+        )
+        .is_none());
     // "\r\n" could begin a v2 signature: the client is parked, not polled (it stays readable).
     let (mut client, socket, from) = connection();
     client.write_all(b"\r\n").unwrap();
     let untrusted = Arrival::Untrusted(ticket());
-    let mut ready = set.arrive(socket, from.clone(), untrusted, now);
+    let mut ready = set.arrive(
+        socket,
+        from.clone(),
+        crate::metrics::ConnId(1),
+        untrusted,
+        now,
+    );
     for _ in 0..50 {
         if ready.is_some() || set.watched().count() == 1 {
             break;
@@ -224,7 +260,13 @@ fn without_room_the_rest_wait_for_a_later_call() {
     for _ in 0..3 {
         let (client, socket, from) = connection();
         assert!(set
-            .arrive(socket, from, Arrival::Untrusted(ticket()), now)
+            .arrive(
+                socket,
+                from,
+                crate::metrics::ConnId(1),
+                Arrival::Untrusted(ticket()),
+                now
+            )
             .is_none());
         clients.push(client);
     }

@@ -13,8 +13,11 @@ use sockserv_plugin::{Address, OutputBuffer, Reading, Session, SessionContext};
 use super::MAX_PENDING_OUTPUT;
 use crate::budget::HolderId;
 use crate::deadline::{Deadlines, Expiry, Progress};
-use crate::request::{guarded, Shared};
-use crate::RequestFailure;
+use crate::metrics::{CloseReason, ConnId, Tally};
+use crate::request::{guarded, Scoped, Shared};
+use crate::{Client, RequestFailure};
+
+mod ending;
 
 /// What the loop should do with a connection after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,12 +116,18 @@ pub(super) struct Connection {
     /// The session panicked: it is not called again.
     panicked: bool,
     started: Instant,
-    bytes_in: u64,
-    bytes_out: u64,
+    /// Bytes received and sent, for the log line and the server's metrics.
+    bytes_in: Tally,
+    bytes_out: Tally,
     /// The server's time limits, and where this connection stands against them (`None`: none).
     deadlines: Option<(Deadlines, Progress)>,
     /// Its entry in the server's `max_buffered_input` budget, if there is a budget.
     holder: Option<HolderId>,
+    /// The connection's id, in its log lines.
+    id: ConnId,
+    /// Why it ends, once that is known (a time limit, a failure, a panic); `close` decides from
+    /// its state otherwise.
+    ended: Option<CloseReason>,
     /// On a TLS server: the connection's rustls state, its handshake done. Reads and writes go
     /// through it (see `tls_wire`); it holds at most `TLS_BUFFER_LIMIT` bytes of output besides
     /// `output`.
@@ -133,10 +142,14 @@ impl Connection {
         session: Box<dyn Session>,
         shared: Arc<Shared>,
         peer: Address,
+        id: ConnId,
     ) -> Self {
-        let holder = shared.gate.budget.enter(&peer);
+        let holder = shared.gate.budget.enter(Client::connection(&peer, id));
+        shared.metrics.opened();
         Connection {
             holder,
+            id,
+            ended: None,
             socket,
             session,
             shared,
@@ -152,8 +165,8 @@ impl Connection {
             peer_closed: false,
             wake_at: None,
             started: Instant::now(),
-            bytes_in: 0,
-            bytes_out: 0,
+            bytes_in: Tally::received(),
+            bytes_out: Tally::sent(),
             deadlines: None,
             tls: None,
             notified: false,
@@ -166,7 +179,9 @@ impl Connection {
     pub fn with_tls(mut self, tls: rustls::ServerConnection, moved: (u64, u64)) -> Self {
         self.tls = Some(Box::new(tls));
         self.read_owed = true;
-        (self.bytes_in, self.bytes_out) = moved;
+        let metrics = self.shared.metrics;
+        metrics.count(&mut self.bytes_in, moved.0);
+        metrics.count(&mut self.bytes_out, moved.1);
         self
     }
 
@@ -205,8 +220,13 @@ impl Connection {
     /// output dropped.
     pub fn expire(&mut self, expiry: Expiry) {
         let failure = RequestFailure::Connection(expiry.error());
-        self.shared.report(&self.peer, &failure);
+        self.shared.report(self.client(), &failure);
+        self.ended.get_or_insert(expiry.reason());
         self.output.discard();
+    }
+
+    fn client(&self) -> Client<'_> {
+        Client::connection(&self.peer, self.id)
     }
 
     /// Run one session callback (`hook` names it) with a context over this connection's output,
@@ -225,10 +245,13 @@ impl Connection {
             shared,
             peer,
             output,
+            id,
             ..
         } = self;
         let send_queue = || crate::send_queue::send_queue(socket).ok();
-        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &**shared)
+        let client = Client::connection(peer, *id);
+        let scoped = Scoped { shared, client };
+        let mut ctx = SessionContext::over_buffer(output, peer, &shared.local, &scoped)
             .with_send_queue(&send_queue);
         let ran = guarded(hook, || {
             call(&mut **session, &mut ctx);
@@ -270,7 +293,8 @@ impl Connection {
 
     /// The session panicked: report it with the peer, and let nothing more of it out.
     fn panicked(&mut self, failure: &RequestFailure) {
-        self.shared.report(&self.peer, failure);
+        self.shared.report(self.client(), failure);
+        self.ended.get_or_insert(CloseReason::Error);
         self.panicked = true;
         self.output.discard();
     }
@@ -423,7 +447,7 @@ impl Connection {
             }
             Some(tls) => super::tls_wire::read(tls, &self.socket, buffer)?,
         };
-        self.bytes_in += moved as u64;
+        self.shared.metrics.count(&mut self.bytes_in, moved as u64);
         Ok(n)
     }
 
@@ -432,7 +456,9 @@ impl Connection {
         if let Some(tls) = self.tls.as_deref_mut() {
             let written = super::tls_wire::flush(tls, &self.socket, &mut self.output)?;
             if written > 0 {
-                self.bytes_out += written as u64;
+                self.shared
+                    .metrics
+                    .count(&mut self.bytes_out, written as u64);
                 self.touch(false);
             }
             return Ok(());
@@ -441,7 +467,7 @@ impl Connection {
             match (&self.socket).write(self.output.unwritten()) {
                 Ok(n) => {
                     self.output.consume(n);
-                    self.bytes_out += n as u64;
+                    self.shared.metrics.count(&mut self.bytes_out, n as u64);
                     self.touch(false);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -482,6 +508,14 @@ impl Connection {
     /// Output done and the session closing: close at once if the peer has closed too, else shut
     /// the sending side (the peer sees end of stream) and linger.
     fn linger(&mut self) -> Next {
+        // The session ended it: what happens while lingering (a time limit, a reset) is the
+        // peer's taking its time over the end, not why the connection ended.
+        let ended = if self.eof {
+            CloseReason::Eof
+        } else {
+            CloseReason::Handler
+        };
+        self.ended.get_or_insert(ended);
         if self.eof || self.lingering.is_some() {
             return if self.eof { Next::Close } else { Next::Linger };
         }
@@ -496,45 +530,14 @@ impl Connection {
     /// info level and a bounded rate), and the connection closes.
     fn failed(&mut self, err: io::Error) -> Next {
         let failure = RequestFailure::Connection(err);
-        self.shared.report(&self.peer, &failure);
+        self.shared.report(self.client(), &failure);
+        let reason = if failure.is_peer_fault() {
+            CloseReason::PeerReset
+        } else {
+            CloseReason::Error
+        };
+        self.ended.get_or_insert(reason);
         self.output.discard();
         Next::Close
-    }
-
-    /// The end: tell the session (unless it panicked) and drop it, both guarded; shut the socket
-    /// down; log the connection's line.
-    pub fn close(self) {
-        let Connection {
-            socket,
-            session,
-            shared,
-            peer,
-            panicked,
-            started,
-            bytes_in,
-            bytes_out,
-            holder,
-            ..
-        } = self;
-        if let Some(id) = holder {
-            shared.gate.budget.leave(id);
-        }
-        let hook = if panicked { "drop" } else { "on_close" };
-        let ended = guarded(hook, move || {
-            let mut session = session;
-            if !panicked {
-                session.on_close();
-            }
-            Ok(())
-        });
-        if let Err(failure) = ended {
-            shared.report(&peer, &failure);
-        }
-        let _ = socket.shutdown(Direction::Both);
-        log::info!(
-            "{}: {peer} served in {:.1} ms, {bytes_in} bytes in, {bytes_out} bytes out",
-            shared.name,
-            started.elapsed().as_secs_f64() * 1e3,
-        );
     }
 }

@@ -23,9 +23,12 @@ use super::timers::Timers;
 use crate::deadline::Deadlines;
 use crate::heartbeat::Pulse;
 use crate::limits::Ticket;
+use crate::log_with;
 use crate::memory;
+use crate::metrics::{ConnId, Refusal};
+use crate::peer_log::Fields;
 use crate::request::{guarded, panic_message, Shared};
-use crate::{RequestFailure, Shutdown};
+use crate::{Client, RequestFailure, Shutdown};
 
 mod handshakes;
 
@@ -47,6 +50,18 @@ pub(super) struct NewConnection {
     pub ticket: Ticket,
     /// On a TLS server: the configuration its handshake uses.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The connection's id.
+    pub id: ConnId,
+}
+
+impl NewConnection {
+    /// Close it unserved: counted as refused (`dispatch`), and logged with `why`.
+    fn refuse(&self, why: &str) {
+        self.shared.metrics.refused(Refusal::Dispatch);
+        let (server, client) = (&self.shared.name, Client::connection(&self.peer, self.id));
+        let line = format_args!("{server}: {}{}: {why}", client.tag(), client.peer);
+        log_with!(log::Level::Warn, &Fields::of(server, client), line);
+    }
 }
 
 /// A connection whose session is about to be made.
@@ -58,6 +73,8 @@ struct Opening {
     tls: Option<(rustls::ServerConnection, (u64, u64))>,
     /// Its socket is registered with the poll already (it was, for its handshake).
     registered: bool,
+    /// The connection's id.
+    id: ConnId,
 }
 
 /// What other threads share with a loop.
@@ -106,11 +123,7 @@ impl Drop for Running {
         self.mailbox.alive.store(false, Ordering::SeqCst);
         self.mailbox.ended.notify_all();
         for orphan in inbox.drain(..) {
-            log::warn!(
-                "{}: {}: closed unserved, its event loop has ended",
-                orphan.shared.name,
-                orphan.peer
-            );
+            orphan.refuse("closed unserved, its event loop has ended");
         }
         if !self.mailbox.stop.load(Ordering::SeqCst) {
             self.server.wake();
@@ -532,17 +545,17 @@ impl EventLoop {
     }
 
     fn adopt(&mut self, connection: NewConnection) {
+        if let Err(err) = connection.socket.set_nonblocking(true) {
+            return connection.refuse(&err.to_string());
+        }
         let NewConnection {
             shared,
             socket,
             peer,
             ticket,
             tls,
+            id,
         } = connection;
-        if let Err(err) = socket.set_nonblocking(true) {
-            log::warn!("{}: {peer}: {err}", shared.name);
-            return;
-        }
         let (slot, _) = self.slots.claim();
         let entry = Slot {
             connection: None,
@@ -559,6 +572,7 @@ impl EventLoop {
             peer,
             tls: None,
             registered: false,
+            id,
         };
         match tls {
             None => self.open(slot, opening),
@@ -574,6 +588,7 @@ impl EventLoop {
             peer,
             tls,
             registered,
+            id,
         } = opening;
         let Some(generation) = self.slots.generation(slot) else {
             return;
@@ -593,7 +608,7 @@ impl EventLoop {
             tls: identity.as_ref(),
         };
         let fd = socket.as_raw_fd();
-        let Some(session) = open_session(&shared, &info) else {
+        let Some(session) = open_session(&shared, &info, id) else {
             if registered {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
@@ -607,7 +622,7 @@ impl EventLoop {
             registry.register(&mut SourceFd(&fd), token, Interest::READABLE)
         };
         let deadlines = Deadlines::of(shared.gate.limits());
-        let mut connection = Connection::new(socket, session, shared, peer);
+        let mut connection = Connection::new(socket, session, shared, peer, id);
         if let Some((tls, moved)) = tls {
             connection = connection.with_tls(tls, moved);
         }
@@ -746,13 +761,14 @@ impl EventLoop {
 }
 
 /// The connection's session from the handler's factory, its panic caught; `None` (reported with the
-/// peer) when the handler has no session or the factory panicked.
-fn open_session(shared: &Shared, info: &SessionInfo<'_>) -> Option<Box<dyn Session>> {
+/// peer, and counted as refused) when the handler has no session or the factory panicked.
+fn open_session(shared: &Shared, info: &SessionInfo<'_>, id: ConnId) -> Option<Box<dyn Session>> {
     let failure = match guarded("new_session", || Ok(shared.factory.new_session(info))) {
         Ok(Some(session)) => return Some(session),
         Ok(None) => RequestFailure::Dispatch("this handler has no event-driven session".into()),
         Err(failure) => failure,
     };
-    shared.report(info.peer, &failure);
+    shared.metrics.refused(Refusal::Dispatch);
+    shared.report(Client::connection(info.peer, id), &failure);
     None
 }

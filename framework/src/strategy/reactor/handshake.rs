@@ -14,9 +14,10 @@ use rustls::ServerConnection;
 use socket2::Socket;
 use sockserv_plugin::Address;
 
+use crate::metrics::{ConnId, Refusal};
 use crate::request::Shared;
 use crate::tls::{HandshakeError, HANDSHAKE_RECORD};
-use crate::RequestFailure;
+use crate::{Client, RequestFailure};
 
 /// What a handshake needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub(super) struct Handshake {
     tls: ServerConnection,
     pub shared: Arc<Shared>,
     pub peer: Address,
+    /// The connection's id.
+    pub id: ConnId,
     /// When it must be done by.
     pub deadline: Instant,
     limit: Duration,
@@ -53,6 +56,7 @@ impl Handshake {
         config: Arc<rustls::ServerConfig>,
         shared: Arc<Shared>,
         peer: Address,
+        id: ConnId,
         limit: Duration,
     ) -> Result<Self, (Socket, rustls::Error)> {
         let mut tls = match ServerConnection::new(config) {
@@ -65,6 +69,7 @@ impl Handshake {
             tls,
             shared,
             peer,
+            id,
             deadline: Instant::now() + limit,
             limit,
             first: true,
@@ -132,7 +137,9 @@ impl Handshake {
             }
         }
         let failure = RequestFailure::Handshake(err.to_string());
-        self.shared.report(&self.peer, &failure);
+        self.shared.metrics.refused(Refusal::TlsHandshake);
+        let client = Client::connection(&self.peer, self.id);
+        self.shared.report(client, &failure);
     }
 
     /// Its time is up: reported.
@@ -141,9 +148,27 @@ impl Handshake {
     }
 
     /// The handshake's state, for the connection that goes on.
-    pub fn into_parts(self) -> (Socket, ServerConnection, Arc<Shared>, Address, (u64, u64)) {
-        (self.socket, self.tls, self.shared, self.peer, self.moved)
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            socket: self.socket,
+            tls: self.tls,
+            shared: self.shared,
+            peer: self.peer,
+            id: self.id,
+            moved: self.moved,
+        }
     }
+}
+
+/// A finished handshake's state (see [`Handshake::into_parts`]).
+pub(super) struct Parts {
+    pub socket: Socket,
+    pub tls: ServerConnection,
+    pub shared: Arc<Shared>,
+    pub peer: Address,
+    pub id: ConnId,
+    /// Bytes read and written by the handshake.
+    pub moved: (u64, u64),
 }
 
 /// Reads the socket for rustls and looks at the connection's first byte: a client that does not

@@ -40,9 +40,10 @@ use std::time::Duration;
 use super::{Accepted, Dispatcher, Inline};
 use crate::close::{deadline_after, FORCED_CLOSE_WAIT};
 use crate::heartbeat::Heartbeat;
+use crate::metrics::Refusal;
 use crate::request::Shared;
 use crate::transport::{Datagram, ReplyTo};
-use crate::{RequestFailure, ServerError};
+use crate::{Client, RequestFailure, ServerError};
 use event_loop::{spawn_loop, LoopHandle, NewConnection};
 
 /// Pending output beyond which a connection is not read until the peer catches up.
@@ -139,6 +140,7 @@ impl Dispatcher for ReactorDispatcher {
             socket: conn.socket,
             peer: conn.peer,
             ticket: conn.ticket,
+            id: conn.id,
             tls: conn.tls,
         };
         for _ in 0..self.loops.len() {
@@ -150,7 +152,9 @@ impl Dispatcher for ReactorDispatcher {
             }
         }
         let why = format!("all {} event loops have ended", self.loops.len());
-        shared.report(&connection.peer, &RequestFailure::Dispatch(why));
+        shared.metrics.refused(Refusal::Dispatch);
+        let client = Client::connection(&connection.peer, connection.id);
+        shared.report(client, &RequestFailure::Dispatch(why));
     }
 
     /// An event loop has ended (each wakes the serving loop as it ends, so this is seen at once):

@@ -10,9 +10,10 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
 use super::{EventLoop, Opening};
+use crate::metrics::Refusal;
 use crate::strategy::reactor::handshake::{Handshake, Step};
 use crate::tls::handshake_timeout;
-use crate::RequestFailure;
+use crate::{Client, RequestFailure};
 
 impl EventLoop {
     /// Start the handshake of a connection adopted into `slot`.
@@ -26,14 +27,17 @@ impl EventLoop {
             socket,
             shared,
             peer,
+            id,
             ..
         } = opening;
         let limit = handshake_timeout(shared.gate.limits());
-        let made = Handshake::new(socket, config, Arc::clone(&shared), peer.clone(), limit);
+        let made = Handshake::new(socket, config, Arc::clone(&shared), peer.clone(), id, limit);
         let handshake = match made {
             Ok(handshake) => handshake,
             Err((_, err)) => {
-                shared.report(&peer, &RequestFailure::Handshake(err.to_string()));
+                shared.metrics.refused(Refusal::TlsHandshake);
+                let failure = RequestFailure::Handshake(err.to_string());
+                shared.report(Client::connection(&peer, id), &failure);
                 return self.release(slot);
             }
         };
@@ -85,13 +89,14 @@ impl EventLoop {
             return;
         };
         self.timers.cancel(slot);
-        let (socket, tls, shared, peer, moved) = handshake.into_parts();
+        let parts = handshake.into_parts();
         let opening = Opening {
-            socket,
-            shared,
-            peer,
-            tls: Some((tls, moved)),
+            socket: parts.socket,
+            shared: parts.shared,
+            peer: parts.peer,
+            tls: Some((parts.tls, parts.moved)),
             registered: true,
+            id: parts.id,
         };
         self.open(slot, opening);
     }

@@ -54,7 +54,13 @@ fn pending_counts_only_what_the_socket_has_not_taken() {
         size: SIZE,
         pending_at_wake: Arc::clone(&pending_at_wake),
     };
-    let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
+    let mut connection = Connection::new(
+        server,
+        Box::new(session),
+        shared,
+        peer(1),
+        crate::metrics::ConnId(1),
+    );
     let mut next = connection.on_open(&mut [0; 64]);
     let mut read = 0;
     let mut rounds = 0;
@@ -159,7 +165,13 @@ fn a_panic_in_any_callback_closes_the_connection_reports_it_and_calls_no_more() 
             fails_in,
             calls: Arc::clone(&calls),
         };
-        let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
+        let mut connection = Connection::new(
+            server,
+            Box::new(session),
+            shared,
+            peer(1),
+            crate::metrics::ConnId(1),
+        );
         let ended_at = drive(&mut connection, &mut client);
         connection.close();
         let expected_end = if fails_in == "on_close" {
@@ -206,7 +218,13 @@ impl Session for WakeAfterWrite {
 fn a_panic_in_the_wake_after_the_output_is_out_closes_the_connection_too() {
     let (shared, hooks) = shared(|_| unreachable!());
     let (server, mut client) = socket_pair();
-    let mut connection = Connection::new(server, Box::new(WakeAfterWrite), shared, peer(2));
+    let mut connection = Connection::new(
+        server,
+        Box::new(WakeAfterWrite),
+        shared,
+        peer(2),
+        crate::metrics::ConnId(2),
+    );
     assert_eq!(
         connection.on_open(&mut [0; 64]),
         Next::Watch {

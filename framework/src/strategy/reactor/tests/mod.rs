@@ -19,6 +19,7 @@ use super::ReactorDispatcher;
 use crate::limits::{Gate, Limits, Peer};
 use crate::request::Shared;
 use crate::strategy::{Accepted, Dispatcher};
+use crate::Client;
 use crate::{Hooks, RequestFailure, Shutdown};
 
 /// How long a reply may take: a failure bound, never waited out by a passing test.
@@ -44,8 +45,8 @@ impl Recorded {
 }
 
 impl Hooks for Recorded {
-    fn handle_error(&self, server: &str, peer: &Address, failure: &RequestFailure) {
-        let line = format!("{server}: request from {peer}: {failure}");
+    fn handle_error(&self, server: &str, client: Client<'_>, failure: &RequestFailure) {
+        let line = format!("{server}: request from {}: {failure}", client.peer);
         self.0.lock().unwrap().push(line);
     }
 }
@@ -80,6 +81,7 @@ where
         local: Address::Inet(([127, 0, 0, 1], 20_000).into()),
         nodelay: None,
         gate: Gate::new(Limits::none()),
+        metrics: crate::metrics::ServerMetrics::for_server(SERVER),
     };
     (Arc::new(shared), hooks)
 }
@@ -105,6 +107,7 @@ fn connect(dispatcher: &mut ReactorDispatcher, shared: &Arc<Shared>, port: u16) 
         socket: server,
         peer: peer(port),
         ticket,
+        id: crate::metrics::ConnId(u64::from(port)),
         tls: None,
     };
     dispatcher.stream(shared, accepted);

@@ -63,7 +63,13 @@ fn a_paused_connection_is_not_read_and_resuming_reads_what_came_without_a_new_ev
     let (shared, hooks) = shared(|_| unreachable!());
     let (server, mut client) = socket_pair();
     let session = Gated(Arc::clone(&seen));
-    let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
+    let mut connection = Connection::new(
+        server,
+        Box::new(session),
+        shared,
+        peer(1),
+        crate::metrics::ConnId(1),
+    );
     let mut buffer = vec![0; 1024];
     // Paused, it is still watched for readability (a hang-up must be seen), but not read: not
     // when the bytes' event comes, nor when the peer's end of stream is announced.
@@ -91,7 +97,13 @@ fn a_paused_connection_whose_peer_resets_is_closed_and_the_reset_reported() {
     let (shared, hooks) = shared(|_| unreachable!());
     let (server, client) = socket_pair();
     let session = Gated(Arc::clone(&seen));
-    let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
+    let mut connection = Connection::new(
+        server,
+        Box::new(session),
+        shared,
+        peer(1),
+        crate::metrics::ConnId(1),
+    );
     let mut buffer = vec![0; 1024];
     assert_eq!(connection.on_open(&mut buffer), WATCH_READ);
     // A Unix peer that closes with bytes unread (the greeting) resets the connection.
@@ -135,7 +147,13 @@ fn the_timer_fires_once_and_never_before_its_time() {
     };
     let (shared, _) = shared(|_| unreachable!());
     let (server, _client) = socket_pair();
-    let mut connection = Connection::new(server, Box::new(session), shared, peer(1));
+    let mut connection = Connection::new(
+        server,
+        Box::new(session),
+        shared,
+        peer(1),
+        crate::metrics::ConnId(1),
+    );
     let mut buffer = vec![0; 64];
     connection.on_open(&mut buffer);
     assert_eq!(connection.next_time(), Some(at));
