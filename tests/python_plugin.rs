@@ -482,8 +482,11 @@ fn an_exception_is_logged_with_traceback_server_and_peer_and_closes_that_request
         );
     }
     let stderr = serve.stderr();
+    // The server, the connection's id, then the peer: `fails: c1: request from 127.0.0.1:…`.
     assert!(
-        stderr.contains("fails: request from 127.0.0.1:"),
+        stderr.lines().any(|line| line
+            .split_once("fails: c")
+            .is_some_and(|(_, rest)| rest.contains(": request from 127.0.0.1:"))),
         "{stderr}"
     );
     assert!(
