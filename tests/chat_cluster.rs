@@ -13,11 +13,12 @@ mod chat;
 mod cluster;
 mod common;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use chat::Member;
 use cluster::RedisServer;
-use common::{Endpoint, ServeProcess};
+use common::{eventually, Client, Endpoint, ServeProcess, WAIT};
 
 /// `presence_ttl` of the test instances, in seconds: a heartbeat every 0.5 s.
 const PRESENCE_TTL: f64 = 1.5;
@@ -33,9 +34,11 @@ fn instance(redis: &RedisServer, node: &str, strategy: &str, cluster: &str) -> S
     ServeProcess::start(&config)
 }
 
+/// A chat server `chat` in the cluster, and a `metrics` server beside it.
 fn config(url: &str, node: &str, strategy: &str, cluster: &str) -> String {
     format!(
-        "[[server]]\nname = \"chat\"\nlisten = \"tcp://127.0.0.1:0\"\nhandler = \"chat\"\n\
+        "[[server]]\nname = \"metrics\"\nlisten = \"tcp://127.0.0.1:0\"\nhandler = \"metrics\"\n\n\
+         [[server]]\nname = \"chat\"\nlisten = \"tcp://127.0.0.1:0\"\nhandler = \"chat\"\n\
          strategy = \"{strategy}\"\n\n[server.options]\nrate = 100000\nburst = 1000\n\
          queue_messages = 4096\n\n[server.options.cluster]\nredis = \"{url}\"\nnode = \"{node}\"\n\
          presence_ttl = {PRESENCE_TTL}\nreconnect_max = {RECONNECT_MAX}\n{cluster}\n"
@@ -111,6 +114,27 @@ fn expect_skipping_earlier(member: &mut Member, want: &str, earlier: &[String]) 
             member.name
         );
     }
+}
+
+/// The value of the chat server's cluster series `name` in a scrape of `serve`'s `/metrics`.
+fn cluster_metric(serve: &ServeProcess, name: &str, strategy: &str) -> Option<u64> {
+    let Client::Tcp(mut stream) = Client::connect(serve.endpoint("metrics")).expect("metrics")
+    else {
+        panic!("the metrics server is on TCP");
+    };
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("a request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let series = format!(
+        "sockserv_chat_cluster_{name}{{server=\"chat\",handler=\"chat\",transport=\"tcp\",\
+         strategy=\"{strategy}\"}} "
+    );
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.parse().ok())
 }
 
 /// Sends `command` (`/who` or `/rooms`) until its answer satisfies `done`, every 50 ms at most for
@@ -277,6 +301,9 @@ fn with_redis_killed_local_chat_goes_on_and_resumes_across_once_redis_is_back() 
     let (ea, eb) = (a.endpoint("chat"), b.endpoint("chat"));
     let mut members = join_across(&[ea, eb, ea, eb]);
     let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(cluster_metric(&a, "link_up", "threading"), Some(1));
+    assert!(cluster_metric(&a, "published_total", "threading") > Some(0));
+    assert!(cluster_metric(&b, "received_total", "reactor") > Some(0));
     redis.kill();
     let [a1, b1, a2, b2] = &mut members[..] else {
         unreachable!()
@@ -303,6 +330,9 @@ fn with_redis_killed_local_chat_goes_on_and_resumes_across_once_redis_is_back() 
         let (answer, _) = poll(member, "/rooms", |answer| answer.contains("link down"));
         assert!(answer.contains("lobby (2 here"), "{answer}");
     }
+    assert_eq!(cluster_metric(&a, "link_up", "threading"), Some(0));
+    // What a1 said while down was not published (dropped, counted).
+    assert!(cluster_metric(&a, "dropped_total", "threading") >= Some(5));
     let back = Instant::now();
     redis.restart();
     for member in [&mut *a1, &mut *b1] {
@@ -326,6 +356,14 @@ fn with_redis_killed_local_chat_goes_on_and_resumes_across_once_redis_is_back() 
     for member in &mut members {
         member.expect_nothing_queued("lobby");
     }
+    // B found what A said while Redis was down missing from A's sequence.
+    assert!(
+        eventually(WAIT, || cluster_metric(&b, "gaps_total", "reactor")
+            >= Some(5)),
+        "gaps: {:?}",
+        cluster_metric(&b, "gaps_total", "reactor")
+    );
+    assert_eq!(cluster_metric(&a, "link_up", "threading"), Some(1));
 }
 
 #[test]

@@ -33,6 +33,7 @@ struct Server {
     labels: Vec<(&'static str, String)>,
     stream: bool,
     chat: bool,
+    cluster: bool,
     counts: Vec<u64>,
 }
 
@@ -56,6 +57,7 @@ impl Server {
             ],
             stream: kind.is_none_or(SocketKind::is_stream),
             chat: counts[index::FLAGS] & index::FLAG_CHAT != 0,
+            cluster: counts[index::FLAGS] & index::FLAG_CLUSTER != 0,
             counts,
         }
     }
@@ -185,6 +187,8 @@ impl Collector for Snapshot {
         self.durations(e, &streams)?;
         self.traffic(e, &all, &datagrams)?;
         self.chat(e, &chats)?;
+        let clusters: Vec<&Server> = all.iter().copied().filter(|s| s.cluster).collect();
+        self.cluster(e, &clusters)?;
         self.process(e)
     }
 }
@@ -300,6 +304,45 @@ impl Snapshot {
             chats,
             count(index::CHAT_DROPPED),
         )
+    }
+
+    fn cluster(&self, e: &mut DescriptorEncoder<'_>, clusters: &[&Server]) -> Result {
+        if !clusters.is_empty() {
+            let help = "Whether the chat cluster's link to Redis is up (1) or down (0)";
+            let name = "sockserv_chat_cluster_link_up";
+            let mut metric = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for server in clusters {
+                let up = server.counts[index::CLUSTER_LINK_UP];
+                metric.encode_family(&server.labels)?.encode_gauge(&up)?;
+            }
+        }
+        let count = |at: usize| move |server: &Server| server.counts[at];
+        let series = [
+            (
+                "sockserv_chat_cluster_published",
+                "Chat messages published to the other instances",
+                index::CLUSTER_PUBLISHED,
+            ),
+            (
+                "sockserv_chat_cluster_received",
+                "Chat messages of other instances delivered here",
+                index::CLUSTER_RECEIVED,
+            ),
+            (
+                "sockserv_chat_cluster_dropped",
+                "Chat messages not published: the publish queue full, or the link down",
+                index::CLUSTER_DROPPED,
+            ),
+            (
+                "sockserv_chat_cluster_gaps",
+                "Chat messages of other instances found missing by their sequence numbers",
+                index::CLUSTER_GAPS,
+            ),
+        ];
+        for (name, help, at) in series {
+            per_server(e, (name, help), clusters, count(at))?;
+        }
+        Ok(())
     }
 
     fn process(&self, e: &mut DescriptorEncoder<'_>) -> Result {

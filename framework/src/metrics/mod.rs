@@ -22,6 +22,9 @@
 //! | `sockserv_datagrams_received_total`, `sockserv_datagrams_sent_total` | counter | datagram servers |
 //! | `sockserv_datagrams_dropped_total{reason}` | counter | datagrams not answered ([`DatagramDrop`]) |
 //! | `sockserv_chat_messages_delivered_total`, `sockserv_chat_messages_dropped_total` | counter | chat: queued for a member, or missed by a slow one |
+//! | `sockserv_chat_cluster_link_up` | gauge | chat in a cluster: 1 while the link to Redis is up |
+//! | `sockserv_chat_cluster_published_total`, `sockserv_chat_cluster_received_total` | counter | chat in a cluster: messages published, and other instances' messages delivered here |
+//! | `sockserv_chat_cluster_dropped_total`, `sockserv_chat_cluster_gaps_total` | counter | chat in a cluster: messages not published (queue full, link down), and others' found missing |
 //!
 //! and for the whole process tree `sockserv_reloads_total{result}`,
 //! `sockserv_plugin_load_failures_total` and `sockserv_build_info{version}`.
@@ -282,10 +285,18 @@ mod index {
     pub const DROPPED: usize = CLOSED + CloseReason::ALL.len();
     /// One count per bucket (not cumulative), the `+Inf` bucket last.
     pub const BUCKETS: usize = DROPPED + DatagramDrop::ALL.len();
-    pub const END: usize = BUCKETS + DURATION_BUCKETS.len() + 1;
+    /// A chat cluster's link: 1 up, 0 down (a gauge).
+    pub const CLUSTER_LINK_UP: usize = BUCKETS + DURATION_BUCKETS.len() + 1;
+    pub const CLUSTER_PUBLISHED: usize = CLUSTER_LINK_UP + 1;
+    pub const CLUSTER_RECEIVED: usize = CLUSTER_LINK_UP + 2;
+    pub const CLUSTER_DROPPED: usize = CLUSTER_LINK_UP + 3;
+    pub const CLUSTER_GAPS: usize = CLUSTER_LINK_UP + 4;
+    pub const END: usize = CLUSTER_GAPS + 1;
 
     /// The slot has chat series.
     pub const FLAG_CHAT: u64 = 1;
+    /// The slot has chat cluster series.
+    pub const FLAG_CLUSTER: u64 = 2;
 }
 
 const _: () = assert!(index::END <= board::COUNTERS);
@@ -434,6 +445,36 @@ impl ServerMetrics {
     /// `n` chat messages were missed by members too slow to take them.
     pub fn chat_dropped(&self, n: u64) {
         self.slot.add(index::CHAT_DROPPED, n);
+    }
+
+    /// This chat server is in a cluster: its cluster series are exported (zero until counted).
+    pub fn has_cluster(&self) {
+        self.slot.counts[index::FLAGS].fetch_or(index::FLAG_CLUSTER, Ordering::Relaxed);
+    }
+
+    /// The chat cluster's link is up (both connections to Redis, every room subscribed) or not.
+    pub fn cluster_link(&self, up: bool) {
+        self.slot.counts[index::CLUSTER_LINK_UP].store(u64::from(up), Ordering::Relaxed);
+    }
+
+    /// `n` chat messages were published to the cluster.
+    pub fn cluster_published(&self, n: u64) {
+        self.slot.add(index::CLUSTER_PUBLISHED, n);
+    }
+
+    /// `n` chat messages from other instances were delivered here.
+    pub fn cluster_received(&self, n: u64) {
+        self.slot.add(index::CLUSTER_RECEIVED, n);
+    }
+
+    /// `n` chat messages were not published (the queue full, or the link down).
+    pub fn cluster_dropped(&self, n: u64) {
+        self.slot.add(index::CLUSTER_DROPPED, n);
+    }
+
+    /// `n` messages of other instances were found missing by their sequence numbers.
+    pub fn cluster_gaps(&self, n: u64) {
+        self.slot.add(index::CLUSTER_GAPS, n);
     }
 }
 

@@ -116,6 +116,39 @@ fn datagram_and_chat_series_appear_where_they_apply() {
 }
 
 #[test]
+fn cluster_series_appear_for_a_chat_in_a_cluster_only() {
+    let cluster = ServerMetrics::for_server("unit-cluster");
+    cluster.set_labels("chat", SocketKind::Tcp, StrategyKind::Threading);
+    cluster.has_chat();
+    cluster.has_cluster();
+    cluster.cluster_link(true);
+    cluster.cluster_published(5);
+    cluster.cluster_received(4);
+    cluster.cluster_dropped(3);
+    cluster.cluster_gaps(2);
+    let lone = ServerMetrics::for_server("unit-lone-chat");
+    lone.set_labels("chat", SocketKind::Tcp, StrategyKind::Threading);
+    lone.has_chat();
+    let text = render();
+    let labels = r#"server="unit-cluster",handler="chat",transport="tcp",strategy="threading""#;
+    for (series, want) in [
+        ("sockserv_chat_cluster_link_up", "1"),
+        ("sockserv_chat_cluster_published_total", "5"),
+        ("sockserv_chat_cluster_received_total", "4"),
+        ("sockserv_chat_cluster_dropped_total", "3"),
+        ("sockserv_chat_cluster_gaps_total", "2"),
+    ] {
+        let got = value(&text, &format!("{series}{{{labels}}}"));
+        assert_eq!(got, Some(want.into()), "{series}");
+    }
+    let lone = r#"server="unit-lone-chat",handler="chat",transport="tcp",strategy="threading""#;
+    assert!(value(&text, &format!("sockserv_chat_cluster_link_up{{{lone}}}")).is_none());
+    cluster.cluster_link(false);
+    let labelled = format!("sockserv_chat_cluster_link_up{{{labels}}}");
+    assert_eq!(value(&render(), &labelled), Some("0".into()));
+}
+
+#[test]
 fn a_connection_s_bytes_reach_the_counter_every_flush_bytes_and_at_its_close() {
     let metrics = ServerMetrics::for_server("unit-tally");
     let mut tally = Tally::received();

@@ -47,6 +47,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sockserv_framework::metrics::ServerMetrics;
+
 use self::options::ClusterOptions;
 use self::stats::ClusterStats;
 use self::wire::{Message, Origin};
@@ -134,7 +136,8 @@ pub enum NotQueued {
 }
 
 impl Link {
-    pub fn new(options: Arc<ClusterOptions>) -> Link {
+    /// A link whose counters `metrics` exports too; its threads start with [`Link::start`].
+    pub fn new(options: Arc<ClusterOptions>, metrics: ServerMetrics) -> Link {
         let (queue, jobs) = mpsc::sync_channel(options.publish_queue);
         Link {
             origin: Origin {
@@ -142,7 +145,7 @@ impl Link {
                 inc: incarnation(),
             },
             options,
-            stats: Arc::new(ClusterStats::default()),
+            stats: Arc::new(ClusterStats::new(metrics)),
             queue,
             jobs: Mutex::new(Some(jobs)),
         }

@@ -88,7 +88,7 @@ impl Hub {
                 mailboxes: HashMap::new(),
                 cluster: cluster::Shared::default(),
             }),
-            link: options.cluster.as_ref().map(|o| Link::new(Arc::clone(o))),
+            link: (options.cluster.as_ref()).map(|o| Link::new(Arc::clone(o), metrics)),
             options,
             next_id: AtomicU64::new(1),
             me,

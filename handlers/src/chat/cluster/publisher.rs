@@ -20,7 +20,6 @@
 //! said while Redis is unreachable is not kept for later.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -95,7 +94,7 @@ impl Publisher {
                     }
                     failed = false;
                     backoff.reset();
-                    self.stats.publisher_up.store(true, Ordering::Relaxed);
+                    self.stats.publisher(true);
                     if self.serve(&mut con, &jobs).is_none() {
                         self.leave(&mut con);
                         return;
@@ -114,7 +113,7 @@ impl Publisher {
                     failed = true;
                 }
             }
-            self.stats.publisher_up.store(false, Ordering::Relaxed);
+            self.stats.publisher(false);
             let wait = backoff.failed();
             let deadline = Instant::now() + wait;
             while Instant::now() < deadline {

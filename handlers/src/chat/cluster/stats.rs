@@ -1,15 +1,20 @@
-//! The cluster link's counters: what the metrics (the operations issue's) show for a chat server
-//! in a cluster. A small interface on purpose: [`ClusterStats::snapshot`] is all an exporter needs.
+//! The cluster link's counters: kept here for [`ClusterStats::snapshot`] (tests, the hub), and
+//! mirrored into the server's metrics (`sockserv_chat_cluster_*`: link state, published, received,
+//! dropped, gaps) as they change.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use sockserv_framework::metrics::ServerMetrics;
+
 /// Counters since the server started; shared by the hub and the link's two threads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterStats {
+    /// The server's metrics, where the counters are exported.
+    metrics: ServerMetrics,
     /// The publishing connection is up.
-    pub(super) publisher_up: AtomicBool,
+    publisher_up: AtomicBool,
     /// The subscribing connection is up and subscribed to every room with local members.
-    pub(super) subscriber_up: AtomicBool,
+    subscriber_up: AtomicBool,
     published: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
@@ -41,6 +46,36 @@ pub struct ClusterCounters {
 }
 
 impl ClusterStats {
+    /// Counters that `metrics` exports too.
+    pub fn new(metrics: ServerMetrics) -> ClusterStats {
+        metrics.has_cluster();
+        metrics.cluster_link(false);
+        ClusterStats {
+            metrics,
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    /// The publishing connection is up, or not.
+    pub(super) fn publisher(&self, up: bool) {
+        self.publisher_up.store(up, Ordering::Relaxed);
+        self.metrics.cluster_link(self.link_up());
+    }
+
+    /// The subscribing connection is up and subscribed, or not.
+    pub(super) fn subscriber(&self, up: bool) {
+        self.subscriber_up.store(up, Ordering::Relaxed);
+        self.metrics.cluster_link(self.link_up());
+    }
+
     pub fn snapshot(&self) -> ClusterCounters {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ClusterCounters {
@@ -61,15 +96,21 @@ impl ClusterStats {
 
     pub(crate) fn published(&self, n: u64) {
         self.published.fetch_add(n, Ordering::Relaxed);
+        self.metrics.cluster_published(n);
     }
     pub(crate) fn received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cluster_received(1);
     }
     pub(crate) fn dropped(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.metrics.cluster_dropped(n);
+        }
     }
     pub(crate) fn gaps(&self, n: u64) {
         self.gaps.fetch_add(n, Ordering::Relaxed);
+        self.metrics.cluster_gaps(n);
     }
     pub(crate) fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,6 @@
 //! room with local members is subscribed again.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -86,7 +85,7 @@ impl Subscriber {
                     Ended::Lost(err)
                 }
             };
-            self.stats.subscriber_up.store(false, Ordering::Relaxed);
+            self.stats.subscriber(false);
             let Some(hub) = self.hub.upgrade() else {
                 return;
             };
@@ -120,7 +119,7 @@ impl Subscriber {
                 }
                 generation = Some(now);
                 hub.subscribed(&heard.iter().cloned().collect::<Vec<_>>());
-                self.stats.subscriber_up.store(true, Ordering::Relaxed);
+                self.stats.subscriber(true);
             }
             if Instant::now() >= next_ping {
                 next_ping = Instant::now() + self.options.heartbeat();
