@@ -6,7 +6,6 @@
 //! Counts are made as connections end, a moment after the client has seen the end: each check
 //! scrapes again (bounded) until the values are there or the bound has passed.
 
-#[allow(dead_code)]
 mod chat;
 mod common;
 
