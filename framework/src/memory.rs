@@ -153,19 +153,23 @@ fn give_back(why: &str) {
     );
 }
 
-/// How long after its last give-back a threading server gives memory back once more.
+/// How long after the last of its request threads ended a threading server that gave memory back
+/// gives back once more.
 ///
 /// A request's thread frees its last blocks as it exits, after its connection was counted closed
 /// (its allocator cache, its thread-locals), and after a mass close thousands of threads are still
 /// on their way out when the count reaches zero: what they free then stays with the allocator (a
-/// few MiB after 10 000 connections, measured). One more give-back a second later, once they are
-/// gone, returns it.
+/// few MiB after 10 000 connections, measured; 37 MiB once, when a loaded machine took 18 s to end
+/// them all). So after a give-back, each thread that ends puts the timer off again, and it fires
+/// once they have stopped ending for this long.
 pub const GIVE_BACK_SETTLE: Duration = Duration::from_secs(1);
 
 /// The one-shot timer behind [`GIVE_BACK_SETTLE`]: a timerfd the serving loop waits on beside its
 /// listener (the strategy's `ready_fd`), so no thread waits for it and nothing polls.
 pub(crate) struct SettleTimer {
     timer: TimerFd,
+    /// Set from `arm` until it fires: while set, `extend` puts it off.
+    armed: AtomicBool,
 }
 
 impl SettleTimer {
@@ -175,14 +179,25 @@ impl SettleTimer {
     pub fn new() -> io::Result<SettleTimer> {
         let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
         let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, flags)?;
-        Ok(SettleTimer { timer })
+        Ok(SettleTimer {
+            timer,
+            armed: AtomicBool::new(false),
+        })
     }
 
     /// Fire [`GIVE_BACK_SETTLE`] from now (again, if it was set already).
     pub fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
         let after = Expiration::OneShot(TimeSpec::from_duration(GIVE_BACK_SETTLE));
         if let Err(errno) = self.timer.set(after, TimerSetTimeFlags::empty()) {
             log::debug!("cannot set the memory give-back timer: {errno}");
+        }
+    }
+
+    /// If the timer is set, put it off to [`GIVE_BACK_SETTLE`] from now; one atomic load if not.
+    pub fn extend(&self) {
+        if self.armed.load(Ordering::Acquire) {
+            self.arm();
         }
     }
 
@@ -195,6 +210,7 @@ impl SettleTimer {
     /// expiry, after a re-arm, is nothing).
     pub fn fire(&self) {
         if self.timer.wait().is_ok() {
+            self.armed.store(false, Ordering::Release);
             give_back("settled");
         }
     }
@@ -373,6 +389,16 @@ mod tests {
         assert!(armed.elapsed() >= GIVE_BACK_SETTLE);
         timer.fire();
         assert!(!ready(0), "once: reading it cleared it");
+        timer.fire();
+        timer.extend();
+        assert!(!ready(1_500), "not armed: extend does nothing");
+        // Armed, then put off twice: it fires a full delay after the last.
+        timer.arm();
+        std::thread::sleep(GIVE_BACK_SETTLE / 2);
+        let extended = Instant::now();
+        timer.extend();
+        assert!(ready(10_000), "fired");
+        assert!(extended.elapsed() >= GIVE_BACK_SETTLE);
         timer.fire();
     }
 }

@@ -30,7 +30,7 @@ use crate::limits::Gate;
 use crate::log_with;
 use crate::metrics::{CloseReason, ConnId, DatagramDrop, Refusal, ServerMetrics, Tally};
 use crate::peer_log::Fields;
-use crate::tls::blocking::{TlsReader, TlsShared, TlsWriter};
+use crate::tls::blocking::{TlsReader, TlsWriter};
 use crate::transport::{Datagram, ReplyTo};
 use crate::{Client, Hooks, RequestFailure, Shutdown, PEER_FAULT_STATUS};
 use streams::{Counted, Reply};
@@ -231,7 +231,7 @@ pub(crate) fn serve_stream(
     let shaken = tls.map(|config| shake_hands(shared, socket, config, &mut handshake_bytes));
     let tls = match shaken {
         None => None,
-        Some(Ok((session, info))) => Some((TlsShared::new(session), info)),
+        Some(Ok(started)) => Some(started),
         Some(Err(failure)) => {
             metrics.refused(Refusal::TlsHandshake);
             shared.report(client, &failure);

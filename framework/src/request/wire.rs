@@ -9,18 +9,24 @@ use sockserv_plugin::TlsInfo;
 
 use super::streams::Counted;
 use super::Shared;
-use crate::tls::blocking::{TlsReader, TlsWriter};
+use crate::tls::blocking::{TlsReader, TlsShared, TlsWriter};
 use crate::tls::{self, handshake_timeout};
 use crate::RequestFailure;
 
-/// The TLS handshake of a blocking connection: the connection and what the handler will see of
-/// it, or the failure to report.
+/// The TLS handshake of a blocking connection: the connection's TLS state and what the handler
+/// will see of it, or the failure to report.
+///
+/// The state comes back boxed, and this is never inlined: a rustls connection is a few KiB, and
+/// held in `serve_stream`'s frame it made every request's stack that much deeper, TLS or not (the
+/// stack probes touch each page of a frame on entry), which each pool worker then kept resident:
+/// +16 MiB for 4 096 workers after they had all served (bench/RESULTS.md, "Limits").
+#[inline(never)]
 pub(super) fn shake_hands(
     shared: &Shared,
     conn: &Socket,
     config: Arc<rustls::ServerConfig>,
     moved: &mut (u64, u64),
-) -> Result<(rustls::ServerConnection, TlsInfo), RequestFailure> {
+) -> Result<(Box<TlsShared>, TlsInfo), RequestFailure> {
     let mut session = rustls::ServerConnection::new(config)
         .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
     crate::tls::limit_buffers(&mut session);
@@ -28,7 +34,7 @@ pub(super) fn shake_hands(
     tls::blocking::handshake(conn, &mut session, limit, moved)
         .map_err(|err| RequestFailure::Handshake(err.to_string()))?;
     let info = tls::identity(&session);
-    Ok((session, info))
+    Ok((Box::new(TlsShared::new(session)), info))
 }
 
 /// The reading side of a stream request: the connection itself, or TLS over it.

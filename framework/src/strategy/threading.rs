@@ -32,9 +32,10 @@ pub(crate) struct ThreadingDispatcher {
     live: Arc<Live>,
     /// Wakes the serving loop when a thread ends while the bound is reached.
     waker: Shutdown,
-    /// Set by a thread that gave memory back; the serving loop gives back once more when it
-    /// fires, after the threads that were exiting have gone (see `memory`). `None` if no timer
-    /// could be made: the threads' own give-backs still happen.
+    /// Set by a thread that gave memory back and put off by each thread that ends while it is
+    /// set; the serving loop gives back once more when it fires, once the threads that were on
+    /// their way out have gone (see `memory`). `None` if no timer could be made: the threads' own
+    /// give-backs still happen.
     settle: Option<Arc<SettleTimer>>,
 }
 
@@ -80,8 +81,13 @@ impl ThreadingDispatcher {
                 if let Some(waker) = waker {
                     waker.wake();
                 }
-                if let (true, Some(settle)) = (memory::give_back_if_due(), &settle) {
-                    settle.arm();
+                let gave_back = memory::give_back_if_due();
+                if let Some(settle) = &settle {
+                    if gave_back {
+                        settle.arm();
+                    } else {
+                        settle.extend();
+                    }
                 }
             });
         if let Err(err) = spawned {
